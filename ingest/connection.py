@@ -1,0 +1,190 @@
+"""One client connection: its session state, its receive loop and its bounded send queue."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from ingest import logger
+from ingest.delivery import DeliveryOrder
+from ingest.protocol import (
+    CLOSE_INTERNAL,
+    CLOSE_NORMAL,
+    ClientCommand,
+    MessageBuilder,
+    StreamParams,
+    check_audio_frame,
+    parse_client_text,
+)
+from ingest.redis_io import AudioWriter
+from shared.audio import PIPELINE_SAMPLE_RATE, PcmConverter
+from shared.errors import ProtocolError
+from shared.schema import (
+    AudioAppended,
+    FinalizeRequested,
+    FinalTranscript,
+    PartialTranscript,
+    SessionEvent,
+    StreamClosed,
+    UtteranceFailed,
+)
+from shared.settings import IngestOptions
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    code: int
+    reason: str
+
+
+class ClientConnection:
+    """Everything one streaming client owns; nothing here is shared between clients."""
+
+    def __init__(
+        self,
+        ws: ServerConnection,
+        session_id: str,
+        params: StreamParams,
+        options: IngestOptions,
+        writer: AudioWriter,
+    ) -> None:
+        self.ws = ws
+        self.session_id = session_id
+        self.params = params
+        self._options = options
+        self._writer = writer
+        self.messages = MessageBuilder(session_id)
+        self._converter = PcmConverter(params.sample_rate, params.encoding)
+        self._delivery = DeliveryOrder()
+        self._outgoing: asyncio.Queue[str | _Close] = asyncio.Queue(options.outgoing_queue_messages)
+        self._all_delivered = asyncio.Event()
+        self._samples_in = 0
+        self.stream_closed = False
+        self.close_enqueued = False
+
+    # -- results from Redis (called by the relay) -------------------------------------------
+
+    def on_event(self, event: SessionEvent) -> None:
+        try:
+            released = self._delivery.accept(event)
+        except OverflowError:
+            logger.exception("session %s: finals out of order beyond the limit", self.session_id)
+            self._abort(CLOSE_INTERNAL, "internal error")
+            return
+        for item in released:
+            if isinstance(item, PartialTranscript):
+                if self.params.partials:
+                    self._enqueue(self.messages.partial(item.result, self.params.name))
+            elif isinstance(item, FinalTranscript):
+                self._enqueue(self.messages.final(item.result, self.params.name, _timing(item)))
+            elif isinstance(item, UtteranceFailed):
+                self._enqueue(
+                    self.messages.error(
+                        "transcription_failed",
+                        item.message,
+                        utterance_id=f"{self.session_id}-{item.utterance_index}",
+                    )
+                )
+        if self._delivery.complete:
+            self._all_delivered.set()
+
+    def _enqueue(self, item: str | _Close) -> None:
+        if self.close_enqueued:
+            return
+        self.close_enqueued = isinstance(item, _Close)
+        try:
+            self._outgoing.put_nowait(item)
+        except asyncio.QueueFull:
+            logger.warning("session %s: client is not reading; disconnecting", self.session_id)
+            self._abort(CLOSE_INTERNAL, "client not reading")
+
+    def _abort(self, code: int, reason: str) -> None:
+        asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+
+    # -- sending --------------------------------------------------------------------------
+
+    async def send_loop(self) -> None:
+        try:
+            while True:
+                item = await self._outgoing.get()
+                if isinstance(item, _Close):
+                    await self.ws.close(item.code, item.reason)
+                    return
+                await self.ws.send(item)
+        except ConnectionClosed:
+            return
+
+    def send_text(self, text: str) -> None:
+        self._enqueue(text)
+
+    # -- receiving ------------------------------------------------------------------------
+
+    async def receive_loop(self) -> None:
+        """Reads until the client closes the stream, breaks protocol or disconnects."""
+        try:
+            async for frame in self.ws:
+                if isinstance(frame, bytes):
+                    await self._audio(frame)
+                    continue
+                command = parse_client_text(frame)
+                if command is ClientCommand.FINALIZE:
+                    await self._writer.append(self.session_id, FinalizeRequested(time.time()))
+                elif command is ClientCommand.CLOSE:
+                    await self._close_stream("close")
+                    await self._finish()
+                    return
+        except ProtocolError as exc:
+            logger.info("session %s: %s (%d)", self.session_id, exc.message, exc.close_code)
+            self._enqueue(self.messages.error(exc.code, exc.message))
+            self._enqueue(_Close(exc.close_code, exc.message[:120]))
+        except ConnectionClosed:
+            pass
+        finally:
+            if not self.stream_closed:
+                await self._close_stream("disconnect")
+
+    async def _audio(self, payload: bytes) -> None:
+        check_audio_frame(payload, self.params.encoding, self._options.max_frame_bytes)
+        pcm = self._converter.convert(payload)
+        if pcm:
+            self._samples_in += len(pcm) // 2
+            await self._writer.append(self.session_id, AudioAppended(pcm, time.time()))
+
+    async def _close_stream(self, reason: str) -> None:
+        self.stream_closed = True
+        tail = self._converter.flush()
+        now = time.time()
+        if tail:
+            self._samples_in += len(tail) // 2
+            await self._writer.append(self.session_id, AudioAppended(tail, now))
+        await self._writer.append(self.session_id, StreamClosed(reason, now))
+
+    async def _finish(self) -> None:
+        try:
+            await asyncio.wait_for(self._all_delivered.wait(), self._options.close_timeout_s)
+        except TimeoutError:
+            logger.error("session %s: finals not complete after close", self.session_id)
+            self._enqueue(self.messages.error("timeout", "transcription did not finish in time"))
+            self._enqueue(_Close(CLOSE_INTERNAL, "transcription timed out"))
+            return
+        duration = self._samples_in / PIPELINE_SAMPLE_RATE
+        self._enqueue(self.messages.session_end(duration, self._delivery.finals_delivered))
+        self._enqueue(_Close(CLOSE_NORMAL, "session ended"))
+
+
+def _timing(final: FinalTranscript) -> dict[str, float]:
+    now = time.time()
+    result, commit = final.result, final.commit
+    latency = now - commit.endpoint_at
+    model_after_endpoint = max(
+        0.0, result.model_done_at - max(result.model_started_at, commit.endpoint_at)
+    )
+    return {
+        "endpoint_to_send_s": round(latency, 4),
+        "model_s": round(result.model_done_at - result.model_started_at, 4),
+        "overhead_s": round(latency - model_after_endpoint, 4),
+    }

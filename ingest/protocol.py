@@ -1,0 +1,214 @@
+"""Protocol v1 without I/O: parameters, client text frames, and the server's messages."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from shared.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Encoding
+from shared.errors import ProtocolError
+from shared.schema import TranscriptResult
+
+PROTOCOL_VERSION = 1
+
+CLOSE_NORMAL = 1000
+CLOSE_UNSUPPORTED = 1003
+CLOSE_INVALID_PAYLOAD = 1007
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_OVERLOADED = 1013
+CLOSE_BAD_PARAMETER = 4400
+
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
+_KNOWN_PARAMETERS = frozenset(
+    {
+        "sample_rate",
+        "encoding",
+        "language",
+        "room",
+        "name",
+        "translate",
+        "partials",
+        "token",
+        "resume",
+        "last_seq",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamParams:
+    sample_rate: int
+    encoding: Encoding
+    language: str | None
+    """None: detect the language."""
+    partials: bool
+    name: str
+
+
+def bad_parameter(name: str, problem: str) -> ProtocolError:
+    return ProtocolError("invalid_parameter", f"{name}: {problem}", CLOSE_BAD_PARAMETER)
+
+
+def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: bool) -> StreamParams:
+    """Validate the query string of ``/v1/stream``; the error names the parameter."""
+    for name, values in query.items():
+        if name not in _KNOWN_PARAMETERS:
+            raise bad_parameter(name, "unknown parameter")
+        if len(values) != 1:
+            raise bad_parameter(name, "given more than once")
+    value = {name: values[0] for name, values in query.items()}
+
+    raw_rate = value.get("sample_rate", "16000")
+    if not raw_rate.isdigit():
+        raise bad_parameter("sample_rate", f"not an integer: {raw_rate!r}")
+    sample_rate = int(raw_rate)
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise bad_parameter("sample_rate", f"must be {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE}")
+
+    raw_encoding = value.get("encoding", Encoding.PCM_S16LE.value)
+    try:
+        encoding = Encoding(raw_encoding)
+    except ValueError:
+        allowed = ", ".join(e.value for e in Encoding)
+        raise bad_parameter("encoding", f"must be one of {allowed}") from None
+
+    raw_language = value.get("language", "")
+    language: str | None
+    if raw_language in ("", "auto"):
+        language = "en" if english_only else None
+    elif not _LANGUAGE.match(raw_language):
+        raise bad_parameter("language", f"not a language code: {raw_language!r}")
+    elif english_only and raw_language != "en":
+        raise bad_parameter("language", "this server's model is English-only")
+    else:
+        language = raw_language
+
+    raw_partials = value.get("partials", "true").lower()
+    if raw_partials not in ("true", "false", "1", "0"):
+        raise bad_parameter("partials", "must be true or false")
+
+    name = value.get("name", "anonymous").strip() or "anonymous"
+    if len(name) > 64:
+        raise bad_parameter("name", "longer than 64 characters")
+
+    for later in ("room", "translate", "token", "resume", "last_seq"):
+        if later in value:
+            raise bad_parameter(later, "not supported by this server yet")
+
+    return StreamParams(
+        sample_rate=sample_rate,
+        encoding=encoding,
+        language=language,
+        partials=raw_partials in ("true", "1"),
+        name=name,
+    )
+
+
+class ClientCommand(StrEnum):
+    FINALIZE = "finalize"
+    CLOSE = "close"
+    KEEPALIVE = "keepalive"
+
+
+def parse_client_text(text: str) -> ClientCommand:
+    try:
+        message = json.loads(text)
+    except json.JSONDecodeError:
+        raise ProtocolError(
+            "invalid_message", "text frame is not JSON", CLOSE_UNSUPPORTED
+        ) from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError(
+            "invalid_message", 'text frame must be an object with a "type"', CLOSE_UNSUPPORTED
+        )
+    try:
+        return ClientCommand(message["type"])
+    except ValueError:
+        raise ProtocolError(
+            "invalid_message", f"unknown message type {message['type']!r}", CLOSE_UNSUPPORTED
+        ) from None
+
+
+def check_audio_frame(payload: bytes, encoding: Encoding, max_bytes: int) -> None:
+    if len(payload) > max_bytes:
+        raise ProtocolError(
+            "frame_too_large",
+            f"audio frame of {len(payload)} bytes exceeds {max_bytes}",
+            CLOSE_TOO_BIG,
+        )
+    if len(payload) % encoding.sample_width:
+        raise ProtocolError(
+            "invalid_audio",
+            f"{len(payload)} bytes is not a whole number of {encoding.value} samples",
+            CLOSE_INVALID_PAYLOAD,
+        )
+
+
+def utterance_id(session_id: str, index: int) -> str:
+    return f"{session_id}-{index}"
+
+
+class MessageBuilder:
+    """Builds the server's messages for one connection, numbering them with ``seq``."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self._seq = 0
+
+    def _message(self, kind: str, **fields: Any) -> str:
+        self._seq += 1
+        body = {"type": kind, "session_id": self.session_id, "seq": self._seq, **fields}
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+    def session_begin(self, params: StreamParams, model: str) -> str:
+        return self._message(
+            "session.begin",
+            protocol=PROTOCOL_VERSION,
+            resume_token=None,
+            sample_rate=params.sample_rate,
+            encoding=params.encoding.value,
+            language=params.language or "auto",
+            model=model,
+            room=None,
+            partials=params.partials,
+        )
+
+    def partial(self, result: TranscriptResult, speaker: str) -> str:
+        return self._message(
+            "transcript",
+            is_final=False,
+            utterance_id=utterance_id(self.session_id, result.utterance_index),
+            text=result.text,
+            start=result.start,
+            end=result.end,
+            speaker=speaker,
+        )
+
+    def final(self, result: TranscriptResult, speaker: str, timing: Mapping[str, float]) -> str:
+        return self._message(
+            "transcript",
+            is_final=True,
+            utterance_id=utterance_id(self.session_id, result.utterance_index),
+            text=result.text,
+            start=result.start,
+            end=result.end,
+            language=result.language,
+            language_probability=result.language_probability,
+            words=[
+                {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
+                for w in result.words
+            ],
+            speaker=speaker,
+            server_timing=dict(timing),
+        )
+
+    def error(self, code: str, message: str, **extra: Any) -> str:
+        return self._message("error", code=code, message=message, **extra)
+
+    def session_end(self, duration_s: float, utterances: int) -> str:
+        return self._message("session.end", duration_s=round(duration_s, 3), utterances=utterances)

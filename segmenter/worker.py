@@ -1,0 +1,246 @@
+"""The segmenter worker: claims sessions, runs the pure core over their audio, enqueues jobs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+import redis
+from redis.client import Pipeline
+
+from segmenter import logger
+from segmenter.core import (
+    PartialReady,
+    SegmenterEvent,
+    SpeculationReady,
+    SpeechResumed,
+    UtteranceEnded,
+    UtteranceSegmenter,
+)
+from segmenter.options import SegmenterOptions
+from segmenter.vad import WebRtcSpeechDetector
+from shared import keys
+from shared.errors import SchemaError
+from shared.redis_client import commit_speculation
+from shared.schema import (
+    AudioAppended,
+    Commit,
+    FinalizeRequested,
+    JobKind,
+    SegmentationFinished,
+    SessionOpened,
+    StreamClosed,
+    TranscriptionJob,
+    decode_audio_entry,
+)
+
+STATE_TTL_S = 3600
+
+
+@dataclass
+class _Session:
+    opened: SessionOpened
+    segmenter: UtteranceSegmenter
+
+
+class SegmenterWorker:
+    """One Redis loop over every session this process owns.
+
+    A single blocking ``XREADGROUP`` covers the session announcements and all owned audio
+    streams, so new sessions and new audio wake it alike.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        options: SegmenterOptions,
+        *,
+        consumer: str | None = None,
+        block_ms: int = 1000,
+        partial_jobs_max: int = 1000,
+    ) -> None:
+        self._redis = client
+        self._options = options
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self._block_ms = block_ms
+        self._partial_jobs_max = partial_jobs_max
+        self._sessions: dict[str, _Session] = {}
+        self._stopping = False
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def run(self) -> None:
+        try:
+            self._redis.xgroup_create(
+                keys.SESSIONS_STREAM, keys.SEGMENTER_GROUP, id="0", mkstream=True
+            )
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._redis.xgroup_createconsumer(keys.SESSIONS_STREAM, keys.SEGMENTER_GROUP, self.consumer)
+        logger.info("segmenter %s waiting for sessions", self.consumer)
+        while not self._stopping:
+            self.step()
+        logger.info("segmenter %s stopped with %d sessions", self.consumer, len(self._sessions))
+
+    def step(self) -> None:
+        streams = {keys.SESSIONS_STREAM: ">"}
+        streams.update({keys.audio_stream(sid): ">" for sid in self._sessions})
+        response = self._redis.xreadgroup(
+            keys.SEGMENTER_GROUP, self.consumer, streams, count=200, block=self._block_ms
+        )
+        if not response:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for stream_name, entries in response:
+            stream = stream_name.decode()
+            ids = [entry_id for entry_id, _ in entries]
+            if stream == keys.SESSIONS_STREAM:
+                for _, fields in entries:
+                    self._open(fields)
+            else:
+                session_id = stream.split("{", 1)[1].split("}", 1)[0]
+                for _, fields in entries:
+                    self._process(pipe, session_id, fields)
+            pipe.xack(stream, keys.SEGMENTER_GROUP, *ids)
+            pipe.xdel(stream, *ids)
+        pipe.execute()
+
+    def _open(self, fields: dict[bytes, bytes]) -> None:
+        try:
+            opened = SessionOpened.decode(fields)
+        except SchemaError:
+            logger.exception("dropping undecodable session announcement")
+            return
+        detector = WebRtcSpeechDetector(self._options.vad_aggressiveness)
+        self._sessions[opened.session_id] = _Session(
+            opened, UtteranceSegmenter(self._options, detector)
+        )
+        logger.info("segmenting session %s", opened.session_id)
+
+    def _process(self, pipe: Pipeline, session_id: str, fields: dict[bytes, bytes]) -> None:
+        session = self._sessions.get(session_id)
+        if session is None:
+            return
+        try:
+            entry = decode_audio_entry(fields)
+        except SchemaError:
+            logger.exception("dropping undecodable audio entry of session %s", session_id)
+            return
+        if isinstance(entry, AudioAppended):
+            events = session.segmenter.feed(entry.pcm)
+        elif isinstance(entry, FinalizeRequested):
+            events = session.segmenter.finalize()
+        else:
+            events = session.segmenter.flush()
+        for event in events:
+            self._publish(pipe, session, event, entry.received_at)
+        if isinstance(entry, StreamClosed):
+            self._close(pipe, session)
+
+    def _publish(
+        self, pipe: Pipeline, session: _Session, event: SegmenterEvent, received_at: float
+    ) -> None:
+        sid = session.opened.session_id
+        state = keys.session_state(sid)
+        now = time.time()
+        if isinstance(event, PartialReady):
+            if not session.opened.partials:
+                return
+            pipe.hset(state, mapping={"u": event.utterance_index, "pseq": event.partial_seq})
+            job = self._job(
+                session,
+                JobKind.PARTIAL,
+                utterance_index=event.utterance_index,
+                start_sample=event.start_sample,
+                pcm=event.pcm,
+                now=now,
+                partial_seq=event.partial_seq,
+            )
+            pipe.xadd(
+                keys.PARTIAL_JOBS_STREAM,
+                job.encode(),  # type: ignore[arg-type]
+                maxlen=self._partial_jobs_max,
+                approximate=True,
+            )
+        elif isinstance(event, SpeculationReady):
+            pipe.hset(state, mapping={"u": event.utterance_index, "rev": event.revision})
+            job = self._job(
+                session,
+                JobKind.SPECULATIVE,
+                utterance_index=event.utterance_index,
+                start_sample=event.start_sample,
+                pcm=event.pcm,
+                now=now,
+                revision=event.revision,
+                speech_ratio=event.speech_ratio,
+            )
+            pipe.xadd(keys.FINAL_JOBS_STREAM, job.encode())  # type: ignore[arg-type]
+        elif isinstance(event, SpeechResumed):
+            pipe.hset(state, "rev", -1)
+        elif isinstance(event, UtteranceEnded):
+            pipe.hset(state, mapping={"u": event.utterance_index + 1, "rev": -1, "pseq": 0})
+            if event.committed_revision is not None:
+                commit = Commit(event.utterance_index, event.committed_revision, received_at, now)
+                commit_speculation(pipe, sid, commit)
+            else:
+                job = self._job(
+                    session,
+                    JobKind.FINAL,
+                    utterance_index=event.utterance_index,
+                    start_sample=event.start_sample,
+                    pcm=event.pcm,
+                    now=now,
+                    speech_ratio=event.speech_ratio,
+                    endpoint_at=received_at,
+                )
+                pipe.xadd(keys.FINAL_JOBS_STREAM, job.encode())  # type: ignore[arg-type]
+        pipe.expire(state, STATE_TTL_S)
+
+    def _job(
+        self,
+        session: _Session,
+        kind: JobKind,
+        *,
+        utterance_index: int,
+        start_sample: int,
+        pcm: bytes,
+        now: float,
+        revision: int = 0,
+        partial_seq: int = 0,
+        speech_ratio: float = 1.0,
+        endpoint_at: float = 0.0,
+    ) -> TranscriptionJob:
+        return TranscriptionJob(
+            kind=kind,
+            session_id=session.opened.session_id,
+            utterance_index=utterance_index,
+            revision=revision,
+            partial_seq=partial_seq,
+            start_sample=start_sample,
+            pcm=pcm,
+            language=session.opened.language,
+            speech_ratio=speech_ratio,
+            endpoint_at=endpoint_at,
+            enqueued_at=now,
+        )
+
+    def _close(self, pipe: Pipeline, session: _Session) -> None:
+        sid = session.opened.session_id
+        finished = SegmentationFinished(sid, session.segmenter.utterances_ended)
+        pipe.publish(keys.session_channel(sid), finished.encode())
+        pipe.delete(keys.audio_stream(sid))
+        del self._sessions[sid]
+        logger.info(
+            "session %s closed after %.1f s of audio, %d utterances",
+            sid,
+            session.segmenter.position_s,
+            finished.utterances,
+        )

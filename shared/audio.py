@@ -1,0 +1,80 @@
+"""Audio conversion for the pipeline: any supported client format to 16 kHz mono s16le."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import numpy as np
+import soxr
+
+from shared.errors import AudioFormatError
+
+PIPELINE_SAMPLE_RATE = 16000
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 48000
+
+
+class Encoding(StrEnum):
+    PCM_S16LE = "pcm_s16le"
+    PCM_F32LE = "pcm_f32le"
+
+    @property
+    def sample_width(self) -> int:
+        return 2 if self is Encoding.PCM_S16LE else 4
+
+
+def float_to_s16(samples: np.ndarray) -> bytes:
+    clipped = np.clip(samples, -1.0, 1.0)
+    return (clipped * 32767.0).round().astype("<i2").tobytes()
+
+
+def s16_to_float(pcm: bytes) -> np.ndarray:
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+
+class PcmConverter:
+    """Streams client PCM to 16 kHz mono s16le, keeping resampler state between chunks.
+
+    One per session. Resampling uses libsoxr (high quality); 16 kHz s16 input passes through
+    untouched.
+    """
+
+    def __init__(self, sample_rate: int, encoding: Encoding) -> None:
+        if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+            raise AudioFormatError(
+                f"sample_rate must be {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE}, got {sample_rate}"
+            )
+        self.sample_rate = sample_rate
+        self.encoding = encoding
+        self._resampler: soxr.ResampleStream | None = None
+        if sample_rate != PIPELINE_SAMPLE_RATE:
+            self._resampler = soxr.ResampleStream(
+                sample_rate, PIPELINE_SAMPLE_RATE, 1, dtype="float32", quality="HQ"
+            )
+
+    def convert(self, payload: bytes) -> bytes:
+        width = self.encoding.sample_width
+        if len(payload) % width:
+            raise AudioFormatError(
+                f"{len(payload)} bytes is not a whole number of {width}-byte samples"
+            )
+        if self._resampler is None and self.encoding is Encoding.PCM_S16LE:
+            return payload
+        samples = self._to_float(payload)
+        if self._resampler is not None:
+            samples = self._resampler.resample_chunk(samples)
+        return float_to_s16(samples)
+
+    def flush(self) -> bytes:
+        """The resampler's delayed tail, at end of stream."""
+        if self._resampler is None:
+            return b""
+        return float_to_s16(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+
+    def _to_float(self, payload: bytes) -> np.ndarray:
+        if self.encoding is Encoding.PCM_S16LE:
+            return s16_to_float(payload)
+        samples = np.frombuffer(payload, dtype="<f4").astype(np.float32)
+        if not np.all(np.isfinite(samples)):
+            raise AudioFormatError("pcm_f32le audio contains NaN or infinite samples")
+        return samples

@@ -1,0 +1,37 @@
+"""Redis key and channel names, in one place.
+
+Per-session keys share the hash tag ``{session_id}`` so a session's keys live together and
+the multi-key scripts stay valid on a sharded Redis.
+"""
+
+from __future__ import annotations
+
+SESSIONS_STREAM = "ss:sessions"
+"""Announcements of new sessions; segmenters claim them through a consumer group."""
+SEGMENTER_GROUP = "segmenters"
+FINAL_JOBS_STREAM = "ss:jobs:final"
+"""Final and speculative transcription jobs: never shed."""
+PARTIAL_JOBS_STREAM = "ss:jobs:partial"
+"""Partial jobs: capped, latest-wins, may be shed."""
+TRANSCRIBER_GROUP = "transcribers"
+
+
+def audio_stream(session_id: str) -> str:
+    return f"ss:{{{session_id}}}:audio"
+
+
+def session_channel(session_id: str) -> str:
+    return f"ss:{{{session_id}}}:events"
+
+
+def session_state(session_id: str) -> str:
+    """Hash with the segmenter's current utterance ``u``, speculation ``rev``, partial ``pseq``."""
+    return f"ss:{{{session_id}}}:state"
+
+
+def commit_key(session_id: str, utterance_index: int) -> str:
+    return f"ss:{{{session_id}}}:commit:{utterance_index}"
+
+
+def speculation_key(session_id: str, utterance_index: int, revision: int) -> str:
+    return f"ss:{{{session_id}}}:spec:{utterance_index}:{revision}"

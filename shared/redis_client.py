@@ -1,0 +1,84 @@
+"""Redis connections and the two scripts that make a speculative final exactly-once."""
+
+from __future__ import annotations
+
+import redis
+import redis.asyncio
+
+from shared import keys
+from shared.schema import FINAL_ENVELOPE_HEAD, FINAL_ENVELOPE_MIDDLE, Commit
+
+SPECULATION_TTL_S = 120
+COMMIT_TTL_S = 900
+
+
+def connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+
+
+def connect_async(url: str) -> redis.asyncio.Redis:
+    return redis.asyncio.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+
+
+# The segmenter commits revision R of utterance U; the transcriber finishes speculation R.
+# Whichever comes second publishes the final, so it is published once whatever the order.
+# KEYS: commit key, speculation key, session channel.
+_COMMIT = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+local result = redis.call('GET', KEYS[2])
+if result then
+  redis.call('PUBLISH', KEYS[3], ARGV[3] .. ARGV[1] .. ARGV[4] .. result .. '}')
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0
+"""
+
+_SPECULATION_DONE = """
+local commit = redis.call('GET', KEYS[1])
+if commit then
+  local revision = string.match(commit, '"revision":(%d+)')
+  if revision == ARGV[1] then
+    redis.call('PUBLISH', KEYS[3], ARGV[3] .. commit .. ARGV[4] .. ARGV[2] .. '}')
+    return 1
+  end
+end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[5])
+return 0
+"""
+
+
+def commit_speculation(
+    client: redis.Redis | redis.client.Pipeline, session_id: str, commit: Commit
+) -> None:
+    """Record the segmenter's decision; publishes the final if the transcription is ready."""
+    client.eval(
+        _COMMIT,
+        3,
+        keys.commit_key(session_id, commit.utterance_index),
+        keys.speculation_key(session_id, commit.utterance_index, commit.revision),
+        keys.session_channel(session_id),
+        commit.encode(),
+        COMMIT_TTL_S,
+        FINAL_ENVELOPE_HEAD,
+        FINAL_ENVELOPE_MIDDLE,
+    )
+
+
+def speculation_done(
+    client: redis.Redis, session_id: str, utterance_index: int, revision: int, result_json: bytes
+) -> bool:
+    """Store a speculative result; publishes it as final if the segmenter already committed."""
+    published = client.eval(
+        _SPECULATION_DONE,
+        3,
+        keys.commit_key(session_id, utterance_index),
+        keys.speculation_key(session_id, utterance_index, revision),
+        keys.session_channel(session_id),
+        str(revision),
+        result_json,
+        FINAL_ENVELOPE_HEAD,
+        FINAL_ENVELOPE_MIDDLE,
+        SPECULATION_TTL_S,
+    )
+    return bool(published)

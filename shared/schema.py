@@ -1,0 +1,393 @@
+"""Every message that crosses a process boundary inside the pipeline, versioned.
+
+Stream entries (audio, jobs, session announcements) are flat field maps so that PCM travels
+as raw bytes; pub/sub events are JSON objects. Each type has explicit ``encode`` and
+``decode``; decoding anything else raises :class:`SchemaError`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any, Self
+
+from shared.errors import SchemaError
+
+SCHEMA_VERSION = 1
+
+Fields = Mapping[bytes, bytes]
+
+
+def _field(fields: Fields, name: str) -> bytes:
+    try:
+        return fields[name.encode()]
+    except KeyError:
+        raise SchemaError(f"missing field {name!r}") from None
+
+
+def _check_version(fields: Fields) -> None:
+    version = _field(fields, "v")
+    if version != str(SCHEMA_VERSION).encode():
+        raise SchemaError(f"unsupported schema version {version!r}")
+
+
+def _meta(fields: Fields) -> dict[str, Any]:
+    try:
+        meta = json.loads(_field(fields, "meta"))
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"meta is not JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise SchemaError("meta is not an object")
+    return meta
+
+
+def _get(meta: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    if name not in meta:
+        raise SchemaError(f"missing field {name!r}")
+    value = meta[name]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
+        raise SchemaError(f"field {name!r} has type {type(value).__name__}")
+    return value
+
+
+def _entry(kind: str, meta: Mapping[str, Any], pcm: bytes | None = None) -> dict[str, bytes]:
+    out = {
+        "v": str(SCHEMA_VERSION).encode(),
+        "kind": kind.encode(),
+        "meta": json.dumps(meta, separators=(",", ":")).encode(),
+    }
+    if pcm is not None:
+        out["pcm"] = pcm
+    return out
+
+
+# --- session announcements: ingest -> segmenters (stream with a consumer group) -----------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOpened:
+    """A new session whose audio stream a segmenter must claim."""
+
+    session_id: str
+    language: str | None
+    partials: bool
+    opened_at: float
+
+    def encode(self) -> dict[str, bytes]:
+        return _entry("session.opened", asdict(self))
+
+    @classmethod
+    def decode(cls, fields: Fields) -> Self:
+        _check_version(fields)
+        if _field(fields, "kind") != b"session.opened":
+            raise SchemaError("not a session.opened entry")
+        meta = _meta(fields)
+        language = meta.get("language")
+        if language is not None and not isinstance(language, str):
+            raise SchemaError("field 'language' has wrong type")
+        return cls(
+            session_id=_get(meta, "session_id", str),
+            language=language,
+            partials=_get(meta, "partials", bool),
+            opened_at=float(_get(meta, "opened_at", (int, float))),
+        )
+
+
+# --- audio stream entries: ingest -> segmenter ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AudioAppended:
+    """16 kHz mono s16le PCM, received by ingest at ``received_at`` (wall clock)."""
+
+    pcm: bytes
+    received_at: float
+
+    def encode(self) -> dict[str, bytes]:
+        return _entry("audio", {"received_at": self.received_at}, self.pcm)
+
+
+@dataclass(frozen=True, slots=True)
+class FinalizeRequested:
+    """The client asked to end the current utterance now."""
+
+    received_at: float
+
+    def encode(self) -> dict[str, bytes]:
+        return _entry("finalize", {"received_at": self.received_at})
+
+
+@dataclass(frozen=True, slots=True)
+class StreamClosed:
+    """No more audio: the client sent ``close`` (reason "close") or went away."""
+
+    reason: str
+    received_at: float
+
+    def encode(self) -> dict[str, bytes]:
+        return _entry("closed", {"reason": self.reason, "received_at": self.received_at})
+
+
+AudioStreamEntry = AudioAppended | FinalizeRequested | StreamClosed
+
+
+def decode_audio_entry(fields: Fields) -> AudioStreamEntry:
+    _check_version(fields)
+    kind = _field(fields, "kind")
+    meta = _meta(fields)
+    received_at = float(_get(meta, "received_at", (int, float)))
+    if kind == b"audio":
+        pcm = _field(fields, "pcm")
+        if len(pcm) % 2:
+            raise SchemaError("audio entry has an odd number of bytes")
+        return AudioAppended(pcm=pcm, received_at=received_at)
+    if kind == b"finalize":
+        return FinalizeRequested(received_at=received_at)
+    if kind == b"closed":
+        return StreamClosed(reason=_get(meta, "reason", str), received_at=received_at)
+    raise SchemaError(f"unknown audio entry kind {kind!r}")
+
+
+# --- transcription jobs: segmenter -> transcribers -----------------------------------------
+
+
+class JobKind(StrEnum):
+    FINAL = "final"
+    """Transcribe and publish as the utterance's final result."""
+    SPECULATIVE = "speculative"
+    """Transcribe at the first pause; becomes the final only if the segmenter commits it."""
+    PARTIAL = "partial"
+    """Interim hypothesis; skipped when superseded."""
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionJob:
+    kind: JobKind
+    session_id: str
+    utterance_index: int
+    revision: int
+    """Speculation revision (SPECULATIVE) or 0."""
+    partial_seq: int
+    """Sequence of the partial within its utterance (PARTIAL) or 0."""
+    start_sample: int
+    """Offset of ``pcm`` in the session's 16 kHz stream."""
+    pcm: bytes
+    language: str | None
+    speech_ratio: float
+    """Fraction of the utterance's VAD frames that were speech."""
+    endpoint_at: float
+    """Wall time ingest received the audio that ended the utterance (FINAL), else 0."""
+    enqueued_at: float
+
+    def encode(self) -> dict[str, bytes]:
+        meta = asdict(self)
+        del meta["pcm"]
+        meta["kind"] = self.kind.value
+        return _entry("job", meta, self.pcm)
+
+    @classmethod
+    def decode(cls, fields: Fields) -> Self:
+        _check_version(fields)
+        if _field(fields, "kind") != b"job":
+            raise SchemaError("not a job entry")
+        meta = _meta(fields)
+        try:
+            kind = JobKind(_get(meta, "kind", str))
+        except ValueError as exc:
+            raise SchemaError(str(exc)) from exc
+        language = meta.get("language")
+        if language is not None and not isinstance(language, str):
+            raise SchemaError("field 'language' has wrong type")
+        pcm = _field(fields, "pcm")
+        if len(pcm) % 2:
+            raise SchemaError("job audio has an odd number of bytes")
+        return cls(
+            kind=kind,
+            session_id=_get(meta, "session_id", str),
+            utterance_index=_get(meta, "utterance_index", int),
+            revision=_get(meta, "revision", int),
+            partial_seq=_get(meta, "partial_seq", int),
+            start_sample=_get(meta, "start_sample", int),
+            pcm=pcm,
+            language=language,
+            speech_ratio=float(_get(meta, "speech_ratio", (int, float))),
+            endpoint_at=float(_get(meta, "endpoint_at", (int, float))),
+            enqueued_at=float(_get(meta, "enqueued_at", (int, float))),
+        )
+
+
+# --- pub/sub events: workers -> the ingest node holding the session -----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptResult:
+    """What a transcriber made of one job. Times are seconds of the session's audio."""
+
+    session_id: str
+    utterance_index: int
+    partial_seq: int
+    text: str
+    start: float
+    end: float
+    language: str
+    language_probability: float
+    words: tuple[Word, ...] = ()
+    model_started_at: float = 0.0
+    model_done_at: float = 0.0
+
+    def to_json_obj(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json_obj(cls, obj: Mapping[str, Any]) -> Self:
+        words_raw = _get(obj, "words", list)
+        try:
+            words = tuple(
+                Word(str(w["word"]), float(w["start"]), float(w["end"]), float(w["probability"]))
+                for w in words_raw
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SchemaError(f"bad words: {exc}") from exc
+        return cls(
+            session_id=_get(obj, "session_id", str),
+            utterance_index=_get(obj, "utterance_index", int),
+            partial_seq=_get(obj, "partial_seq", int),
+            text=_get(obj, "text", str),
+            start=float(_get(obj, "start", (int, float))),
+            end=float(_get(obj, "end", (int, float))),
+            language=_get(obj, "language", str),
+            language_probability=float(_get(obj, "language_probability", (int, float))),
+            words=words,
+            model_started_at=float(_get(obj, "model_started_at", (int, float))),
+            model_done_at=float(_get(obj, "model_done_at", (int, float))),
+        )
+
+    def encode(self) -> bytes:
+        return _dumps(self.to_json_obj())
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """The segmenter's decision that an utterance has ended."""
+
+    utterance_index: int
+    revision: int
+    endpoint_at: float
+    committed_at: float
+
+    def encode(self) -> bytes:
+        return _dumps(asdict(self))
+
+    @classmethod
+    def from_json_obj(cls, obj: Mapping[str, Any]) -> Self:
+        return cls(
+            utterance_index=_get(obj, "utterance_index", int),
+            revision=_get(obj, "revision", int),
+            endpoint_at=float(_get(obj, "endpoint_at", (int, float))),
+            committed_at=float(_get(obj, "committed_at", (int, float))),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PartialTranscript:
+    result: TranscriptResult
+
+    def encode(self) -> bytes:
+        return _dumps({"v": SCHEMA_VERSION, "kind": "partial", "result": self.result.to_json_obj()})
+
+
+@dataclass(frozen=True, slots=True)
+class FinalTranscript:
+    """Published exactly once per committed utterance (text may be empty: nothing was said)."""
+
+    result: TranscriptResult
+    commit: Commit
+
+    def encode(self) -> bytes:
+        return final_envelope(self.commit.encode(), self.result.encode())
+
+
+FINAL_ENVELOPE_HEAD = b'{"v":1,"kind":"final","commit":'
+FINAL_ENVELOPE_MIDDLE = b',"result":'
+FINAL_ENVELOPE_TAIL = b"}"
+
+
+def final_envelope(commit_json: bytes, result_json: bytes) -> bytes:
+    """Built by concatenation so that a Redis script can assemble it from stored parts."""
+    return (
+        FINAL_ENVELOPE_HEAD
+        + commit_json
+        + FINAL_ENVELOPE_MIDDLE
+        + result_json
+        + FINAL_ENVELOPE_TAIL
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentationFinished:
+    """The segmenter has flushed a closed stream; ``utterances`` finals were committed."""
+
+    session_id: str
+    utterances: int
+
+    def encode(self) -> bytes:
+        return _dumps({"v": SCHEMA_VERSION, "kind": "segmentation.finished", **asdict(self)})
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceFailed:
+    """A final could not be produced; the client gets an error instead of waiting forever."""
+
+    session_id: str
+    utterance_index: int
+    message: str
+
+    def encode(self) -> bytes:
+        return _dumps({"v": SCHEMA_VERSION, "kind": "utterance.failed", **asdict(self)})
+
+
+SessionEvent = PartialTranscript | FinalTranscript | SegmentationFinished | UtteranceFailed
+
+
+def _dumps(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode_event(data: bytes) -> SessionEvent:
+    try:
+        obj = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"event is not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise SchemaError("event is not an object")
+    if obj.get("v") != SCHEMA_VERSION:
+        raise SchemaError(f"unsupported schema version {obj.get('v')!r}")
+    kind = obj.get("kind")
+    if kind == "partial":
+        return PartialTranscript(TranscriptResult.from_json_obj(_get(obj, "result", dict)))
+    if kind == "final":
+        return FinalTranscript(
+            result=TranscriptResult.from_json_obj(_get(obj, "result", dict)),
+            commit=Commit.from_json_obj(_get(obj, "commit", dict)),
+        )
+    if kind == "segmentation.finished":
+        return SegmentationFinished(
+            session_id=_get(obj, "session_id", str), utterances=_get(obj, "utterances", int)
+        )
+    if kind == "utterance.failed":
+        return UtteranceFailed(
+            session_id=_get(obj, "session_id", str),
+            utterance_index=_get(obj, "utterance_index", int),
+            message=_get(obj, "message", str),
+        )
+    raise SchemaError(f"unknown event kind {kind!r}")

@@ -1,0 +1,153 @@
+"""Settings, read once from the environment at the edge and turned into option objects.
+
+Every variable has the prefix ``STREAMSCRIBE_``; the Redis URL is also read from ``REDIS_URL``.
+A bad value stops the process with a :class:`ConfigError` that names the variable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from segmenter.options import SegmenterOptions
+from shared.errors import ConfigError
+
+ENV_PREFIX = "STREAMSCRIBE_"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    redis_url: str = Field(
+        default="", validation_alias=AliasChoices("STREAMSCRIBE_REDIS_URL", "REDIS_URL")
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # ingest
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_frame_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
+    outgoing_queue_messages: int = Field(default=1000, ge=10)
+    close_timeout_s: float = Field(default=60.0, gt=0)
+
+    # segmenter
+    vad_aggressiveness: int = Field(default=3, ge=0, le=3)
+    vad_frame_ms: Literal[10, 20, 30] = 30
+    pre_speech_pad_ms: int = Field(default=300, ge=0, le=2000)
+    hangover_ms: int = Field(default=450, ge=30, le=5000)
+    speculate_after_ms: int = Field(default=150, ge=0, le=5000)
+    min_speech_ms: int = Field(default=150, ge=0, le=5000)
+    max_utterance_s: float = Field(default=15.0, ge=4.0, le=30.0)
+    partial_interval_ms: int = Field(default=600, ge=0, le=10000)
+
+    # transcriber
+    model: str = "tiny.en"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str = "auto"
+    cpu_threads: int = Field(default=1, ge=0, le=256)
+    beam_size: int = Field(default=5, ge=1, le=20)
+    partial_beam_size: int = Field(default=1, ge=1, le=20)
+    no_speech_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+    log_prob_threshold: float = Field(default=-1.0, le=0.0)
+    compression_ratio_threshold: float = Field(default=2.4, gt=1.0)
+    partial_jobs_max: int = Field(default=1000, ge=10)
+
+    # up
+    transcribers: int = Field(default=2, ge=1, le=64)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOptions:
+    model: str
+    device: str
+    compute_type: str
+    cpu_threads: int
+    beam_size: int
+    partial_beam_size: int
+    no_speech_threshold: float
+    log_prob_threshold: float
+    compression_ratio_threshold: float
+
+    @property
+    def english_only(self) -> bool:
+        return self.model.endswith(".en")
+
+    @property
+    def display_name(self) -> str:
+        return self.model.rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOptions:
+    host: str
+    port: int
+    max_frame_bytes: int
+    outgoing_queue_messages: int
+    close_timeout_s: float
+    model_name: str
+    english_only: bool
+
+
+def model_options(settings: Settings) -> ModelOptions:
+    return ModelOptions(
+        model=settings.model,
+        device=settings.device,
+        compute_type=settings.compute_type,
+        cpu_threads=settings.cpu_threads,
+        beam_size=settings.beam_size,
+        partial_beam_size=settings.partial_beam_size,
+        no_speech_threshold=settings.no_speech_threshold,
+        log_prob_threshold=settings.log_prob_threshold,
+        compression_ratio_threshold=settings.compression_ratio_threshold,
+    )
+
+
+def ingest_options(settings: Settings) -> IngestOptions:
+    model = model_options(settings)
+    return IngestOptions(
+        host=settings.host,
+        port=settings.port,
+        max_frame_bytes=settings.max_frame_bytes,
+        outgoing_queue_messages=settings.outgoing_queue_messages,
+        close_timeout_s=settings.close_timeout_s,
+        model_name=model.display_name,
+        english_only=model.english_only,
+    )
+
+
+def segmenter_options(settings: Settings) -> SegmenterOptions:
+    try:
+        return SegmenterOptions(
+            vad_aggressiveness=settings.vad_aggressiveness,
+            frame_ms=settings.vad_frame_ms,
+            pre_speech_pad_ms=settings.pre_speech_pad_ms,
+            hangover_ms=settings.hangover_ms,
+            speculate_after_ms=settings.speculate_after_ms,
+            min_speech_ms=settings.min_speech_ms,
+            max_utterance_s=settings.max_utterance_s,
+            partial_interval_ms=settings.partial_interval_ms,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"invalid segmenter settings: {exc}") from exc
+
+
+def require_redis_url(settings: Settings) -> str:
+    if not settings.redis_url:
+        raise ConfigError(
+            "REDIS_URL (or STREAMSCRIBE_REDIS_URL) must be set to run this part alone"
+        )
+    return settings.redis_url

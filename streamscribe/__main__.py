@@ -1,0 +1,3 @@
+from streamscribe.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,218 @@
+"""The ``streamscribe`` command: ``up``, the parts one by one, ``stream`` and ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from types import FrameType
+from typing import Protocol
+
+from shared.errors import ClientError, ConfigError, ModelLoadError
+from shared.settings import (
+    Settings,
+    ingest_options,
+    load_settings,
+    model_options,
+    require_redis_url,
+    segmenter_options,
+)
+from streamscribe import __version__, logger
+from streamscribe.client import DEFAULT_URL, Received, read_audio, stream_audio
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+def _stop_on_signals(worker: _Stoppable) -> None:
+    """First SIGTERM/SIGINT: finish the job in hand, then stop. Second: stop at once."""
+    received = 0
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal received
+        received += 1
+        if received > 1:
+            raise SystemExit(128 + signum)
+        logger.info("signal %d: finishing current work, then stopping", signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from streamscribe.launcher import LaunchOptions, run_up
+
+    options = LaunchOptions(
+        host=args.host or settings.host,
+        port=args.port if args.port is not None else settings.port,
+        transcribers=args.transcribers or settings.transcribers,
+        redis_url=settings.redis_url,
+    )
+    return run_up(options)
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.server import IngestServer
+
+    server = IngestServer(ingest_options(settings), require_redis_url(settings))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, server.stop)
+        await server.serve()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_segmenter(args: argparse.Namespace, settings: Settings) -> int:
+    from segmenter.worker import SegmenterWorker
+    from shared.redis_client import connect
+
+    worker = SegmenterWorker(
+        connect(require_redis_url(settings)),
+        segmenter_options(settings),
+        partial_jobs_max=settings.partial_jobs_max,
+    )
+    _stop_on_signals(worker)
+    worker.run()
+    return 0
+
+
+def cmd_transcriber(args: argparse.Namespace, settings: Settings) -> int:
+    from shared.redis_client import connect
+    from transcriber.model import SpeechModel
+    from transcriber.worker import TranscriberWorker
+
+    client = connect(require_redis_url(settings))
+    worker = TranscriberWorker(client, SpeechModel(model_options(settings)))
+    _stop_on_signals(worker)
+    worker.run()
+    return 0
+
+
+def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
+    audio = read_audio(args.file)
+    live = sys.stderr.isatty()
+
+    def show(received: Received) -> None:
+        message = received.message
+        if args.json:
+            print(json.dumps(message, ensure_ascii=False), flush=True)
+            return
+        kind = message.get("type")
+        if kind == "transcript" and not message.get("is_final"):
+            if live:
+                print(f"\r\033[K… {message['text']}", end="", file=sys.stderr, flush=True)
+        elif kind == "transcript":
+            clear = "\r\033[K" if live else ""
+            start, end = message["start"], message["end"]
+            print(
+                f"{clear}[{start:7.2f}-{end:7.2f}] {message['text']}", file=sys.stderr, flush=True
+            )
+        elif kind == "error":
+            print(f"error {message.get('code')}: {message.get('message')}", file=sys.stderr)
+
+    params = {"partials": "true" if args.partials else "false"}
+    if args.language:
+        params["language"] = args.language
+    run = asyncio.run(
+        stream_audio(args.url, audio, speed=args.speed, params=params, on_message=show)
+    )
+    if not args.json:
+        print(run.transcript, flush=True)
+    if run.close_code != 1000:
+        print(f"session closed with {run.close_code} {run.close_reason}", file=sys.stderr)
+        return 4
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from streamscribe.bench import BenchOptions, run_bench
+
+    options = BenchOptions(
+        manifest=args.manifest,
+        url=args.url,
+        concurrencies=tuple(args.concurrency),
+        speed=args.speed,
+        tail_silence_s=args.tail_silence,
+        output=args.output,
+        offline=not args.no_offline,
+        limit=args.limit,
+        transcribers=args.transcribers or settings.transcribers,
+    )
+    return run_bench(options, settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamscribe", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the whole pipeline on this machine")
+    up.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
+    up.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
+    up.add_argument("--transcribers", type=int, default=None, help="transcriber processes")
+    up.set_defaults(handler=cmd_up)
+
+    for name, handler, text in (
+        ("ingest", cmd_ingest, "run the WebSocket ingest node"),
+        ("segmenter", cmd_segmenter, "run a segmenter worker"),
+        ("transcriber", cmd_transcriber, "run a transcriber worker"),
+    ):
+        part = sub.add_parser(name, help=text)
+        part.set_defaults(handler=handler)
+
+    stream = sub.add_parser("stream", help="stream an audio file to a server")
+    stream.add_argument("file")
+    stream.add_argument("--url", default=DEFAULT_URL)
+    stream.add_argument("--speed", type=float, default=1.0, help="times real time")
+    stream.add_argument("--language", default=None)
+    stream.add_argument("--no-partials", dest="partials", action="store_false")
+    stream.add_argument("--json", action="store_true", help="print every message as JSON")
+    stream.set_defaults(handler=cmd_stream)
+
+    bench = sub.add_parser("bench", help="measure accuracy and latency on a manifest")
+    bench.add_argument("--manifest", required=True, help="manifest.jsonl with audio and text")
+    bench.add_argument("--url", default=None, help="server to measure (default: start one)")
+    bench.add_argument("--concurrency", type=int, nargs="+", default=[1])
+    bench.add_argument("--speed", type=float, default=1.0)
+    bench.add_argument("--tail-silence", type=float, default=2.0)
+    bench.add_argument("--limit", type=int, default=None, help="first N manifest entries")
+    bench.add_argument("--transcribers", type=int, default=None)
+    bench.add_argument("--no-offline", action="store_true", help="skip the offline ceiling")
+    bench.add_argument("--output", default="bench-results/bench.json")
+    bench.set_defaults(handler=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        _setup_logging(settings.log_level)
+        return int(args.handler(args, settings))
+    except ConfigError as exc:
+        print(f"streamscribe: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except ClientError as exc:
+        print(f"streamscribe: {exc}", file=sys.stderr)
+        return 3
+    except ModelLoadError as exc:
+        print(f"streamscribe: {exc}", file=sys.stderr)
+        return 5

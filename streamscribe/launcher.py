@@ -1,0 +1,171 @@
+"""``streamscribe up``: a private Redis and every part as its own process, on one machine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from types import FrameType
+
+import redis
+
+from shared import keys
+from shared.errors import StreamscribeError
+from streamscribe import logger
+from streamscribe.redis_server import RedisServer
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchOptions:
+    host: str
+    port: int
+    transcribers: int
+    redis_url: str
+    """Empty: start a private redis-server."""
+    startup_timeout_s: float = 120.0
+
+
+class PartExited(StreamscribeError):
+    pass
+
+
+class LocalPipeline:
+    """Starts and stops the parts; ``stop()`` leaves nothing running."""
+
+    def __init__(self, options: LaunchOptions) -> None:
+        self.options = options
+        self._redis_server: RedisServer | None = None
+        self.redis_url = options.redis_url
+        self.parts: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return f"ws://{_url_host(self.options.host)}:{self.options.port}/v1/stream"
+
+    @property
+    def pids(self) -> list[int]:
+        pids = [p.pid for p in self.parts.values()]
+        if self._redis_server is not None and self._redis_server.pid is not None:
+            pids.append(self._redis_server.pid)
+        return pids
+
+    def start(self) -> None:
+        try:
+            if not self.redis_url:
+                self._redis_server = RedisServer().start()
+                self.redis_url = self._redis_server.url
+                logger.info("private redis-server at %s", self.redis_url)
+            env = dict(os.environ)
+            env.update(
+                REDIS_URL=self.redis_url,
+                STREAMSCRIBE_HOST=self.options.host,
+                STREAMSCRIBE_PORT=str(self.options.port),
+            )
+            self._spawn("ingest", env)
+            self._spawn("segmenter", env)
+            for number in range(self.options.transcribers):
+                self._spawn("transcriber", env, name=f"transcriber-{number + 1}")
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, part: str, env: dict[str, str], name: str | None = None) -> None:
+        command = [sys.executable, "-m", "streamscribe", part]
+        self.parts[name or part] = subprocess.Popen(command, env=env)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.options.startup_timeout_s
+        health = f"http://{_url_host(self.options.host)}:{self.options.port}/healthz"
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            while not (_healthy(health) and self._workers_ready(client)):
+                self.check_parts()
+                if time.monotonic() > deadline:
+                    raise PartExited("the pipeline did not become ready in time")
+                time.sleep(0.1)
+        finally:
+            client.close()
+
+    def _workers_ready(self, client: redis.Redis) -> bool:
+        try:
+            transcribers = client.xinfo_consumers(keys.FINAL_JOBS_STREAM, keys.TRANSCRIBER_GROUP)
+            segmenters = client.xinfo_consumers(keys.SESSIONS_STREAM, keys.SEGMENTER_GROUP)
+        except redis.ResponseError:
+            return False
+        return len(transcribers) >= self.options.transcribers and len(segmenters) >= 1
+
+    def check_parts(self) -> None:
+        for name, process in self.parts.items():
+            code = process.poll()
+            if code is not None:
+                raise PartExited(f"{name} exited with code {code}")
+
+    def wait(self) -> None:
+        """Blocks until a signal arrives or a part dies."""
+        while True:
+            self.check_parts()
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        for process in self.parts.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for name, process in self.parts.items():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("%s did not stop in time; killing it", name)
+                process.kill()
+                process.wait()
+        self.parts.clear()
+        if self._redis_server is not None:
+            self._redis_server.stop()
+            self._redis_server = None
+
+
+def run_up(options: LaunchOptions) -> int:
+    pipeline = LocalPipeline(options)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        pipeline.start()
+        host = _url_host(options.host)
+        print(f"streamscribe is up: {pipeline.url}", flush=True)
+        print(f"  health: http://{host}:{options.port}/healthz", flush=True)
+        print(f"  try:    streamscribe stream FILE.wav --url {pipeline.url}", flush=True)
+        pipeline.wait()
+    except KeyboardInterrupt:
+        logger.info("stopping")
+        return 0
+    except PartExited as exc:
+        logger.error("%s; stopping everything", exc)
+        return 1
+    finally:
+        pipeline.stop()
+    return 0
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,5 @@
+"""Whisper transcription workers (faster-whisper)."""
+
+import logging
+
+logger = logging.getLogger("streamscribe.transcriber")
