@@ -1,0 +1,257 @@
+"""``streamscribe bench``: accuracy and latency of the running pipeline on a manifest.
+
+Streams every entry at real-time pace (``--speed``) at each concurrency, then ``tail`` seconds
+of silence (so utterances end by voice activity, as they do live), then ``close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from shared.settings import Settings, model_options
+from streamscribe import logger
+from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
+from streamscribe.launcher import LaunchOptions, LocalPipeline
+from streamscribe.metrics import ManifestEntry, corpus_wer, load_manifest, percentile
+from streamscribe.redis_server import free_port
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    manifest: str
+    url: str | None
+    concurrencies: tuple[int, ...]
+    speed: float
+    tail_silence_s: float
+    output: str
+    offline: bool
+    limit: int | None
+    transcribers: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResult:
+    entry: ManifestEntry
+    run: StreamRun
+    speed: float
+
+    @property
+    def final_latency(self) -> float | None:
+        """Arrival of the last final minus the moment the file's last sample was sent."""
+        finals = self.run.finals
+        if not finals or not self.run.audio_end_sent_at:
+            return None
+        return finals[-1].at - self.run.audio_end_sent_at
+
+    def end_of_speech_latencies(self) -> list[float]:
+        """Per final: arrival minus when the audio at its ``end`` was sent."""
+        return [
+            f.at - (self.run.started_at + float(f.message["end"]) / self.speed)
+            for f in self.run.finals
+        ]
+
+    def first_partial_lags(self) -> list[float]:
+        """Per utterance with partials: first partial's arrival minus when its audio ended."""
+        seen: dict[str, float] = {}
+        for p in self.run.partials:
+            uid = str(p.message["utterance_id"])
+            if uid not in seen:
+                seen[uid] = p.at - (self.run.started_at + float(p.message["end"]) / self.speed)
+        return list(seen.values())
+
+
+def _server_processes(pids: list[int] | None) -> list[psutil.Process]:
+    if pids is not None:
+        return [psutil.Process(pid) for pid in pids]
+    parts = {"ingest", "segmenter", "transcriber"}
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if any("streamscribe" in a for a in cmdline) and parts & set(cmdline):
+            found.append(process)
+    return found
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+async def _stream_all(
+    url: str,
+    entries: list[ManifestEntry],
+    audio: dict[str, Audio],
+    concurrency: int,
+    speed: float,
+    tail_silence_s: float,
+) -> list[StreamResult]:
+    count = max(len(entries), concurrency)
+    queue: asyncio.Queue[ManifestEntry] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(entries[i % len(entries)])
+    results: list[StreamResult] = []
+
+    async def worker() -> None:
+        while not queue.empty():
+            entry = queue.get_nowait()
+            run = await stream_audio(
+                url, audio[entry.id], speed=speed, tail_silence_s=tail_silence_s
+            )
+            results.append(StreamResult(entry, run, speed))
+            print(
+                f"  {entry.id}: {len(run.finals)} finals, close {run.close_code}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results
+
+
+def _summarize(results: list[StreamResult], cpu_s: float) -> dict[str, Any]:
+    scored = [r for r in results if r.entry.text]
+    latencies = [x for r in results if (x := r.final_latency) is not None]
+    eos = [x for r in results for x in r.end_of_speech_latencies()]
+    partial_lags = [x for r in results for x in r.first_partial_lags()]
+    timings = [f.message.get("server_timing", {}) for r in results for f in r.run.finals]
+    overhead = [float(t["overhead_s"]) for t in timings if "overhead_s" in t]
+    model = [float(t["model_s"]) for t in timings if "model_s" in t]
+    audio_s = sum(r.entry.seconds for r in results)
+    return {
+        "streams": len(results),
+        "audio_seconds": round(audio_s, 2),
+        "wer": round(
+            corpus_wer([r.entry.text for r in scored], [r.run.transcript for r in scored]), 4
+        )
+        if scored
+        else None,
+        "final_latency_p50_s": _r(percentile(latencies, 50)),
+        "final_latency_p95_s": _r(percentile(latencies, 95)),
+        "end_of_speech_latency_p50_s": _r(percentile(eos, 50)),
+        "end_of_speech_latency_p95_s": _r(percentile(eos, 95)),
+        "first_partial_lag_p50_s": _r(percentile(partial_lags, 50)),
+        "first_partial_lag_p95_s": _r(percentile(partial_lags, 95)),
+        "pipeline_overhead_p50_s": _r(percentile(overhead, 50)),
+        "pipeline_overhead_p95_s": _r(percentile(overhead, 95)),
+        "model_time_per_final_p50_s": _r(percentile(model, 50)),
+        "server_cpu_s_per_audio_s": _r(cpu_s / audio_s if audio_s else None),
+        "errors": sum(len(r.run.errors) for r in results),
+        "abnormal_closes": sum(r.run.close_code != 1000 for r in results),
+        "transcripts": {r.entry.id: r.run.transcript for r in results[: len(scored)]},
+    }
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def offline_ceiling(entries: list[ManifestEntry], settings: Settings) -> dict[str, Any]:
+    """The same model and settings on each whole file: the accuracy streaming should reach."""
+    from transcriber.model import SpeechModel
+
+    model = SpeechModel(model_options(settings))
+    hypotheses = []
+    started = time.perf_counter()
+    for entry in entries:
+        audio = read_audio(entry.audio)
+        import numpy as np
+
+        if audio.sample_rate != 16000:
+            import soxr
+
+            samples = soxr.resample(
+                np.frombuffer(audio.pcm, "<i2").astype(np.float32) / 32768, audio.sample_rate, 16000
+            )
+        else:
+            samples = np.frombuffer(audio.pcm, "<i2").astype(np.float32) / 32768
+        hypotheses.append(model.transcribe_array(samples, None, final=True).text)
+    scored = [(e.text, h) for e, h in zip(entries, hypotheses, strict=True) if e.text]
+    return {
+        "wer": round(corpus_wer([r for r, _ in scored], [h for _, h in scored]), 4),
+        "model_seconds": round(time.perf_counter() - started, 2),
+        "transcripts": {e.id: h for e, h in zip(entries, hypotheses, strict=True)},
+    }
+
+
+def run_bench(options: BenchOptions, settings: Settings) -> int:
+    entries = load_manifest(options.manifest, options.limit)
+    audio = {e.id: read_audio(e.audio) for e in entries}
+    report: dict[str, Any] = {
+        "manifest": str(Path(options.manifest).resolve()),
+        "model": settings.model,
+        "compute": {"device": settings.device, "compute_type": settings.compute_type},
+        "speed": options.speed,
+        "tail_silence_s": options.tail_silence_s,
+        "cpu_count": os.cpu_count(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    if options.offline:
+        print("offline ceiling ...", file=sys.stderr, flush=True)
+        report["offline"] = offline_ceiling(entries, settings)
+    pipeline: LocalPipeline | None = None
+    url = options.url
+    try:
+        if url is None:
+            pipeline = LocalPipeline(
+                LaunchOptions("127.0.0.1", free_port(), options.transcribers, settings.redis_url)
+            )
+            pipeline.start()
+            url = pipeline.url
+            report["transcribers"] = options.transcribers
+        processes = _server_processes(pipeline.pids if pipeline else None)
+        report["runs"] = {}
+        for concurrency in options.concurrencies:
+            print(f"concurrency {concurrency} ...", file=sys.stderr, flush=True)
+            before = _cpu_seconds(processes)
+            results = asyncio.run(
+                _stream_all(url, entries, audio, concurrency, options.speed, options.tail_silence_s)
+            )
+            summary = _summarize(results, _cpu_seconds(processes) - before)
+            report["runs"][str(concurrency)] = summary
+    finally:
+        if pipeline is not None:
+            pipeline.stop()
+    _print_table(report)
+    output = Path(options.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {output}", file=sys.stderr)
+    logger.debug("bench report %s", asdict(options))
+    return 0
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    if "offline" in report:
+        print(f"offline ceiling WER: {report['offline']['wer']:.4f}")
+    columns = [
+        ("wer", "WER"),
+        ("final_latency_p50_s", "final p50"),
+        ("final_latency_p95_s", "final p95"),
+        ("end_of_speech_latency_p50_s", "eos p50"),
+        ("end_of_speech_latency_p95_s", "eos p95"),
+        ("first_partial_lag_p50_s", "partial p50"),
+        ("pipeline_overhead_p50_s", "overhead p50"),
+        ("server_cpu_s_per_audio_s", "cpu s/s"),
+    ]
+    print("concurrency " + " ".join(f"{title:>12}" for _, title in columns))
+    for concurrency, run in report.get("runs", {}).items():
+        cells = []
+        for key, _ in columns:
+            value = run.get(key)
+            cells.append(f"{value:12.4f}" if isinstance(value, float) else f"{value!s:>12}")
+        print(f"{concurrency:>11} " + " ".join(cells))

@@ -1,0 +1,70 @@
+"""Pure measurement helpers for tests and the benchmark: WER and percentiles."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jiwer
+from whisper_normalizer.english import EnglishTextNormalizer
+
+_normalizer = EnglishTextNormalizer()
+
+
+def normalize(text: str) -> str:
+    return " ".join(_normalizer(text).split())
+
+
+def corpus_wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Word error rate over the whole corpus, after Whisper's English normalization."""
+    pairs = [(normalize(r), normalize(h)) for r, h in zip(references, hypotheses, strict=True)]
+    pairs = [(r, h) for r, h in pairs if r]
+    if not pairs:
+        raise ValueError("no reference text to score")
+    output = jiwer.process_words([r for r, _ in pairs], [h for _, h in pairs])
+    errors = output.substitutions + output.deletions + output.insertions
+    words = output.substitutions + output.deletions + output.hits
+    return float(errors / words)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0-100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    id: str
+    audio: Path
+    text: str
+    seconds: float
+
+
+def load_manifest(path: str | Path, limit: int | None = None) -> list[ManifestEntry]:
+    """Entries of a manifest.jsonl (``id``, ``audio`` relative to the manifest, ``text``)."""
+    manifest = Path(path)
+    entries = []
+    with manifest.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                entries.append(
+                    ManifestEntry(
+                        id=str(obj["id"]),
+                        audio=manifest.parent / str(obj["audio"]),
+                        text=str(obj.get("text", "")),
+                        seconds=float(obj.get("seconds", 0.0)),
+                    )
+                )
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{manifest}:{number}: bad manifest line: {exc}") from exc
+    return entries[:limit] if limit else entries
