@@ -171,7 +171,9 @@ class UtteranceSegmenter:
                 events.append(SpeechResumed(self.utterances_ended, self._revision))
         else:
             self._trailing_silence += 1
-        if self._trailing_silence >= options.frames(options.hangover_ms):
+        long = len(self._utterance) * options.frame_ms >= options.long_utterance_s * 1000
+        hangover = options.long_hangover_ms if long else options.hangover_ms
+        if self._trailing_silence >= options.frames(hangover):
             events.extend(self._end("pause"))
             return events
         if (
@@ -194,7 +196,7 @@ class UtteranceSegmenter:
         elif (
             options.partial_interval_ms
             and frame.speech
-            and self._speech_since_partial >= options.frames(options.partial_interval_ms)
+            and self._speech_since_partial >= self._partial_interval_frames()
             and len(self._utterance) >= options.frames(options.min_partial_ms)
         ):
             self._speech_since_partial = 0
@@ -252,6 +254,12 @@ class UtteranceSegmenter:
         return events
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _partial_interval_frames(self) -> int:
+        """Longer utterances cost more per partial, so their partials come less often."""
+        assert self._utterance is not None
+        base = self.options.frames(self.options.partial_interval_ms)
+        return max(base, len(self._utterance) // 10)
 
     def _has_enough_speech(self) -> bool:
         return self._speech_frames * self.options.frame_ms >= self.options.min_speech_ms

@@ -20,6 +20,10 @@ class SegmenterOptions:
     """Speech starts when this share of the frames in the onset window are speech."""
     hangover_ms: int = 450
     """Non-speech needed after speech before the utterance ends."""
+    long_utterance_s: float = 8.0
+    long_hangover_ms: int = 300
+    """Once an utterance is ``long_utterance_s`` long, a shorter pause ends it: phrase
+    boundaries, rather than a cut at ``max_utterance_s``, and a sooner final."""
     speculate_after_ms: int = 150
     """Non-speech after which the utterance so far is transcribed speculatively (0: never)."""
     min_speech_ms: int = 150
@@ -40,8 +44,10 @@ class SegmenterOptions:
             raise ValueError("onset_ratio must be in (0, 1]")
         if self.hangover_ms < self.frame_ms:
             raise ValueError("hangover_ms must be at least one frame")
-        if self.speculate_after_ms >= self.hangover_ms:
-            raise ValueError("speculate_after_ms must be shorter than hangover_ms")
+        if not self.frame_ms <= self.long_hangover_ms <= self.hangover_ms:
+            raise ValueError("long_hangover_ms must be between frame_ms and hangover_ms")
+        if self.speculate_after_ms >= self.long_hangover_ms:
+            raise ValueError("speculate_after_ms must be shorter than long_hangover_ms")
         if self.cut_search_s >= self.max_utterance_s:
             raise ValueError("cut_search_s must be shorter than max_utterance_s")
 

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     vad_frame_ms: Literal[10, 20, 30] = 30
     pre_speech_pad_ms: int = Field(default=300, ge=0, le=2000)
     hangover_ms: int = Field(default=450, ge=30, le=5000)
+    long_utterance_s: float = Field(default=8.0, ge=1.0, le=30.0)
+    long_hangover_ms: int = Field(default=300, ge=30, le=5000)
     speculate_after_ms: int = Field(default=150, ge=0, le=5000)
     min_speech_ms: int = Field(default=150, ge=0, le=5000)
     max_utterance_s: float = Field(default=15.0, ge=4.0, le=30.0)
@@ -136,6 +138,8 @@ def segmenter_options(settings: Settings) -> SegmenterOptions:
             frame_ms=settings.vad_frame_ms,
             pre_speech_pad_ms=settings.pre_speech_pad_ms,
             hangover_ms=settings.hangover_ms,
+            long_utterance_s=settings.long_utterance_s,
+            long_hangover_ms=settings.long_hangover_ms,
             speculate_after_ms=settings.speculate_after_ms,
             min_speech_ms=settings.min_speech_ms,
             max_utterance_s=settings.max_utterance_s,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,9 @@ from shared.settings import ModelOptions
 from transcriber import logger
 
 OFFLINE_DEFAULT = "tiny.en"
+LEAD_SILENCE_S = 0.2
+"""Silence put before each utterance: Whisper starts worse on audio that opens with speech
+(measured on ../shared/audio: streamed WER 0.0588 without, 0.0495 with 200 ms)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,19 @@ class Transcription:
     language_probability: float
     words: tuple[WordTiming, ...]
     dropped_segments: int
+
+    def shifted(self, seconds: float) -> Transcription:
+        """The same result with every time moved by ``seconds`` (never below zero)."""
+
+        def move(t: float) -> float:
+            return max(0.0, t + seconds)
+
+        return replace(
+            self,
+            start=move(self.start),
+            end=move(self.end),
+            words=tuple(replace(w, start=move(w.start), end=move(w.end)) for w in self.words),
+        )
 
 
 def resolve_model(name: str) -> str:
@@ -115,8 +131,10 @@ class SpeechModel:
     def transcribe(
         self, pcm: bytes, language: str | None, *, final: bool, speech_ratio: float = 1.0
     ) -> Transcription:
-        audio = s16_to_float(pcm)
-        return self.transcribe_array(audio, language, final=final, speech_ratio=speech_ratio)
+        lead = int(LEAD_SILENCE_S * 16000)
+        audio = np.concatenate([np.zeros(lead, np.float32), s16_to_float(pcm)])
+        result = self.transcribe_array(audio, language, final=final, speech_ratio=speech_ratio)
+        return result.shifted(-LEAD_SILENCE_S)
 
     def transcribe_array(
         self, audio: np.ndarray, language: str | None, *, final: bool, speech_ratio: float = 1.0

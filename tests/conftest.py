@@ -1,0 +1,75 @@
+"""Shared fixtures: a real Redis server and the real pipeline, started by the tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from streamscribe.redis_server import RedisServer, free_port
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@dataclass(frozen=True)
+class RunningPipeline:
+    url: str
+    http: str
+    process: subprocess.Popen[str]
+
+
+def start_up(port: int, *, transcribers: int = 2, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``streamscribe up`` exactly as a user runs it; returns once it printed its URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamscribe", "up", "--port", str(port),
+         "--transcribers", str(transcribers)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {}), "STREAMSCRIBE_LOG_LEVEL": "WARNING"},
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 180
+    for line in process.stdout:
+        if "streamscribe is up" in line:
+            return process
+        if time.monotonic() > deadline:
+            break
+    process.kill()
+    raise RuntimeError(f"streamscribe up did not start (exit {process.poll()})")
+
+
+def stop_up(process: subprocess.Popen[str]) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def pipeline() -> Iterator[RunningPipeline]:
+    port = free_port()
+    process = start_up(port)
+    yield RunningPipeline(
+        url=f"ws://127.0.0.1:{port}/v1/stream", http=f"http://127.0.0.1:{port}", process=process
+    )
+    stop_up(process)

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from ingest.delivery import DeliveryOrder
+from shared.schema import (
+    Commit,
+    FinalTranscript,
+    PartialTranscript,
+    SegmentationFinished,
+    TranscriptResult,
+    UtteranceFailed,
+)
+
+
+def result(index: int, text: str = "words", seq: int = 0) -> TranscriptResult:
+    return TranscriptResult("s1", index, seq, text, 0.0, 1.0, "en", 1.0)
+
+
+def final(index: int, text: str = "words") -> FinalTranscript:
+    return FinalTranscript(result(index, text), Commit(index, 0, 0.0, 0.0))
+
+
+def test_finals_released_in_order_once() -> None:
+    order = DeliveryOrder()
+    assert order.accept(final(1)) == []
+    assert order.accept(final(0)) == [final(0), final(1)]
+    assert order.accept(final(1)) == []  # duplicate
+    assert order.finals_delivered == 2
+
+
+def test_empty_final_is_consumed_silently_and_failure_takes_its_place() -> None:
+    order = DeliveryOrder()
+    failed = UtteranceFailed("s1", 1, "boom")
+    assert order.accept(final(0, "")) == []
+    assert order.accept(failed) == [failed]
+    assert order.accept(final(2)) == [final(2)]
+    assert order.next_index == 3
+
+
+def test_complete_once_every_committed_utterance_resolved() -> None:
+    order = DeliveryOrder()
+    order.accept(final(0))
+    assert not order.complete
+    order.accept(SegmentationFinished("s1", 2))
+    assert not order.complete
+    order.accept(final(1, ""))
+    assert order.complete
+
+
+def test_partials_newer_only_and_never_after_their_final() -> None:
+    order = DeliveryOrder()
+    p1, p2 = PartialTranscript(result(0, seq=1)), PartialTranscript(result(0, seq=2))
+    assert order.accept(p2) == [p2]
+    assert order.accept(p1) == []  # older
+    order.accept(final(0))
+    assert order.accept(PartialTranscript(result(0, seq=3))) == []
+    assert order.accept(PartialTranscript(result(1, "", seq=1))) == []  # empty text

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ingest.protocol import (
+    CLOSE_BAD_PARAMETER,
+    CLOSE_INVALID_PAYLOAD,
+    CLOSE_TOO_BIG,
+    CLOSE_UNSUPPORTED,
+    ClientCommand,
+    MessageBuilder,
+    StreamParams,
+    check_audio_frame,
+    parse_client_text,
+    parse_stream_params,
+)
+from shared.audio import Encoding
+from shared.errors import ProtocolError
+from shared.schema import TranscriptResult, Word
+
+
+def params(**query: str) -> StreamParams:
+    return parse_stream_params({k: [v] for k, v in query.items()}, english_only=False)
+
+
+def test_defaults() -> None:
+    p = parse_stream_params({}, english_only=True)
+    assert p == StreamParams(16000, Encoding.PCM_S16LE, "en", True, "anonymous")
+    assert params().language is None  # multilingual model: detect
+
+
+def test_valid_parameters() -> None:
+    p = params(sample_rate="44100", encoding="pcm_f32le", language="es", partials="false", name="Ana")
+    assert p == StreamParams(44100, Encoding.PCM_F32LE, "es", False, "Ana")
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ({"sample_rate": "96000"}, "sample_rate"),
+        ({"sample_rate": "abc"}, "sample_rate"),
+        ({"encoding": "mp3"}, "encoding"),
+        ({"language": "english!"}, "language"),
+        ({"partials": "maybe"}, "partials"),
+        ({"bogus": "1"}, "bogus"),
+        ({"name": "x" * 65}, "name"),
+        ({"room": "42"}, "room"),
+    ],
+)
+def test_bad_parameters_name_the_parameter(query: dict[str, str], named: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        params(**query)
+    assert caught.value.close_code == CLOSE_BAD_PARAMETER
+    assert caught.value.message.startswith(named)
+
+
+def test_english_only_model_refuses_other_languages() -> None:
+    with pytest.raises(ProtocolError, match="English-only"):
+        parse_stream_params({"language": ["fr"]}, english_only=True)
+
+
+def test_repeated_parameter_is_refused() -> None:
+    with pytest.raises(ProtocolError, match="more than once"):
+        parse_stream_params({"language": ["en", "fr"]}, english_only=False)
+
+
+def test_client_text_frames() -> None:
+    assert parse_client_text('{"type": "finalize"}') is ClientCommand.FINALIZE
+    assert parse_client_text('{"type": "close"}') is ClientCommand.CLOSE
+    assert parse_client_text('{"type": "keepalive", "extra": 1}') is ClientCommand.KEEPALIVE
+    for bad in ("not json", "[1, 2]", '{"type": 5}', '{"type": "dance"}'):
+        with pytest.raises(ProtocolError) as caught:
+            parse_client_text(bad)
+        assert caught.value.close_code == CLOSE_UNSUPPORTED
+
+
+def test_audio_frame_checks() -> None:
+    check_audio_frame(b"\x00" * 640, Encoding.PCM_S16LE, 1024)
+    with pytest.raises(ProtocolError) as odd:
+        check_audio_frame(b"\x00" * 641, Encoding.PCM_S16LE, 1024)
+    assert odd.value.close_code == CLOSE_INVALID_PAYLOAD
+    with pytest.raises(ProtocolError) as f32:
+        check_audio_frame(b"\x00" * 6, Encoding.PCM_F32LE, 1024)
+    assert f32.value.close_code == CLOSE_INVALID_PAYLOAD
+    with pytest.raises(ProtocolError) as big:
+        check_audio_frame(b"\x00" * 2048, Encoding.PCM_S16LE, 1024)
+    assert big.value.close_code == CLOSE_TOO_BIG
+
+
+def test_messages_carry_type_session_and_increasing_seq() -> None:
+    builder = MessageBuilder("s9")
+    result = TranscriptResult("s9", 4, 0, "hi", 1.0, 1.5, "en", 0.99, (Word("hi", 1.0, 1.5, 0.9),))
+    begin = json.loads(builder.session_begin(params(), "tiny.en"))
+    final = json.loads(builder.final(result, "Ana", {"overhead_s": 0.001}))
+    end = json.loads(builder.session_end(3.0, 1))
+    assert [m["seq"] for m in (begin, final, end)] == [1, 2, 3]
+    assert {m["session_id"] for m in (begin, final, end)} == {"s9"}
+    assert begin["type"] == "session.begin" and begin["protocol"] == 1
+    assert final["utterance_id"] == "s9-4" and final["is_final"] is True
+    assert final["words"] == [{"word": "hi", "start": 1.0, "end": 1.5, "probability": 0.9}]

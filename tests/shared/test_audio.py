@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared.audio import Encoding, PcmConverter
+from shared.errors import AudioFormatError
+
+
+def tone(rate: int, seconds: float, hz: float = 440.0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def dominant_hz(pcm: bytes) -> float:
+    samples = np.frombuffer(pcm, "<i2").astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(samples))
+    return float(np.argmax(spectrum) * 16000 / len(samples))
+
+
+def test_16k_s16_passes_through_unchanged() -> None:
+    pcm = (tone(16000, 0.1) * 32767).astype("<i2").tobytes()
+    assert PcmConverter(16000, Encoding.PCM_S16LE).convert(pcm) == pcm
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+def test_resampling_keeps_pitch_and_duration_across_chunks(rate: int) -> None:
+    converter = PcmConverter(rate, Encoding.PCM_F32LE)
+    samples = tone(rate, 2.0)
+    out = b""
+    for chunk in np.array_split(samples, 37):  # odd chunk sizes, state kept between them
+        out += converter.convert(chunk.astype("<f4").tobytes())
+    out += converter.flush()
+    assert abs(len(out) / 2 - 32000) <= 2
+    assert abs(dominant_hz(out) - 440.0) < 2.0
+
+
+def test_f32_is_clipped_and_non_finite_refused() -> None:
+    converter = PcmConverter(16000, Encoding.PCM_F32LE)
+    loud = np.array([2.0, -2.0, 0.5], dtype="<f4").tobytes()
+    assert list(np.frombuffer(converter.convert(loud), "<i2")) == [32767, -32767, 16384]
+    with pytest.raises(AudioFormatError, match="NaN"):
+        converter.convert(np.array([np.nan], dtype="<f4").tobytes())
+
+
+def test_partial_samples_and_bad_rates_are_refused() -> None:
+    with pytest.raises(AudioFormatError, match="whole number"):
+        PcmConverter(16000, Encoding.PCM_S16LE).convert(b"\x00\x01\x02")
+    with pytest.raises(AudioFormatError, match="whole number"):
+        PcmConverter(16000, Encoding.PCM_F32LE).convert(b"\x00\x01")
+    with pytest.raises(AudioFormatError, match="sample_rate"):
+        PcmConverter(96000, Encoding.PCM_S16LE)

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.errors import SchemaError
+from shared.schema import (
+    AudioAppended,
+    Commit,
+    FinalizeRequested,
+    FinalTranscript,
+    JobKind,
+    PartialTranscript,
+    SegmentationFinished,
+    SessionOpened,
+    StreamClosed,
+    TranscriptionJob,
+    TranscriptResult,
+    UtteranceFailed,
+    Word,
+    decode_audio_entry,
+    decode_event,
+)
+
+
+def as_fields(encoded: dict[str, bytes]) -> dict[bytes, bytes]:
+    return {k.encode(): v for k, v in encoded.items()}
+
+
+RESULT = TranscriptResult(
+    session_id="s1",
+    utterance_index=3,
+    partial_seq=0,
+    text="ask not",
+    start=1.5,
+    end=2.25,
+    language="en",
+    language_probability=1.0,
+    words=(Word("ask", 1.5, 1.8, 0.9), Word("not", 1.9, 2.25, 0.8)),
+    model_started_at=10.0,
+    model_done_at=10.5,
+)
+
+
+def test_stream_entries_round_trip() -> None:
+    opened = SessionOpened("s1", "en", True, 123.5)
+    assert SessionOpened.decode(as_fields(opened.encode())) == opened
+    for entry in (
+        AudioAppended(b"\x01\x02" * 10, 5.0),
+        FinalizeRequested(6.0),
+        StreamClosed("close", 7.0),
+    ):
+        assert decode_audio_entry(as_fields(entry.encode())) == entry
+
+
+def test_job_round_trip_keeps_pcm_raw() -> None:
+    job = TranscriptionJob(
+        kind=JobKind.SPECULATIVE,
+        session_id="s1",
+        utterance_index=2,
+        revision=1,
+        partial_seq=0,
+        start_sample=16000,
+        pcm=bytes(range(256)) * 2,
+        language=None,
+        speech_ratio=0.8,
+        endpoint_at=0.0,
+        enqueued_at=99.0,
+    )
+    fields = as_fields(job.encode())
+    assert fields[b"pcm"] == job.pcm
+    assert TranscriptionJob.decode(fields) == job
+
+
+def test_events_round_trip() -> None:
+    commit = Commit(3, 1, 100.0, 100.2)
+    for event in (
+        PartialTranscript(RESULT),
+        FinalTranscript(RESULT, commit),
+        SegmentationFinished("s1", 4),
+        UtteranceFailed("s1", 3, "model failed"),
+    ):
+        assert decode_event(event.encode()) == event
+
+
+def test_wrong_version_and_garbage_are_refused() -> None:
+    fields = as_fields(SessionOpened("s1", None, False, 1.0).encode())
+    fields[b"v"] = b"2"
+    with pytest.raises(SchemaError, match="version"):
+        SessionOpened.decode(fields)
+    with pytest.raises(SchemaError, match="not JSON"):
+        decode_event(b"\xff")
+    with pytest.raises(SchemaError, match="unknown event kind"):
+        decode_event(json.dumps({"v": 1, "kind": "nope"}).encode())
+    with pytest.raises(SchemaError, match="missing field 'pcm'"):
+        decode_audio_entry({b"v": b"1", b"kind": b"audio", b"meta": b'{"received_at": 1}'})
+    with pytest.raises(SchemaError, match="odd number"):
+        decode_audio_entry(as_fields(AudioAppended(b"\x01", 1.0).encode()))
+    bad_type = as_fields(SessionOpened("s1", None, False, 1.0).encode())
+    bad_type[b"meta"] = b'{"session_id": 5, "partials": true, "opened_at": 1}'
+    with pytest.raises(SchemaError, match="session_id"):
+        SessionOpened.decode(bad_type)
