@@ -138,6 +138,6 @@ class EventRelay:
 
     async def close(self) -> None:
         try:
-            await self._pubsub.aclose()
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         except redis.exceptions.ConnectionError:
             logger.warning("pub/sub connection already gone at shutdown")

@@ -81,7 +81,8 @@ class UtteranceSegmenter:
         self._position = 0
         """Samples consumed as whole frames."""
         self._recent: deque[_Frame] = deque(maxlen=options.frames(options.pre_speech_pad_ms))
-        self._onset: deque[bool] = deque(maxlen=options.frames(options.onset_window_ms))
+        self._onset_frames = options.frames(options.onset_window_ms)
+        self._onset: deque[bool] = deque(maxlen=self._onset_frames)
         self._utterance: list[_Frame] | None = None
         self._start_sample = 0
         self._speech_frames = 0
@@ -137,7 +138,7 @@ class UtteranceSegmenter:
         self._recent.append(frame)
         self._onset.append(frame.speech)
         speech = sum(self._onset)
-        if len(self._onset) < self._onset.maxlen or speech < self.options.onset_ratio * len(
+        if len(self._onset) < self._onset_frames or speech < self.options.onset_ratio * len(
             self._onset
         ):
             return []

@@ -23,7 +23,7 @@ from segmenter.options import SegmenterOptions
 from segmenter.vad import WebRtcSpeechDetector
 from shared import keys
 from shared.errors import SchemaError
-from shared.redis_client import commit_speculation
+from shared.redis_client import commit_speculation, read_group
 from shared.schema import (
     AudioAppended,
     Commit,
@@ -93,22 +93,25 @@ class SegmenterWorker:
     def step(self) -> None:
         streams = {keys.SESSIONS_STREAM: ">"}
         streams.update({keys.audio_stream(sid): ">" for sid in self._sessions})
-        response = self._redis.xreadgroup(
-            keys.SEGMENTER_GROUP, self.consumer, streams, count=200, block=self._block_ms
+        entries = read_group(
+            self._redis,
+            keys.SEGMENTER_GROUP,
+            self.consumer,
+            streams,
+            count=200,
+            block_ms=self._block_ms,
         )
-        if not response:
+        if not entries:
             return
         pipe = self._redis.pipeline(transaction=False)
-        for stream_name, entries in response:
-            stream = stream_name.decode()
-            ids = [entry_id for entry_id, _ in entries]
+        done: dict[str, list[bytes]] = {}
+        for stream, entry_id, fields in entries:
             if stream == keys.SESSIONS_STREAM:
-                for _, fields in entries:
-                    self._open(fields)
+                self._open(fields)
             else:
-                session_id = stream.split("{", 1)[1].split("}", 1)[0]
-                for _, fields in entries:
-                    self._process(pipe, session_id, fields)
+                self._process(pipe, stream.split("{", 1)[1].split("}", 1)[0], fields)
+            done.setdefault(stream, []).append(entry_id)
+        for stream, ids in done.items():
             pipe.xack(stream, keys.SEGMENTER_GROUP, *ids)
             pipe.xdel(stream, *ids)
         pipe.execute()

@@ -25,7 +25,8 @@ class Encoding(StrEnum):
 
 def float_to_s16(samples: np.ndarray) -> bytes:
     clipped = np.clip(samples, -1.0, 1.0)
-    return (clipped * 32767.0).round().astype("<i2").tobytes()
+    pcm: bytes = (clipped * 32767.0).round().astype("<i2").tobytes()
+    return pcm
 
 
 def s16_to_float(pcm: bytes) -> np.ndarray:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import redis
 import redis.asyncio
 
@@ -82,3 +85,28 @@ def speculation_done(
         SPECULATION_TTL_S,
     )
     return bool(published)
+
+
+StreamEntry = tuple[str, bytes, dict[bytes, bytes]]
+"""(stream name, entry id, fields)"""
+
+
+def read_group(
+    client: redis.Redis,
+    group: str,
+    consumer: str,
+    streams: Mapping[str, str],
+    *,
+    count: int,
+    block_ms: int | None = None,
+) -> list[StreamEntry]:
+    """``XREADGROUP`` flattened to typed entries, in the order Redis returned them."""
+    wanted: dict[Any, Any] = dict(streams)
+    response: Any = client.xreadgroup(group, consumer, wanted, count=count, block=block_ms)
+    entries: list[StreamEntry] = []
+    for stream, stream_entries in response or ():
+        name = stream.decode() if isinstance(stream, bytes) else str(stream)
+        for entry_id, fields in stream_entries:
+            if fields is not None:  # None: deleted while pending
+                entries.append((name, entry_id, fields))
+    return entries

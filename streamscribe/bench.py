@@ -96,6 +96,7 @@ async def _stream_all(
     url: str,
     entries: list[ManifestEntry],
     audio: dict[str, Audio],
+    *,
     concurrency: int,
     speed: float,
     tail_silence_s: float,
@@ -219,7 +220,14 @@ def run_bench(options: BenchOptions, settings: Settings) -> int:
             print(f"concurrency {concurrency} ...", file=sys.stderr, flush=True)
             before = _cpu_seconds(processes)
             results = asyncio.run(
-                _stream_all(url, entries, audio, concurrency, options.speed, options.tail_silence_s)
+                _stream_all(
+                    url,
+                    entries,
+                    audio,
+                    concurrency=concurrency,
+                    speed=options.speed,
+                    tail_silence_s=options.tail_silence_s,
+                )
             )
             summary = _summarize(results, _cpu_seconds(processes) - before)
             report["runs"][str(concurrency)] = summary

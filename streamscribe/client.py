@@ -104,7 +104,7 @@ async def stream_audio(
     on_message: Callable[[Received], None] | None = None,
     finish_timeout_s: float = 120.0,
 ) -> StreamRun:
-    """Streams ``audio`` then ``tail_silence_s`` of silence, sends ``close`` and waits for the end."""
+    """Streams ``audio``, then ``tail_silence_s`` of silence, then ``close``; waits for the end."""
     if speed <= 0:
         raise ClientError("speed must be positive")
     query = {"sample_rate": str(audio.sample_rate), **(params or {})}

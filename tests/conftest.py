@@ -40,11 +40,21 @@ class RunningPipeline:
     process: subprocess.Popen[str]
 
 
-def start_up(port: int, *, transcribers: int = 2, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def start_up(
+    port: int, *, transcribers: int = 2, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """``streamscribe up`` exactly as a user runs it; returns once it printed its URL."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamscribe", "up", "--port", str(port),
-         "--transcribers", str(transcribers)],
+        [
+            sys.executable,
+            "-m",
+            "streamscribe",
+            "up",
+            "--port",
+            str(port),
+            "--transcribers",
+            str(transcribers),
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {}), "STREAMSCRIBE_LOG_LEVEL": "WARNING"},

@@ -12,7 +12,7 @@ import redis
 from shared import keys
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.errors import SchemaError
-from shared.redis_client import speculation_done
+from shared.redis_client import StreamEntry, read_group, speculation_done
 from shared.schema import (
     Commit,
     FinalTranscript,
@@ -79,24 +79,24 @@ class TranscriberWorker:
                     raise
             self._redis.xgroup_createconsumer(stream, keys.TRANSCRIBER_GROUP, self.consumer)
 
-    def _next_entries(self) -> list[tuple[str, bytes, dict[bytes, bytes]]]:
+    def _next_entries(self) -> list[StreamEntry]:
         """Finals first: a non-blocking look at the final stream, then a blocking read of both."""
-        response = self._redis.xreadgroup(
-            keys.TRANSCRIBER_GROUP, self.consumer, {keys.FINAL_JOBS_STREAM: ">"}, count=1
+        entries = read_group(
+            self._redis,
+            keys.TRANSCRIBER_GROUP,
+            self.consumer,
+            {keys.FINAL_JOBS_STREAM: ">"},
+            count=1,
         )
-        if not response:
-            response = self._redis.xreadgroup(
+        if not entries:
+            entries = read_group(
+                self._redis,
                 keys.TRANSCRIBER_GROUP,
                 self.consumer,
                 {keys.FINAL_JOBS_STREAM: ">", keys.PARTIAL_JOBS_STREAM: ">"},
                 count=1,
-                block=self._block_ms,
+                block_ms=self._block_ms,
             )
-        entries = [
-            (stream.decode(), entry_id, fields)
-            for stream, stream_entries in response or ()
-            for entry_id, fields in stream_entries
-        ]
         entries.sort(key=lambda e: e[0] != keys.FINAL_JOBS_STREAM)
         return entries
 
@@ -201,8 +201,8 @@ def _result(
     )
 
 
-def _int(value: bytes | None) -> int | None:
-    return int(value) if value is not None else None
+def _int(value: object) -> int | None:
+    return int(value) if isinstance(value, (bytes, str, int)) else None
 
 
 def _json(value: bytes) -> dict[str, object]:

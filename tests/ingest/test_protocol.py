@@ -32,7 +32,9 @@ def test_defaults() -> None:
 
 
 def test_valid_parameters() -> None:
-    p = params(sample_rate="44100", encoding="pcm_f32le", language="es", partials="false", name="Ana")
+    p = params(
+        sample_rate="44100", encoding="pcm_f32le", language="es", partials="false", name="Ana"
+    )
     assert p == StreamParams(44100, Encoding.PCM_F32LE, "es", False, "Ana")
 
 

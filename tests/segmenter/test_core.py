@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -125,7 +126,7 @@ def test_partials_while_speaking_carry_the_utterance_so_far() -> None:
     partials = [e for e in events if isinstance(e, PartialReady)]
     assert len(partials) >= 3
     assert [p.partial_seq for p in partials] == list(range(1, len(partials) + 1))
-    assert all(len(b.pcm) > len(a.pcm) for a, b in zip(partials, partials[1:], strict=False))
+    assert all(len(b.pcm) > len(a.pcm) for a, b in itertools.pairwise(partials))
     no_partials = run(silence(300) + speech(3000), replace(OPTIONS, partial_interval_ms=0))
     assert not any(isinstance(e, PartialReady) for e in no_partials)
 

@@ -1,0 +1,88 @@
+"""The ``streamscribe`` command as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+
+import psutil
+
+from streamscribe.metrics import normalize
+from streamscribe.redis_server import free_port
+from tests.conftest import DATA, RunningPipeline, start_up, stop_up
+
+
+def streamscribe(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamscribe", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_stream_prints_finals_and_the_transcript(pipeline: RunningPipeline) -> None:
+    done = streamscribe(
+        "stream", str(DATA / "jfk-inaugural-1961.wav"), "--url", pipeline.url, "--speed", "4"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ask not what your country can do for you" in normalize(done.stdout)
+    assert "[" in done.stderr  # finals shown live with their times
+
+
+def test_stream_json_lines(pipeline: RunningPipeline) -> None:
+    done = streamscribe(
+        "stream",
+        str(DATA / "ls-test-clean-1089-134691-0000.wav"),
+        "--url",
+        pipeline.url,
+        "--speed",
+        "4",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    import json
+
+    messages = [json.loads(line) for line in done.stdout.splitlines()]
+    assert messages[0]["type"] == "session.begin"
+    assert messages[-1]["type"] == "session.end"
+    assert any(m["type"] == "transcript" and m["is_final"] for m in messages)
+
+
+def test_stream_reports_unreadable_files_and_unreachable_servers(tmp_path: object) -> None:
+    missing = streamscribe("stream", "/nonexistent/file.wav")
+    assert missing.returncode == 3
+    assert "cannot read audio file /nonexistent/file.wav" in missing.stderr
+    port = free_port()
+    unreachable = streamscribe(
+        "stream", str(DATA / "jfk-inaugural-1961.wav"), "--url", f"ws://127.0.0.1:{port}/v1/stream"
+    )
+    assert unreachable.returncode == 3
+    assert f"cannot connect to ws://127.0.0.1:{port}/v1/stream" in unreachable.stderr
+
+
+def test_bad_setting_stops_with_its_name() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "streamscribe", "segmenter"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"STREAMSCRIBE_VAD_AGGRESSIVENESS": "7", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 2
+    assert "STREAMSCRIBE_VAD_AGGRESSIVENESS" in done.stderr
+
+
+def test_up_serves_then_stops_everything_it_started() -> None:
+    port = free_port()
+    process = start_up(port, transcribers=1)
+    children = psutil.Process(process.pid).children(recursive=True)
+    names = sorted(" ".join(c.cmdline()[-1:]) for c in children)
+    assert len(children) == 4, names  # redis-server, ingest, segmenter, one transcriber
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+        assert response.status == 200
+    assert stop_up(process) == 0
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]

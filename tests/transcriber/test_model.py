@@ -1,0 +1,63 @@
+"""The real tiny.en model (offline) and the hallucination guards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.settings import Settings, model_options
+from streamscribe.client import read_audio
+from streamscribe.metrics import normalize
+from transcriber.model import SegmentStats, SpeechModel, accept_segment, resolve_model
+
+DATA = Path(__file__).parents[1] / "data"
+OPTIONS = model_options(Settings())
+
+
+@pytest.fixture(scope="module")
+def model() -> SpeechModel:
+    return SpeechModel(OPTIONS)
+
+
+def test_default_model_resolves_to_the_offline_package() -> None:
+    assert Path(resolve_model("tiny.en"), "model.bin").is_file()
+    assert resolve_model("large-v3") == "large-v3"  # deployments load by name
+
+
+def test_guards() -> None:
+    good = SegmentStats(no_speech_prob=0.05, avg_logprob=-0.3, compression_ratio=1.3)
+    assert accept_segment(good, 0.9, OPTIONS)
+    assert not accept_segment(SegmentStats(0.05, -0.3, 3.1), 0.9, OPTIONS)  # repetition loop
+    assert not accept_segment(SegmentStats(0.8, -1.2, 1.2), 0.9, OPTIONS)  # whisper's own rule
+    assert not accept_segment(SegmentStats(0.5, -0.6, 1.2), 0.1, OPTIONS)  # VAD disagrees
+    assert accept_segment(SegmentStats(0.5, -0.6, 1.2), 0.9, OPTIONS)
+
+
+def test_speech_is_transcribed_with_word_times(model: SpeechModel) -> None:
+    audio = read_audio(DATA / "jfk-inaugural-1961.wav")
+    result = model.transcribe(audio.pcm, "en", final=True)
+    assert "ask not what your country can do for you" in normalize(result.text)
+    assert result.words and result.language == "en"
+    starts = [w.start for w in result.words]
+    assert starts == sorted(starts) and 0.0 <= starts[0] < 1.0
+    assert result.words[-1].end <= audio.seconds + 0.1
+
+
+def test_noise_and_silence_give_no_text(model: SpeechModel) -> None:
+    noise = read_audio(DATA / "vad-pink-noise-20s.wav").pcm
+    for start in range(0, len(noise) - 64000, 64000):  # 2 s pieces, as the segmenter would cut
+        assert (
+            model.transcribe(noise[start : start + 64000], "en", final=True, speech_ratio=0.2).text
+            == ""
+        )
+    assert model.transcribe(bytes(32000), "en", final=True).text == ""
+
+
+def test_partial_mode_has_no_words(model: SpeechModel) -> None:
+    pcm = read_audio(DATA / "ls-test-clean-1089-134691-0000.wav").pcm
+    result = model.transcribe(pcm, "en", final=False)
+    assert normalize(result.text) == "he could wait no longer"
+    assert result.words == ()
+    assert np.isfinite(result.start)
