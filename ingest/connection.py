@@ -65,6 +65,7 @@ class ClientConnection:
         self._samples_in = 0
         self.stream_closed = False
         self.close_enqueued = False
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- results from Redis (called by the relay) -------------------------------------------
 
@@ -103,7 +104,9 @@ class ClientConnection:
             self._abort(CLOSE_INTERNAL, "client not reading")
 
     def _abort(self, code: int, reason: str) -> None:
-        asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+        task = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- sending --------------------------------------------------------------------------
 
@@ -164,9 +167,18 @@ class ClientConnection:
         await self._writer.append(self.session_id, StreamClosed(reason, now))
 
     async def _finish(self) -> None:
-        try:
-            await asyncio.wait_for(self._all_delivered.wait(), self._options.close_timeout_s)
-        except TimeoutError:
+        delivered = asyncio.create_task(self._all_delivered.wait())
+        gone = asyncio.create_task(self.ws.wait_closed())
+        await asyncio.wait(
+            (delivered, gone),
+            timeout=self._options.close_timeout_s,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        delivered.cancel()
+        gone.cancel()
+        if gone.done() and not gone.cancelled():
+            return  # the client left before its finals were ready
+        if not self._all_delivered.is_set():
             logger.error("session %s: finals not complete after close", self.session_id)
             self._enqueue(self.messages.error("timeout", "transcription did not finish in time"))
             self._enqueue(_Close(CLOSE_INTERNAL, "transcription timed out"))

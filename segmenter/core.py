@@ -172,9 +172,7 @@ class UtteranceSegmenter:
                 events.append(SpeechResumed(self.utterances_ended, self._revision))
         else:
             self._trailing_silence += 1
-        long = len(self._utterance) * options.frame_ms >= options.long_utterance_s * 1000
-        hangover = options.long_hangover_ms if long else options.hangover_ms
-        if self._trailing_silence >= options.frames(hangover):
+        if self._trailing_silence >= self._hangover_frames():
             events.extend(self._end("pause"))
             return events
         if (
@@ -255,6 +253,22 @@ class UtteranceSegmenter:
         return events
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _hangover_frames(self) -> int:
+        """The pause that ends the utterance: ``hangover_ms`` until ``long_utterance_s``, then
+        ``long_hangover_ms`` shrinking towards the speculation point as the cap nears, so
+        continuous speech breaks at a pause rather than at ``max_utterance_s``."""
+        assert self._utterance is not None
+        options = self.options
+        length_s = len(self._utterance) * options.frame_ms / 1000
+        if length_s < options.long_utterance_s:
+            return options.frames(options.hangover_ms)
+        progress = (length_s - options.long_utterance_s) / (
+            options.max_utterance_s - options.long_utterance_s
+        )
+        shortest = min(options.long_hangover_ms, options.speculate_after_ms + 2 * options.frame_ms)
+        ms = options.long_hangover_ms - min(1.0, progress) * (options.long_hangover_ms - shortest)
+        return options.frames(max(shortest, ms))
 
     def _partial_interval_frames(self) -> int:
         """Longer utterances cost more per partial, so their partials come less often."""

@@ -30,7 +30,8 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("websockets").setLevel(logging.WARNING)
+    for noisy in ("websockets", "faster_whisper"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 class _Stoppable(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -63,14 +64,19 @@ class TranscriberWorker:
         self._stopping = True
 
     def run(self) -> None:
-        self._ensure_groups()
+        self.prepare()
         logger.info("transcriber %s waiting for jobs", self.consumer)
         while not self._stopping:
-            for stream, entry_id, fields in self._next_entries():
-                self._handle_entry(stream, entry_id, fields)
+            self.step()
         logger.info("transcriber %s stopped after %d jobs", self.consumer, self.jobs_done)
 
-    def _ensure_groups(self) -> None:
+    def step(self) -> None:
+        """Waits up to ``block_ms`` for jobs and handles what arrived."""
+        for stream, entry_id, fields in self._next_entries():
+            self._handle_entry(stream, entry_id, fields)
+
+    def prepare(self) -> None:
+        """Creates the consumer groups and this consumer (idempotent)."""
         for stream in (keys.FINAL_JOBS_STREAM, keys.PARTIAL_JOBS_STREAM):
             try:
                 self._redis.xgroup_create(stream, keys.TRANSCRIBER_GROUP, id="0", mkstream=True)
@@ -206,8 +212,6 @@ def _int(value: object) -> int | None:
 
 
 def _json(value: bytes) -> dict[str, object]:
-    import json
-
     obj = json.loads(value)
     if not isinstance(obj, dict):
         raise SchemaError("commit is not an object")

@@ -1,0 +1,99 @@
+"""The transcriber worker against a real Redis with the real model."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from shared import keys
+from shared.schema import (
+    FinalTranscript,
+    JobKind,
+    PartialTranscript,
+    SessionEvent,
+    TranscriptionJob,
+    decode_event,
+)
+from shared.settings import Settings, model_options
+from streamscribe.client import read_audio
+from streamscribe.metrics import normalize
+from tests.conftest import DATA
+from transcriber.model import SpeechModel
+from transcriber.worker import TranscriberWorker
+
+
+@pytest.fixture(scope="module")
+def model() -> SpeechModel:
+    return SpeechModel(model_options(Settings()))
+
+
+PCM = read_audio(DATA / "ls-test-clean-1089-134691-0000.wav").pcm
+
+
+def job(kind: JobKind, index: int = 0, seq: int = 0, revision: int = 0) -> TranscriptionJob:
+    return TranscriptionJob(
+        kind=kind,
+        session_id="s1",
+        utterance_index=index,
+        revision=revision,
+        partial_seq=seq,
+        start_sample=32000,
+        pcm=PCM,
+        language="en",
+        speech_ratio=0.9,
+        endpoint_at=time.time(),
+        enqueued_at=time.time(),
+    )
+
+
+def drain(
+    client: redis.Redis, worker: TranscriberWorker, jobs: list[tuple[str, TranscriptionJob]]
+) -> list[SessionEvent]:
+    pubsub = client.pubsub()
+    pubsub.subscribe(keys.session_channel("s1"))
+    pubsub.get_message(timeout=1)
+    for stream, item in jobs:
+        client.xadd(stream, item.encode())  # type: ignore[arg-type]
+    for _ in range(len(jobs)):
+        worker.step()
+    events = []
+    while (message := pubsub.get_message(timeout=0.2)) is not None:
+        if message["type"] == "message":
+            events.append(decode_event(message["data"]))
+    pubsub.close()
+    return events
+
+
+def test_final_is_published_with_stream_times(
+    redis_client: redis.Redis, model: SpeechModel
+) -> None:
+    worker = TranscriberWorker(redis_client, model, consumer="t1", block_ms=100)
+    worker.prepare()
+    [event] = drain(redis_client, worker, [(keys.FINAL_JOBS_STREAM, job(JobKind.FINAL))])
+    assert isinstance(event, FinalTranscript)
+    assert normalize(event.result.text) == "he could wait no longer"
+    assert event.result.start >= 2.0  # offset by start_sample (2 s)
+    assert event.result.words[0].start >= 2.0
+    assert redis_client.xlen(keys.FINAL_JOBS_STREAM) == 0  # acknowledged and deleted
+
+
+def test_stale_partials_and_void_speculations_are_skipped(
+    redis_client: redis.Redis, model: SpeechModel
+) -> None:
+    worker = TranscriberWorker(redis_client, model, consumer="t1", block_ms=100)
+    worker.prepare()
+    redis_client.hset(keys.session_state("s1"), mapping={"u": 0, "pseq": 2, "rev": -1})
+    events = drain(
+        redis_client,
+        worker,
+        [
+            (keys.PARTIAL_JOBS_STREAM, job(JobKind.PARTIAL, seq=1)),  # superseded by seq 2
+            (keys.PARTIAL_JOBS_STREAM, job(JobKind.PARTIAL, seq=2)),
+            (keys.FINAL_JOBS_STREAM, job(JobKind.SPECULATIVE, revision=1)),  # speech resumed
+        ],
+    )
+    assert [type(e) for e in events] == [PartialTranscript]
+    assert isinstance(events[0], PartialTranscript) and events[0].result.partial_seq == 2
+    assert worker.jobs_skipped == 2
