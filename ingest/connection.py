@@ -14,13 +14,15 @@ from ingest.delivery import DeliveryOrder
 from ingest.protocol import (
     CLOSE_INTERNAL,
     CLOSE_NORMAL,
+    CLOSE_UNSUPPORTED,
     ClientCommand,
     MessageBuilder,
     StreamParams,
     check_audio_frame,
     parse_client_text,
 )
-from ingest.redis_io import AudioWriter
+from ingest.redis_io import RedisWriter
+from ingest.rooms import RoomMembership
 from shared.audio import PIPELINE_SAMPLE_RATE, PcmConverter
 from shared.errors import ProtocolError
 from shared.schema import (
@@ -28,7 +30,10 @@ from shared.schema import (
     FinalizeRequested,
     FinalTranscript,
     PartialTranscript,
-    SessionEvent,
+    Participant,
+    PipelineEvent,
+    RoomPresence,
+    RoomTranscript,
     StreamClosed,
     UtteranceFailed,
 )
@@ -50,7 +55,7 @@ class ClientConnection:
         session_id: str,
         params: StreamParams,
         options: IngestOptions,
-        writer: AudioWriter,
+        writer: RedisWriter,
     ) -> None:
         self.ws = ws
         self.session_id = session_id
@@ -66,10 +71,19 @@ class ClientConnection:
         self.stream_closed = False
         self.close_enqueued = False
         self._background: set[asyncio.Task[None]] = set()
+        self.room: RoomMembership | None = None
+        self._participants: dict[str, Participant] = {}
+
+    @property
+    def speaker(self) -> Participant:
+        return Participant(self.session_id, self.params.name, self.params.listen)
 
     # -- results from Redis (called by the relay) -------------------------------------------
 
-    def on_event(self, event: SessionEvent) -> None:
+    def on_event(self, event: PipelineEvent) -> None:
+        if isinstance(event, RoomTranscript | RoomPresence):
+            self._on_room_event(event)
+            return
         try:
             released = self._delivery.accept(event)
         except OverflowError:
@@ -80,8 +94,12 @@ class ClientConnection:
             if isinstance(item, PartialTranscript):
                 if self.params.partials:
                     self._enqueue(self.messages.partial(item.result, self.params.name))
+                if self.room is not None:
+                    self.room.share(False, item.result)
             elif isinstance(item, FinalTranscript):
                 self._enqueue(self.messages.final(item.result, self.params.name, _timing(item)))
+                if self.room is not None:
+                    self.room.share(True, item.result)
             elif isinstance(item, UtteranceFailed):
                 self._enqueue(
                     self.messages.error(
@@ -92,6 +110,36 @@ class ClientConnection:
                 )
         if self._delivery.complete:
             self._all_delivered.set()
+
+    def _on_room_event(self, event: RoomTranscript | RoomPresence) -> None:
+        assert self.room is not None
+        if isinstance(event, RoomPresence):
+            who = event.participant
+            if event.joined:
+                self._participants[who.session_id] = who
+            else:
+                self._participants.pop(who.session_id, None)
+            if who.session_id != self.session_id:
+                self._enqueue(self.messages.presence(self.room.room, event.joined, who))
+                self.send_participants()
+            return
+        if event.speaker.session_id == self.session_id:
+            return  # our own, already delivered in order
+        if event.is_final:
+            self._enqueue(self.messages.final(event.result, event.speaker.name))
+        elif self.params.partials:
+            self._enqueue(self.messages.partial(event.result, event.speaker.name))
+
+    async def join_room(self, membership: RoomMembership) -> None:
+        self.room = membership
+        for participant in await membership.join(self.on_event):
+            self._participants[participant.session_id] = participant
+        self.send_participants()
+
+    def send_participants(self) -> None:
+        assert self.room is not None
+        ordered = sorted(self._participants.values(), key=lambda p: (p.name, p.session_id))
+        self._enqueue(self.messages.participants(self.room.room, ordered))
 
     def _enqueue(self, item: str | _Close) -> None:
         if self.close_enqueued:
@@ -131,14 +179,24 @@ class ClientConnection:
         try:
             async for frame in self.ws:
                 if isinstance(frame, bytes):
+                    if self.params.listen:
+                        raise ProtocolError(
+                            "listener_audio",
+                            "this session joined as a listener and cannot send audio",
+                            CLOSE_UNSUPPORTED,
+                        )
                     await self._audio(frame)
                     continue
                 command = parse_client_text(frame)
-                if command is ClientCommand.FINALIZE:
+                if command is ClientCommand.FINALIZE and not self.params.listen:
                     await self._writer.append(self.session_id, FinalizeRequested(time.time()))
                 elif command is ClientCommand.CLOSE:
-                    await self._close_stream("close")
-                    await self._finish()
+                    if not self.params.listen:
+                        await self._close_stream("close")
+                        await self._finish()
+                    else:
+                        self._enqueue(self.messages.session_end(0.0, 0))
+                        self._enqueue(_Close(CLOSE_NORMAL, "session ended"))
                     return
         except ProtocolError as exc:
             logger.info("session %s: %s (%d)", self.session_id, exc.message, exc.close_code)
@@ -147,7 +205,7 @@ class ClientConnection:
         except ConnectionClosed:
             pass
         finally:
-            if not self.stream_closed:
+            if not self.stream_closed and not self.params.listen:
                 await self._close_stream("disconnect")
 
     async def _audio(self, payload: bytes) -> None:

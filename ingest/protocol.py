@@ -11,7 +11,7 @@ from typing import Any
 
 from shared.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Encoding
 from shared.errors import ProtocolError
-from shared.schema import TranscriptResult
+from shared.schema import Participant, TranscriptResult
 
 PROTOCOL_VERSION = 1
 
@@ -36,8 +36,10 @@ _KNOWN_PARAMETERS = frozenset(
         "token",
         "resume",
         "last_seq",
+        "listen",
     }
 )
+MAX_ROOM_LENGTH = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,9 @@ class StreamParams:
     """None: detect the language."""
     partials: bool
     name: str
+    room: str | None = None
+    listen: bool = False
+    """Join the room without sending audio."""
 
 
 def bad_parameter(name: str, problem: str) -> ProtocolError:
@@ -88,15 +93,20 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
     else:
         language = raw_language
 
-    raw_partials = value.get("partials", "true").lower()
-    if raw_partials not in ("true", "false", "1", "0"):
-        raise bad_parameter("partials", "must be true or false")
+    partials = _flag(value, "partials", default=True)
+    listen = _flag(value, "listen", default=False)
+    room = value.get("room")
+    if room is not None:
+        if not room.strip() or len(room) > MAX_ROOM_LENGTH or not room.isprintable():
+            raise bad_parameter("room", f"must be 1-{MAX_ROOM_LENGTH} printable characters")
+    elif listen:
+        raise bad_parameter("listen", "a listener must join a room")
 
     name = value.get("name", "anonymous").strip() or "anonymous"
     if len(name) > 64:
         raise bad_parameter("name", "longer than 64 characters")
 
-    for later in ("room", "translate", "token", "resume", "last_seq"):
+    for later in ("translate", "token", "resume", "last_seq"):
         if later in value:
             raise bad_parameter(later, "not supported by this server yet")
 
@@ -104,9 +114,20 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
         sample_rate=sample_rate,
         encoding=encoding,
         language=language,
-        partials=raw_partials in ("true", "1"),
+        partials=partials,
         name=name,
+        room=room,
+        listen=listen,
     )
+
+
+def _flag(value: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = value.get(name)
+    if raw is None:
+        return default
+    if raw.lower() not in ("true", "false", "1", "0"):
+        raise bad_parameter(name, "must be true or false")
+    return raw.lower() in ("true", "1")
 
 
 class ClientCommand(StrEnum):
@@ -160,9 +181,10 @@ class MessageBuilder:
         self.session_id = session_id
         self._seq = 0
 
-    def _message(self, kind: str, **fields: Any) -> str:
+    def _message(self, kind: str, *, about: str | None = None, **fields: Any) -> str:
+        """``about``: the session the message is about, when not this connection's own."""
         self._seq += 1
-        body = {"type": kind, "session_id": self.session_id, "seq": self._seq, **fields}
+        body = {"type": kind, "session_id": about or self.session_id, "seq": self._seq, **fields}
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
     def session_begin(self, params: StreamParams, model: str) -> str:
@@ -174,26 +196,33 @@ class MessageBuilder:
             encoding=params.encoding.value,
             language=params.language or "auto",
             model=model,
-            room=None,
+            room=params.room,
+            listen=params.listen,
             partials=params.partials,
+            name=params.name,
         )
 
     def partial(self, result: TranscriptResult, speaker: str) -> str:
         return self._message(
             "transcript",
+            about=result.session_id,
             is_final=False,
-            utterance_id=utterance_id(self.session_id, result.utterance_index),
+            utterance_id=utterance_id(result.session_id, result.utterance_index),
             text=result.text,
             start=result.start,
             end=result.end,
             speaker=speaker,
         )
 
-    def final(self, result: TranscriptResult, speaker: str, timing: Mapping[str, float]) -> str:
+    def final(
+        self, result: TranscriptResult, speaker: str, timing: Mapping[str, float] | None = None
+    ) -> str:
+        extra = {"server_timing": dict(timing)} if timing else {}
         return self._message(
             "transcript",
+            about=result.session_id,
             is_final=True,
-            utterance_id=utterance_id(self.session_id, result.utterance_index),
+            utterance_id=utterance_id(result.session_id, result.utterance_index),
             text=result.text,
             start=result.start,
             end=result.end,
@@ -204,7 +233,26 @@ class MessageBuilder:
                 for w in result.words
             ],
             speaker=speaker,
-            server_timing=dict(timing),
+            **extra,
+        )
+
+    def presence(self, room: str, joined: bool, participant: Participant) -> str:
+        return self._message(
+            "room.join" if joined else "room.leave",
+            about=participant.session_id,
+            room=room,
+            name=participant.name,
+            listener=participant.listener,
+        )
+
+    def participants(self, room: str, participants: Sequence[Participant]) -> str:
+        return self._message(
+            "room.participants",
+            room=room,
+            participants=[
+                {"session_id": p.session_id, "name": p.name, "listener": p.listener}
+                for p in participants
+            ],
         )
 
     def error(self, code: str, message: str, **extra: Any) -> str:

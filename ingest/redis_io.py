@@ -1,9 +1,10 @@
-"""The ingest node's two Redis paths: batched audio writes and the pub/sub relay."""
+"""The ingest node's two Redis paths: one ordered, batched writer and the pub/sub relay."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import redis.asyncio
 import redis.exceptions
@@ -14,7 +15,7 @@ from shared.errors import SchemaError
 from shared.schema import (
     AudioAppended,
     AudioStreamEntry,
-    SessionEvent,
+    PipelineEvent,
     SessionOpened,
     decode_event,
 )
@@ -23,19 +24,30 @@ AUDIO_STREAM_MAX_ENTRIES = 30000
 """Safety cap per session stream (the segmenter deletes entries as it consumes them)."""
 
 
-class AudioWriter:
-    """Appends audio to Redis without a round trip per frame.
+@dataclass(frozen=True, slots=True)
+class _Append:
+    session_id: str
+    entry: AudioStreamEntry
 
-    Handlers put entries on a bounded queue and return at once; one task drains whatever has
-    accumulated, merges consecutive audio of a session into one entry, and sends all of it
-    in a single pipeline.
+
+@dataclass(frozen=True, slots=True)
+class _Publish:
+    channel: str
+    data: bytes
+
+
+class RedisWriter:
+    """Appends audio and publishes room events without a round trip per frame.
+
+    Handlers put work on a bounded queue and return at once; one task drains whatever has
+    accumulated, merges consecutive audio of a session into one entry, and sends it all, in
+    order, in a single pipeline.
     """
 
     def __init__(self, client: redis.asyncio.Redis, *, max_queued: int = 10000) -> None:
         self._redis = client
-        self._queue: asyncio.Queue[tuple[str, AudioStreamEntry]] = asyncio.Queue(max_queued)
+        self._queue: asyncio.Queue[_Append | _Publish] = asyncio.Queue(max_queued)
         self.batches = 0
-        self.entries_written = 0
 
     async def open_session(self, opened: SessionOpened) -> None:
         pipe = self._redis.pipeline(transaction=False)
@@ -46,7 +58,11 @@ class AudioWriter:
         await pipe.execute()
 
     async def append(self, session_id: str, entry: AudioStreamEntry) -> None:
-        await self._queue.put((session_id, entry))
+        await self._queue.put(_Append(session_id, entry))
+
+    def publish(self, channel: str, data: bytes) -> None:
+        """Queued behind everything appended before it; raises QueueFull when Redis lags."""
+        self._queue.put_nowait(_Publish(channel, data))
 
     async def run(self) -> None:
         while True:
@@ -55,63 +71,72 @@ class AudioWriter:
                 batch.append(self._queue.get_nowait())
             await self._write(batch)
 
-    async def _write(self, batch: list[tuple[str, AudioStreamEntry]]) -> None:
-        merged: dict[str, list[AudioStreamEntry]] = {}
-        for session_id, entry in batch:
-            entries = merged.setdefault(session_id, [])
-            if (
-                entries
-                and isinstance(entry, AudioAppended)
-                and isinstance(entries[-1], AudioAppended)
-            ):
-                entries[-1] = AudioAppended(entries[-1].pcm + entry.pcm, entry.received_at)
-            else:
-                entries.append(entry)
+    async def _write(self, batch: list[_Append | _Publish]) -> None:
+        merged: list[_Append | _Publish] = []
+        last_audio: dict[str, int] = {}  # session -> index in merged of its open audio entry
+        for item in batch:
+            if isinstance(item, _Append) and isinstance(item.entry, AudioAppended):
+                index = last_audio.get(item.session_id)
+                previous = merged[index] if index is not None else None
+                if isinstance(previous, _Append) and isinstance(previous.entry, AudioAppended):
+                    joined = AudioAppended(
+                        previous.entry.pcm + item.entry.pcm, item.entry.received_at
+                    )
+                    merged[index] = _Append(item.session_id, joined)  # type: ignore[index]
+                    continue
+                last_audio[item.session_id] = len(merged)
+            elif isinstance(item, _Append):
+                last_audio.pop(item.session_id, None)
+            merged.append(item)
         pipe = self._redis.pipeline(transaction=False)
-        for session_id, entries in merged.items():
-            for entry in entries:
+        for item in merged:
+            if isinstance(item, _Publish):
+                pipe.publish(item.channel, item.data)
+            else:
                 pipe.xadd(
-                    keys.audio_stream(session_id),
-                    entry.encode(),  # type: ignore[arg-type]
+                    keys.audio_stream(item.session_id),
+                    item.entry.encode(),  # type: ignore[arg-type]
                     maxlen=AUDIO_STREAM_MAX_ENTRIES,
                     approximate=True,
                 )
-                self.entries_written += 1
         await pipe.execute()
         self.batches += 1
 
 
-EventHandler = Callable[[SessionEvent], None]
+EventHandler = Callable[[PipelineEvent], None]
 
 
 class EventRelay:
-    """One pub/sub connection per ingest node, routing each session channel to its handler."""
+    """One pub/sub connection per ingest node; each channel fans out to its subscribers
+    (a session channel has one, a room channel one per participant on this node)."""
 
     def __init__(self, client: redis.asyncio.Redis, node_channel: str) -> None:
         self._pubsub = client.pubsub()
         self._node_channel = node_channel
-        self._handlers: dict[str, EventHandler] = {}
+        self._handlers: dict[str, dict[str, EventHandler]] = {}
         self._confirmed: dict[str, asyncio.Event] = {}
 
     async def start(self) -> None:
         """Opens the connection (before ``run``) with the node's own channel."""
         await self._pubsub.subscribe(self._node_channel)
 
-    async def subscribe(self, session_id: str, handler: EventHandler) -> None:
-        channel = keys.session_channel(session_id)
-        self._handlers[channel] = handler
-        await self._subscribe(channel)
+    async def subscribe(self, channel: str, subscriber: str, handler: EventHandler) -> None:
+        """Returns once Redis has confirmed the subscription."""
+        handlers = self._handlers.setdefault(channel, {})
+        first = not handlers
+        handlers[subscriber] = handler
+        if first:
+            self._confirmed[channel] = asyncio.Event()
+            await self._pubsub.subscribe(channel)
+        await asyncio.wait_for(self._confirmed[channel].wait(), timeout=10)
 
-    async def _subscribe(self, channel: str) -> None:
-        confirmed = self._confirmed[channel] = asyncio.Event()
-        await self._pubsub.subscribe(channel)
-        await asyncio.wait_for(confirmed.wait(), timeout=10)
-
-    async def unsubscribe(self, session_id: str) -> None:
-        channel = keys.session_channel(session_id)
-        self._handlers.pop(channel, None)
-        self._confirmed.pop(channel, None)
-        await self._pubsub.unsubscribe(channel)
+    async def unsubscribe(self, channel: str, subscriber: str) -> None:
+        handlers = self._handlers.get(channel, {})
+        handlers.pop(subscriber, None)
+        if not handlers:
+            self._handlers.pop(channel, None)
+            self._confirmed.pop(channel, None)
+            await self._pubsub.unsubscribe(channel)
 
     async def run(self) -> None:
         while True:
@@ -120,21 +145,20 @@ class EventRelay:
                 continue
             channel = message["channel"].decode()
             if message["type"] == "subscribe":
-                event = self._confirmed.get(channel)
-                if event is not None:
-                    event.set()
+                confirmed = self._confirmed.get(channel)
+                if confirmed is not None:
+                    confirmed.set()
                 continue
-            if message["type"] != "message":
-                continue
-            handler = self._handlers.get(channel)
-            if handler is None:
+            handlers = self._handlers.get(channel)
+            if message["type"] != "message" or not handlers:
                 continue
             try:
-                decoded = decode_event(message["data"])
+                event = decode_event(message["data"])
             except SchemaError:
                 logger.exception("dropping undecodable event on %s", channel)
                 continue
-            handler(decoded)
+            for handler in list(handlers.values()):
+                handler(event)
 
     async def close(self) -> None:
         try:

@@ -16,7 +16,9 @@ from websockets.http11 import Request, Response
 from ingest import logger
 from ingest.connection import ClientConnection
 from ingest.protocol import MessageBuilder, parse_stream_params
-from ingest.redis_io import AudioWriter, EventRelay
+from ingest.redis_io import EventRelay, RedisWriter
+from ingest.rooms import RoomMembership
+from shared import keys
 from shared.errors import ProtocolError
 from shared.redis_client import connect_async
 from shared.schema import SessionOpened
@@ -29,7 +31,7 @@ class IngestServer:
     def __init__(self, options: IngestOptions, redis_url: str) -> None:
         self.options = options
         self._redis = connect_async(redis_url)
-        self._writer = AudioWriter(self._redis)
+        self._writer = RedisWriter(self._redis)
         node = f"{socket.gethostname()}-{os.getpid()}"
         self._relay = EventRelay(self._redis, f"ss:ingest:{node}")
         self._stop = asyncio.Event()
@@ -90,16 +92,25 @@ class IngestServer:
             return
         client = ClientConnection(ws, session_id, params, self.options, self._writer)
         self.connections[session_id] = client
-        await self._relay.subscribe(session_id, client.on_event)
+        channel = keys.session_channel(session_id)
+        await self._relay.subscribe(channel, session_id, client.on_event)
         sender = asyncio.create_task(client.send_loop())
         try:
-            opened = SessionOpened(session_id, params.language, params.partials, time.time())
-            await self._writer.open_session(opened)
+            if not params.listen:
+                opened = SessionOpened(session_id, params.language, params.partials, time.time())
+                await self._writer.open_session(opened)
             client.send_text(client.messages.session_begin(params, self.options.model_name))
+            if params.room is not None:
+                membership = RoomMembership(
+                    self._redis, self._writer, self._relay, params.room, client.speaker
+                )
+                await client.join_room(membership)
             await client.receive_loop()
             if client.close_enqueued:
                 await asyncio.wait_for(sender, timeout=30)
         finally:
             sender.cancel()
             del self.connections[session_id]
-            await self._relay.unsubscribe(session_id)
+            if client.room is not None:
+                await client.room.leave()
+            await self._relay.unsubscribe(channel, session_id)

@@ -35,3 +35,17 @@ def commit_key(session_id: str, utterance_index: int) -> str:
 
 def speculation_key(session_id: str, utterance_index: int, revision: int) -> str:
     return f"ss:{{{session_id}}}:spec:{utterance_index}:{revision}"
+
+
+def _room_tag(room: str) -> str:
+    """Room ids are arbitrary user strings: hex keeps them from breaking key syntax."""
+    return room.encode().hex()
+
+
+def room_channel(room: str) -> str:
+    return f"ss:room:{{{_room_tag(room)}}}:events"
+
+
+def room_members(room: str) -> str:
+    """Hash of the room's participants: session id -> encoded :class:`Participant`."""
+    return f"ss:room:{{{_room_tag(room)}}}:members"

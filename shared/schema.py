@@ -359,11 +359,84 @@ class UtteranceFailed:
 SessionEvent = PartialTranscript | FinalTranscript | SegmentationFinished | UtteranceFailed
 
 
+# --- room events: an ingest connection -> every participant's connection -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    session_id: str
+    name: str
+    listener: bool
+    """Joined without a microphone."""
+
+    def encode(self) -> bytes:
+        return _dumps(asdict(self))
+
+    @classmethod
+    def from_json_obj(cls, obj: Mapping[str, Any]) -> Self:
+        return cls(
+            session_id=_get(obj, "session_id", str),
+            name=_get(obj, "name", str),
+            listener=_get(obj, "listener", bool),
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Self:
+        try:
+            obj = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SchemaError(f"participant is not JSON: {exc}") from exc
+        if not isinstance(obj, dict):
+            raise SchemaError("participant is not an object")
+        return cls.from_json_obj(obj)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomTranscript:
+    """A participant's transcript, already ordered and deduplicated by its own connection."""
+
+    speaker: Participant
+    is_final: bool
+    result: TranscriptResult
+
+    def encode(self) -> bytes:
+        return _dumps(
+            {
+                "v": SCHEMA_VERSION,
+                "kind": "room.transcript",
+                "speaker": asdict(self.speaker),
+                "is_final": self.is_final,
+                "result": self.result.to_json_obj(),
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RoomPresence:
+    joined: bool
+    """True: joined; False: left."""
+    participant: Participant
+
+    def encode(self) -> bytes:
+        return _dumps(
+            {
+                "v": SCHEMA_VERSION,
+                "kind": "room.presence",
+                "joined": self.joined,
+                "participant": asdict(self.participant),
+            }
+        )
+
+
+RoomEvent = RoomTranscript | RoomPresence
+PipelineEvent = SessionEvent | RoomEvent
+
+
 def _dumps(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def decode_event(data: bytes) -> SessionEvent:
+def decode_event(data: bytes) -> PipelineEvent:
     try:
         obj = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -389,5 +462,16 @@ def decode_event(data: bytes) -> SessionEvent:
             session_id=_get(obj, "session_id", str),
             utterance_index=_get(obj, "utterance_index", int),
             message=_get(obj, "message", str),
+        )
+    if kind == "room.transcript":
+        return RoomTranscript(
+            speaker=Participant.from_json_obj(_get(obj, "speaker", dict)),
+            is_final=_get(obj, "is_final", bool),
+            result=TranscriptResult.from_json_obj(_get(obj, "result", dict)),
+        )
+    if kind == "room.presence":
+        return RoomPresence(
+            joined=_get(obj, "joined", bool),
+            participant=Participant.from_json_obj(_get(obj, "participant", dict)),
         )
     raise SchemaError(f"unknown event kind {kind!r}")

@@ -63,20 +63,30 @@ class StreamRun:
     close_reason: str = ""
 
     @property
-    def finals(self) -> list[Received]:
+    def session_id(self) -> str | None:
+        for r in self.received:
+            if r.message.get("type") == "session.begin":
+                return str(r.message["session_id"])
+        return None
+
+    def _transcripts(self, final: bool) -> list[Received]:
+        """This session's own transcripts (in a room, others' arrive too)."""
+        own = self.session_id
         return [
             r
             for r in self.received
-            if r.message.get("type") == "transcript" and r.message.get("is_final")
+            if r.message.get("type") == "transcript"
+            and bool(r.message.get("is_final")) == final
+            and r.message.get("session_id") == own
         ]
 
     @property
+    def finals(self) -> list[Received]:
+        return self._transcripts(final=True)
+
+    @property
     def partials(self) -> list[Received]:
-        return [
-            r
-            for r in self.received
-            if r.message.get("type") == "transcript" and not r.message.get("is_final")
-        ]
+        return self._transcripts(final=False)
 
     @property
     def errors(self) -> list[Mapping[str, Any]]:

@@ -48,7 +48,12 @@ def test_valid_parameters() -> None:
         ({"partials": "maybe"}, "partials"),
         ({"bogus": "1"}, "bogus"),
         ({"name": "x" * 65}, "name"),
-        ({"room": "42"}, "room"),
+        ({"room": " "}, "room"),
+        ({"room": "x" * 129}, "room"),
+        ({"room": "a\nb"}, "room"),
+        ({"listen": "true"}, "listen"),
+        ({"room": "42", "listen": "sometimes"}, "listen"),
+        ({"translate": "cy"}, "translate"),
     ],
 )
 def test_bad_parameters_name_the_parameter(query: dict[str, str], named: str) -> None:
@@ -56,6 +61,11 @@ def test_bad_parameters_name_the_parameter(query: dict[str, str], named: str) ->
         params(**query)
     assert caught.value.close_code == CLOSE_BAD_PARAMETER
     assert caught.value.message.startswith(named)
+
+
+def test_room_and_listener() -> None:
+    p = params(room="Café {42}", listen="true")
+    assert (p.room, p.listen) == ("Café {42}", True)
 
 
 def test_english_only_model_refuses_other_languages() -> None:

@@ -1,0 +1,58 @@
+"""A connection's membership of a room: presence, and sharing its transcripts with the room."""
+
+from __future__ import annotations
+
+import redis.asyncio
+
+from ingest.redis_io import EventHandler, EventRelay, RedisWriter
+from shared import keys
+from shared.errors import SchemaError
+from shared.schema import Participant, RoomPresence, RoomTranscript, TranscriptResult
+
+MEMBERS_TTL_S = 24 * 3600
+
+
+class RoomMembership:
+    """Joins on ``join()``, leaves on ``leave()``; everything goes through the room's channel,
+    so participants on any ingest node see each other and nothing crosses between rooms."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        writer: RedisWriter,
+        relay: EventRelay,
+        room: str,
+        me: Participant,
+    ) -> None:
+        self._redis = client
+        self._writer = writer
+        self._relay = relay
+        self.room = room
+        self.me = me
+        self._channel = keys.room_channel(room)
+
+    async def join(self, handler: EventHandler) -> list[Participant]:
+        """Subscribes, announces itself and returns who is in the room (itself included)."""
+        await self._relay.subscribe(self._channel, self.me.session_id, handler)
+        members = keys.room_members(self.room)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(members, self.me.session_id, self.me.encode())
+        pipe.expire(members, MEMBERS_TTL_S)
+        pipe.hgetall(members)
+        *_, current = await pipe.execute()
+        self._writer.publish(self._channel, RoomPresence(True, self.me).encode())
+        participants = []
+        for data in current.values():
+            try:
+                participants.append(Participant.decode(data))
+            except SchemaError:
+                continue  # a member written by an incompatible version: not shown
+        return sorted(participants, key=lambda p: (p.name, p.session_id))
+
+    def share(self, is_final: bool, result: TranscriptResult) -> None:
+        self._writer.publish(self._channel, RoomTranscript(self.me, is_final, result).encode())
+
+    async def leave(self) -> None:
+        await self._redis.hdel(keys.room_members(self.room), self.me.session_id)
+        self._writer.publish(self._channel, RoomPresence(False, self.me).encode())
+        await self._relay.unsubscribe(self._channel, self.me.session_id)

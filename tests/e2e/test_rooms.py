@@ -1,0 +1,115 @@
+"""Rooms through the real pipeline: everyone in a room sees everyone's words, no one else does."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from streamscribe.client import StreamRun, read_audio, stream_audio
+from streamscribe.metrics import corpus_wer, load_manifest
+from tests.conftest import DATA, RunningPipeline
+
+pytestmark = pytest.mark.e2e
+
+BY_ID = {e.id: e for e in load_manifest(DATA / "manifest.jsonl")}
+ANA = BY_ID["jfk-inaugural-1961"]
+BEN = BY_ID["ls-test-clean-1089-134686-0000"]
+DAN = BY_ID["ls-test-clean-1995-1837-0001"]
+
+
+async def listen(url: str, until: asyncio.Event) -> list[dict[str, Any]]:
+    async with connect(url) as ws:
+        messages = [json.loads(await ws.recv())]
+        reader = asyncio.ensure_future(_collect(ws, messages))
+        await until.wait()
+        await asyncio.sleep(1.0)
+        await ws.send('{"type": "close"}')
+        await asyncio.wait_for(reader, 10)
+        return messages
+
+
+async def _collect(ws: Any, messages: list[dict[str, Any]]) -> None:
+    async for text in ws:
+        messages.append(json.loads(text))
+
+
+def finals_by_speaker(messages: list[dict[str, Any]]) -> dict[str, str]:
+    texts: dict[str, list[str]] = {}
+    for m in messages:
+        if m["type"] == "transcript" and m["is_final"]:
+            texts.setdefault(m["speaker"], []).append(m["text"])
+    return {speaker: " ".join(parts) for speaker, parts in texts.items()}
+
+
+def test_room_participants_see_each_other_and_other_rooms_see_nothing(
+    pipeline: RunningPipeline,
+) -> None:
+    async def scenario() -> tuple[list[StreamRun], list[dict[str, Any]]]:
+        done = asyncio.Event()
+        listener = asyncio.create_task(listen(pipeline.url + "?room=42&name=Cy&listen=true", done))
+        await asyncio.sleep(0.5)
+
+        def speak(entry: Any, room: str, name: str) -> Any:
+            # everyone stays until 3 s after the longest recording, so each hears all the others
+            tail = 3.0 + (longest - entry.seconds) / 2
+            return stream_audio(
+                pipeline.url,
+                read_audio(entry.audio),
+                speed=2,
+                tail_silence_s=tail,
+                params={"room": room, "name": name},
+            )
+
+        longest = max(ANA.seconds, BEN.seconds, DAN.seconds)
+        runs = await asyncio.gather(
+            speak(ANA, "42", "Ana"), speak(BEN, "42", "Ben"), speak(DAN, "43", "Dan")
+        )
+        done.set()
+        return list(runs), await listener
+
+    (ana, ben, dan), cy = asyncio.run(scenario())
+    for run, own, other, name in ((ana, ANA, BEN, "Ben"), (ben, BEN, ANA, "Ana")):
+        heard = finals_by_speaker([r.message for r in run.received])
+        assert corpus_wer([other.text], [heard.get(name, "")]) < 0.2, heard
+        assert corpus_wer([own.text], [run.transcript]) < 0.2
+        assert "Dan" not in heard
+        others = [r.message for r in run.received if r.message.get("speaker") == name]
+        assert others and {m["session_id"] for m in others} != {
+            run.received[0].message["session_id"]
+        }
+        assert run.close_code == 1000
+    heard_by_cy = finals_by_speaker(cy)
+    assert set(heard_by_cy) == {"Ana", "Ben"}
+    assert corpus_wer([ANA.text], [heard_by_cy["Ana"]]) < 0.2
+    dan_messages = [r.message for r in dan.received]
+    assert set(finals_by_speaker(dan_messages)) == {"Dan"}
+    assert not [m for m in dan_messages if m.get("name") in ("Ana", "Ben", "Cy")]
+    # presence: Cy saw Ana and Ben join and leave, and a participant list naming them
+    joined = {m["name"] for m in cy if m["type"] == "room.join"}
+    left = {m["name"] for m in cy if m["type"] == "room.leave"}
+    assert joined == left == {"Ana", "Ben"}
+    lists = [m for m in cy if m["type"] == "room.participants"]
+    assert any({p["name"] for p in m["participants"]} == {"Ana", "Ben", "Cy"} for m in lists)
+    assert cy[-1]["type"] == "session.end"
+
+
+def test_listener_cannot_send_audio(pipeline: RunningPipeline) -> None:
+    async def scenario() -> tuple[list[dict[str, Any]], int | None]:
+        async with connect(pipeline.url + "?room=7&listen=true") as ws:
+            messages = [json.loads(await ws.recv())]
+            await ws.send(b"\x00" * 640)
+            with contextlib.suppress(ConnectionClosed):
+                async for text in ws:
+                    messages.append(json.loads(text))
+            return messages, ws.close_code
+
+    messages, code = asyncio.run(scenario())
+    assert messages[0]["type"] == "session.begin" and messages[0]["listen"] is True
+    assert [m["code"] for m in messages if m["type"] == "error"] == ["listener_audio"]
+    assert code == 1003
