@@ -18,6 +18,7 @@ from ingest.connection import ClientConnection
 from ingest.protocol import MessageBuilder, parse_stream_params
 from ingest.redis_io import EventRelay, RedisWriter
 from ingest.rooms import RoomMembership
+from ingest.static_files import StaticFiles
 from shared import keys
 from shared.errors import ProtocolError
 from shared.redis_client import connect_async
@@ -37,6 +38,7 @@ class IngestServer:
         self._stop = asyncio.Event()
         self._server: Server | None = None
         self.connections: dict[str, ClientConnection] = {}
+        self._static = StaticFiles()
 
     @property
     def port(self) -> int:
@@ -77,6 +79,9 @@ class IngestServer:
             return connection.respond(HTTPStatus.OK, "ok\n")
         if path == STREAM_PATH:
             return None
+        page = self._static.response(path)
+        if page is not None:
+            return page
         return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
 
     async def _handle(self, ws: ServerConnection) -> None:

@@ -1,0 +1,309 @@
+// The live-caption page: join a room, stream the microphone or a file, show everyone's words.
+import { FORMATS, shortClock } from "./formats.js";
+
+const FRAME_MS = 40;
+const TARGET_RATE = 16000;
+const $ = (id) => document.getElementById(id);
+
+const CLOSE_MESSAGES = {
+  1003: "The server did not understand a message from this page.",
+  1007: "The server refused the audio format.",
+  1009: "An audio frame was too large for the server.",
+  1011: "The server had an internal error.",
+  1013: "The server is overloaded; try again later.",
+  4001: "Your access token is missing, invalid or expired.",
+  4003: "Your access token does not grant this room.",
+  4008: "The session was idle too long or reached its maximum length.",
+  4029: "Audio was sent faster than allowed.",
+  4400: "The server refused a setting",
+};
+const FINAL_CODES = new Set([1000, 1003, 1007, 1009, 4001, 4003, 4400]);
+
+// Exposed for tests and debugging: what the page has shown and when.
+const state = {
+  ws: null, sessionId: null, joined: false, leaving: false, reconnectDelay: 500, reconnectTimer: null,
+  mic: null, fileStreaming: false, finals: [], shown: [], audioStartedAt: null,
+};
+window.streamscribe = state;
+
+function setState(kind, text) {
+  const el = $("state");
+  el.dataset.state = kind;
+  el.textContent = text;
+}
+
+function showMessage(text) {
+  const el = $("message");
+  el.textContent = text || "";
+  el.hidden = !text;
+}
+
+function streamUrl() {
+  const params = new URLSearchParams({
+    sample_rate: String(TARGET_RATE), encoding: "pcm_s16le", partials: "true",
+    room: $("room").value.trim(), name: $("name").value.trim() || "anonymous",
+    language: $("language").value,
+  });
+  if ($("listen").checked) params.set("listen", "true");
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/v1/stream?${params}`;
+}
+
+function connect() {
+  clearTimeout(state.reconnectTimer);
+  setState("connecting", "Connecting…");
+  const ws = new WebSocket(streamUrl());
+  ws.binaryType = "arraybuffer";
+  state.ws = ws;
+  ws.onopen = () => { state.reconnectDelay = 500; };
+  ws.onmessage = (event) => onMessage(JSON.parse(event.data));
+  ws.onclose = (event) => onClose(ws, event);
+}
+
+function onMessage(message) {
+  switch (message.type) {
+    case "session.begin":
+      state.sessionId = message.session_id;
+      state.audioStartedAt = null; // a new session counts audio time from zero
+      setState("connected", `Connected to room ${message.room}`);
+      showMessage("");
+      setJoined(true);
+      break;
+    case "transcript":
+      showTranscript(message);
+      break;
+    case "room.participants":
+      showParticipants(message.participants);
+      break;
+    case "room.join":
+    case "room.leave":
+      break; // the participant list that follows says it
+    case "error":
+      showMessage(message.code === "invalid_parameter"
+        ? `${CLOSE_MESSAGES[4400]}: ${message.message}`
+        : `${message.message} (${message.code})`);
+      break;
+    case "session.end":
+      break;
+  }
+}
+
+function onClose(ws, event) {
+  if (ws !== state.ws) return;
+  state.ws = null;
+  stopMic();
+  if (state.leaving || event.code === 1000) {
+    setState("disconnected", "Not connected");
+    setJoined(false);
+    state.leaving = false;
+    return;
+  }
+  if (FINAL_CODES.has(event.code)) {
+    setState("error", "Disconnected");
+    if (!$("message").textContent) showMessage(CLOSE_MESSAGES[event.code] || `Closed (${event.code}).`);
+    setJoined(false);
+    return;
+  }
+  const delay = state.reconnectDelay;
+  state.reconnectDelay = Math.min(delay * 2, 10000);
+  const reason = event.code === 1006 ? "The server cannot be reached." : (CLOSE_MESSAGES[event.code] || `Connection closed (${event.code}).`);
+  showMessage(`${reason} Reconnecting in ${Math.round(delay / 100) / 10} s…`);
+  setState("reconnecting", "Reconnecting…");
+  state.reconnectTimer = setTimeout(connect, delay);
+}
+
+function setJoined(joined) {
+  state.joined = joined;
+  const speaking = joined && !$("listen").checked;
+  $("join-button").disabled = joined;
+  $("leave-button").disabled = !joined && !state.reconnectTimer;
+  for (const id of ["room", "name", "language", "listen"]) $(id).disabled = joined;
+  $("mic-button").disabled = !speaking;
+  $("file").disabled = !speaking || state.fileStreaming;
+  if (!joined) showParticipants([]);
+}
+
+function leave() {
+  clearTimeout(state.reconnectTimer);
+  state.reconnectTimer = null;
+  stopMic();
+  state.leaving = true;
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+    state.ws.send(JSON.stringify({ type: "close" }));
+  } else {
+    state.leaving = false;
+    setState("disconnected", "Not connected");
+    setJoined(false);
+  }
+}
+
+// ---- transcript view -------------------------------------------------------------------
+
+function nearBottom(el) {
+  return el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+}
+
+function showTranscript(message) {
+  const box = $("transcript");
+  const follow = nearBottom(box);
+  const id = `u-${message.utterance_id}`;
+  let line = document.getElementById(id);
+  if (!line) {
+    line = document.createElement("p");
+    line.id = id;
+    line.className = "line";
+    line.innerHTML = '<span class="when"></span><span class="who"></span><span class="text"></span>';
+    box.appendChild(line);
+  }
+  if (line.classList.contains("final")) return; // a final never changes
+  line.classList.toggle("partial", !message.is_final);
+  line.classList.toggle("final", message.is_final);
+  line.querySelector(".when").textContent = shortClock(message.start);
+  line.querySelector(".who").textContent = `${message.speaker}:`;
+  line.querySelector(".text").textContent = message.text;
+  if (message.is_final) {
+    const final = {
+      speaker: message.speaker, session_id: message.session_id, utterance_id: message.utterance_id,
+      start: message.start, end: message.end, text: message.text,
+    };
+    state.finals.push(final);
+    state.shown.push({ ...final, shownAt: Date.now(), serverTiming: message.server_timing || null });
+  }
+  if (follow) box.scrollTop = box.scrollHeight;
+}
+
+function showParticipants(participants) {
+  const list = $("participants");
+  list.replaceChildren(...participants.map((p) => {
+    const item = document.createElement("li");
+    item.textContent = p.session_id === state.sessionId ? `${p.name} (you)` : p.name;
+    if (p.listener) {
+      item.classList.add("listener");
+      item.textContent += " · listening";
+    }
+    return item;
+  }));
+}
+
+function download(format) {
+  const { type, build } = FORMATS[format];
+  const blob = new Blob([build(state.finals)], { type });
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = `transcript-${$("room").value.trim() || "room"}.${format}`;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+// ---- microphone ------------------------------------------------------------------------
+
+function send(buffer) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(buffer);
+}
+
+async function startMic() {
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+    });
+  } catch (error) {
+    showMessage(error.name === "NotAllowedError"
+      ? "Microphone access was denied. Allow it in the browser's site settings and try again."
+      : `The microphone could not be opened: ${error.message}`);
+    return;
+  }
+  const context = new AudioContext();
+  await context.audioWorklet.addModule("/static/worklet.js");
+  const source = context.createMediaStreamSource(stream);
+  const capture = new AudioWorkletNode(context, "capture-16k");
+  const mute = context.createGain();
+  mute.gain.value = 0;
+  source.connect(capture).connect(mute).connect(context.destination);
+  capture.port.onmessage = (event) => {
+    // wall time of audio second 0 (the server counts time in samples it received)
+    if (state.audioStartedAt === null) state.audioStartedAt = Date.now() - FRAME_MS;
+    send(event.data.pcm);
+    $("level").value = Math.min(1, event.data.level * 4);
+  };
+  state.mic = { stream, context };
+  $("mic-button").textContent = "Stop microphone";
+  $("mic-button").setAttribute("aria-pressed", "true");
+}
+
+function stopMic() {
+  if (!state.mic) return;
+  state.mic.stream.getTracks().forEach((track) => track.stop());
+  state.mic.context.close();
+  state.mic = null;
+  $("level").value = 0;
+  $("mic-button").textContent = "Start microphone";
+  $("mic-button").setAttribute("aria-pressed", "false");
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify({ type: "finalize" }));
+}
+
+// ---- streaming a file --------------------------------------------------------------------
+
+async function decodeTo16k(file) {
+  const bytes = await file.arrayBuffer();
+  const decoder = new AudioContext();
+  let decoded;
+  try {
+    decoded = await decoder.decodeAudioData(bytes);
+  } finally {
+    decoder.close();
+  }
+  const offline = new OfflineAudioContext(1, Math.ceil(decoded.duration * TARGET_RATE), TARGET_RATE);
+  const source = offline.createBufferSource();
+  source.buffer = decoded;
+  source.connect(offline.destination);
+  source.start();
+  return (await offline.startRendering()).getChannelData(0);
+}
+
+async function streamFile(file) {
+  let samples;
+  try {
+    samples = await decodeTo16k(file);
+  } catch (error) {
+    showMessage(`This file could not be decoded as audio: ${file.name}`);
+    return;
+  }
+  state.fileStreaming = true;
+  $("file").disabled = true;
+  const frame = (TARGET_RATE * FRAME_MS) / 1000;
+  const started = performance.now();
+  if (state.audioStartedAt === null) state.audioStartedAt = Date.now();
+  for (let i = 0, n = 0; i < samples.length && state.ws; i += frame, n++) {
+    const wait = started + n * FRAME_MS - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    const chunk = samples.subarray(i, i + frame);
+    const pcm = new Int16Array(chunk.length);
+    for (let k = 0; k < chunk.length; k++) pcm[k] = Math.round(Math.max(-1, Math.min(1, chunk[k])) * 32767);
+    send(pcm.buffer);
+  }
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify({ type: "finalize" }));
+  state.fileStreaming = false;
+  $("file").value = "";
+  setJoined(state.joined);
+}
+
+// ---- wiring ------------------------------------------------------------------------------
+
+$("join").addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (!$("room").value.trim()) return;
+  state.leaving = false;
+  connect();
+});
+$("leave-button").addEventListener("click", leave);
+$("mic-button").addEventListener("click", () => (state.mic ? stopMic() : startMic()));
+$("file").addEventListener("change", (event) => {
+  const [file] = event.target.files;
+  if (file) streamFile(file);
+});
+for (const button of document.querySelectorAll("[data-format]")) {
+  button.addEventListener("click", () => download(button.dataset.format));
+}

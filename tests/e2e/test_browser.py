@@ -1,0 +1,237 @@
+"""The live-caption page in headless Chromium, with fake microphones, against the real pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+
+from shared.settings import Settings, model_options
+from streamscribe.client import read_audio
+from streamscribe.metrics import ManifestEntry, corpus_wer, load_manifest
+from tests.conftest import DATA, RunningPipeline
+from transcriber.model import SpeechModel
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parents[2] / "artifacts"
+BY_ID = {e.id: e for e in load_manifest(DATA / "manifest.jsonl")}
+ANA = BY_ID["jfk-inaugural-1961"]
+BEN = BY_ID["ls-test-clean-1089-134686-0000"]
+DAN = BY_ID["ls-test-clean-1995-1837-0001"]
+TAIL_S = 6.0
+"""Silence after each recording: the fake microphone loops its file."""
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
+    with sync_playwright() as p:
+        yield p
+
+
+def launch(playwright: Playwright, tmp_path: Path, entry: ManifestEntry | None) -> Browser:
+    args = [
+        "--no-sandbox",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--autoplay-policy=no-user-gesture-required",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    ]
+    if entry is not None:
+        audio, rate = soundfile.read(entry.audio, dtype="int16")
+        padded = tmp_path / f"{entry.id}-padded.wav"
+        soundfile.write(
+            padded, np.concatenate([audio, np.zeros(int(rate * TAIL_S), np.int16)]), rate
+        )
+        args += [
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={padded}",
+        ]
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+
+
+def join(browser: Browser, url: str, room: str, name: str, **page_options: Any) -> Page:
+    page = browser.new_page(bypass_csp=True, **page_options)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    page.fill("#room", room)
+    page.fill("#name", name)
+    page.click("#join-button")
+    page.wait_for_selector("#state[data-state=connected]")
+    assert not errors, errors
+    return page
+
+
+def shown(page: Page) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = page.evaluate("window.streamscribe.shown")
+    return result
+
+
+def text_of(finals: list[dict[str, Any]], speaker: str) -> str:
+    return " ".join(f["text"] for f in finals if f["speaker"] == speaker)
+
+
+def test_two_speakers_in_a_room_see_each_other_and_another_room_sees_nothing(
+    pipeline: RunningPipeline, playwright: Playwright, tmp_path: Path
+) -> None:
+    page_url = pipeline.http + "/"
+    browsers = [launch(playwright, tmp_path, e) for e in (ANA, BEN, DAN)]
+    try:
+        ana = join(browsers[0], page_url, "42", "Ana")
+        ben = join(browsers[1], page_url, "42", "Ben")
+        dan = join(browsers[2], page_url, "43", "Dan")
+        ana.wait_for_function("document.querySelectorAll('#participants li').length === 2")
+        for page in (ana, ben, dan):
+            page.click("#mic-button")
+        time.sleep(max(ANA.seconds, BEN.seconds, DAN.seconds) + 2.5)
+        for page in (ana, ben, dan):
+            page.click("#mic-button")  # stop: finalize whatever is open
+        for page in (ana, ben):
+            page.wait_for_function(
+                "new Set(window.streamscribe.shown.map(f => f.speaker)).size === 2", timeout=15000
+            )
+        time.sleep(1.0)
+        ARTIFACTS.mkdir(exist_ok=True)
+        ana.screenshot(path=str(ARTIFACTS / "browser-room-42-ana.png"), full_page=True)
+
+        ana_finals, ben_finals, dan_finals = shown(ana), shown(ben), shown(dan)
+        for finals in (ana_finals, ben_finals):
+            assert {f["speaker"] for f in finals} == {"Ana", "Ben"}
+            assert text_of(finals, "Ana") and text_of(finals, "Ben")
+        assert {f["speaker"] for f in dan_finals} == {"Dan"}
+        assert ana.locator("#participants li").all_inner_texts() == ["Ana (you)", "Ben"]
+
+        model = SpeechModel(model_options(Settings()))
+        refs = [ANA.text, BEN.text]
+        offline = [
+            model.transcribe(read_audio(e.audio).pcm, "en", final=True).text for e in (ANA, BEN)
+        ]
+        streamed = [text_of(ana_finals, "Ana"), text_of(ben_finals, "Ben")]
+        offline_wer, streamed_wer = corpus_wer(refs, offline), corpus_wer(refs, streamed)
+        assert streamed_wer <= 1.10 * offline_wer + 0.01, (streamed, offline)
+        # what Ben saw of Ana is what Ana saw of herself
+        assert text_of(ben_finals, "Ana") == text_of(ana_finals, "Ana")
+
+        with ana.expect_download() as download:
+            ana.click("[data-format=srt]")
+        srt = Path(download.value.path()).read_text(encoding="utf-8")
+        cues = parse_srt(srt)
+        assert [c[0] for c in cues] == list(range(1, len(ana_finals) + 1))
+        assert all(start <= end for _, start, end, _ in cues)
+        assert [c[1] for c in cues] == sorted(c[1] for c in cues)
+        assert {c[3].split(":", 1)[0] for c in cues} == {"Ana", "Ben"}
+
+        latencies = [
+            (f["shownAt"] - (page.evaluate("window.streamscribe.audioStartedAt") + f["end"] * 1000))
+            / 1000
+            for page, name in ((ana, "Ana"), (ben, "Ben"), (dan, "Dan"))
+            for f in shown(page)
+            if f["speaker"] == name
+        ]
+        server = [f["serverTiming"] for p in (ana, ben, dan) for f in shown(p) if f["serverTiming"]]
+        report = {
+            "server_endpoint_to_send_s": [s["endpoint_to_send_s"] for s in server],
+            "end_of_speech_to_final_shown_s": {
+                "median": round(statistics.median(latencies), 3),
+                "values": [round(x, 3) for x in latencies],
+            },
+            "wer": {"streamed": round(streamed_wer, 4), "offline": round(offline_wer, 4)},
+        }
+        (ARTIFACTS / "browser-latency.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report))
+    finally:
+        for browser in browsers:
+            browser.close()
+
+
+def parse_srt(text: str) -> list[tuple[int, float, float, str]]:
+    cues = []
+    for block in text.strip().split("\n\n"):
+        number, timing, *lines = block.splitlines()
+        match = re.fullmatch(r"(\S+) --> (\S+)", timing)
+        assert match, timing
+        cues.append((int(number), _srt_seconds(match[1]), _srt_seconds(match[2]), " ".join(lines)))
+    return cues
+
+
+def _srt_seconds(stamp: str) -> float:
+    hours, minutes, rest = stamp.split(":")
+    seconds, millis = rest.split(",")
+    return int(hours) * 3600 + int(minutes) * 60 + int(seconds) + int(millis) / 1000
+
+
+def test_streaming_a_file_from_the_page(
+    pipeline: RunningPipeline, playwright: Playwright, tmp_path: Path
+) -> None:
+    browser = launch(playwright, tmp_path, None)
+    try:
+        page = join(browser, pipeline.http + "/", "file-demo", "Eve")
+        page.set_input_files("#file", str(BEN.audio))
+        page.wait_for_function(
+            "window.streamscribe.shown.length > 0 && !window.streamscribe.fileStreaming",
+            timeout=int((BEN.seconds + 15) * 1000),
+        )
+        page.wait_for_timeout(1500)
+        assert corpus_wer([BEN.text], [text_of(shown(page), "Eve")]) < 0.15
+        assert page.locator(".line.final").count() == len(shown(page))
+    finally:
+        browser.close()
+
+
+def test_phone_width_keyboard_and_error_messages(
+    pipeline: RunningPipeline, playwright: Playwright, tmp_path: Path
+) -> None:
+    browser = launch(playwright, tmp_path, None)  # no fake microphone: access is refused
+    try:
+        page = browser.new_page(viewport={"width": 360, "height": 740}, bypass_csp=True)
+        page.goto(pipeline.http + "/")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
+        page.focus("#room")
+        page.keyboard.press("End")
+        page.keyboard.type("7")  # room "427"
+        page.keyboard.press("Enter")  # the form submits from the keyboard
+        page.wait_for_selector("#state[data-state=connected]")
+        assert page.locator("#state").inner_text() == "Connected to room 427"
+        page.click("#mic-button")
+        page.wait_for_selector("#message:not([hidden])")
+        assert "microphone" in page.locator("#message").inner_text().lower()
+        page.click("#leave-button")
+        page.wait_for_selector("#state[data-state=disconnected]")
+        # a server that refuses a setting: the page names it
+        page.evaluate("document.getElementById('name').removeAttribute('maxlength')")
+        page.fill("#name", "x" * 80)
+        page.click("#join-button")
+        page.wait_for_selector("#state[data-state=error]")
+        assert "name" in page.locator("#message").inner_text()
+    finally:
+        browser.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy() -> Iterator[None]:
+    """Chromium must reach 127.0.0.1 directly."""
+    saved = {
+        k: os.environ.pop(k)
+        for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")
+        if k in os.environ
+    }
+    yield
+    os.environ.update(saved)
