@@ -235,3 +235,42 @@ def _no_proxy() -> Iterator[None]:
     }
     yield
     os.environ.update(saved)
+
+
+def test_page_reconnects_when_the_server_comes_back(playwright: Playwright, tmp_path: Path) -> None:
+    from streamscribe.redis_server import free_port
+    from tests.conftest import start_up, stop_up
+
+    port = free_port()
+    server = start_up(port, transcribers=1)
+    browser = launch(playwright, tmp_path, None)
+    try:
+        page = join(browser, f"http://127.0.0.1:{port}/", "9", "Flo")
+        assert stop_up(server) == 0
+        page.wait_for_selector("#state[data-state=reconnecting]", timeout=15000)
+        assert "cannot be reached" in page.locator("#message").inner_text()
+        server = start_up(port, transcribers=1)
+        page.wait_for_selector("#state[data-state=connected]", timeout=30000)
+        assert page.locator("#state").inner_text() == "Connected to room 9"
+        assert page.locator("#participants li").all_inner_texts() == ["Flo (you)"]
+    finally:
+        browser.close()
+        stop_up(server)
+
+
+def test_listener_joins_without_a_microphone(
+    pipeline: RunningPipeline, playwright: Playwright, tmp_path: Path
+) -> None:
+    browser = launch(playwright, tmp_path, None)
+    try:
+        page = browser.new_page(bypass_csp=True)
+        page.goto(pipeline.http + "/")
+        page.fill("#room", "quiet")
+        page.check("#listen")
+        page.click("#join-button")
+        page.wait_for_selector("#state[data-state=connected]")
+        assert page.locator("#mic-button").is_disabled()
+        assert page.locator("#file").is_disabled()
+        assert page.locator("#participants li").all_inner_texts() == ["anonymous (you) · listening"]
+    finally:
+        browser.close()
