@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
+import redis
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -23,6 +26,7 @@ from ingest.protocol import (
 )
 from ingest.redis_io import RedisWriter
 from ingest.rooms import RoomMembership
+from ingest.translations import CharacterBudget, TranslationQueue
 from shared.audio import PIPELINE_SAMPLE_RATE, PcmConverter
 from shared.errors import ProtocolError
 from shared.schema import (
@@ -35,6 +39,9 @@ from shared.schema import (
     RoomPresence,
     RoomTranscript,
     StreamClosed,
+    TranscriptResult,
+    TranslationDone,
+    TranslationJob,
     UtteranceFailed,
 )
 from shared.settings import IngestOptions
@@ -56,6 +63,8 @@ class ClientConnection:
         params: StreamParams,
         options: IngestOptions,
         writer: RedisWriter,
+        *,
+        translations: TranslationQueue | None = None,
     ) -> None:
         self.ws = ws
         self.session_id = session_id
@@ -73,6 +82,10 @@ class ClientConnection:
         self._background: set[asyncio.Task[None]] = set()
         self.room: RoomMembership | None = None
         self._participants: dict[str, Participant] = {}
+        self._translations = translations
+        self._budget = CharacterBudget(options.translate_chars_per_minute, now=time.monotonic())
+        self._told_unavailable = False
+        self._translations_seen: set[tuple[str, int, str]] = set()
 
     @property
     def speaker(self) -> Participant:
@@ -83,6 +96,12 @@ class ClientConnection:
     def on_event(self, event: PipelineEvent) -> None:
         if isinstance(event, RoomTranscript | RoomPresence):
             self._on_room_event(event)
+            return
+        if isinstance(event, TranslationDone):
+            key = (event.session_id, event.utterance_index, event.target_language)
+            if key not in self._translations_seen:  # the speaker's comes on two channels
+                self._translations_seen.add(key)
+                self._enqueue(self.messages.translation(event))
             return
         try:
             released = self._delivery.accept(event)
@@ -100,6 +119,8 @@ class ClientConnection:
                 self._enqueue(self.messages.final(item.result, self.params.name, _timing(item)))
                 if self.room is not None:
                     self.room.share(True, item.result)
+                if self.params.translate and item.result.text:
+                    self._spawn(self._request_translations(item.result))
             elif isinstance(item, UtteranceFailed):
                 self._enqueue(
                     self.messages.error(
@@ -152,9 +173,75 @@ class ClientConnection:
             self._abort(CLOSE_INTERNAL, "client not reading")
 
     def _abort(self, code: int, reason: str) -> None:
-        task = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+        self._spawn(self.ws.close(code, reason))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    # -- translations -----------------------------------------------------------------------
+
+    async def _request_translations(self, result: TranscriptResult) -> None:
+        targets = self.params.translate
+        try:
+            if self._translations is None or not await self._translations.available():
+                self._translation_unavailable()
+                return
+            if not self._budget.allow(len(result.text) * len(targets), now=time.monotonic()):
+                for target in targets:
+                    self._enqueue(
+                        self.messages.translation(
+                            self._translation_refused(result, target, "rate_limited")
+                        )
+                    )
+                return
+            now = time.time()
+            await self._translations.enqueue(
+                [
+                    TranslationJob(
+                        session_id=self.session_id,
+                        room=self.params.room,
+                        speaker=self.params.name,
+                        utterance_index=result.utterance_index,
+                        text=result.text,
+                        source_language=result.language,
+                        target_language=target,
+                        enqueued_at=now,
+                    )
+                    for target in targets
+                ]
+            )
+        except redis.RedisError:
+            logger.exception("session %s: cannot enqueue translations", self.session_id)
+            self._translation_unavailable()
+
+    def _translation_unavailable(self) -> None:
+        if not self._told_unavailable:
+            self._told_unavailable = True
+            self._enqueue(
+                self.messages.error(
+                    "translation_unavailable",
+                    "no translator is running: transcripts continue without translations",
+                )
+            )
+
+    def _translation_refused(
+        self, result: TranscriptResult, target: str, code: str
+    ) -> TranslationDone:
+        return TranslationDone(
+            session_id=self.session_id,
+            speaker=self.params.name,
+            utterance_index=result.utterance_index,
+            source_language=result.language,
+            target_language=target,
+            text="",
+            error_code=code,
+            error_message=(
+                f"more than {self._options.translate_chars_per_minute} characters a minute "
+                "asked for translation"
+            ),
+        )
 
     # -- sending --------------------------------------------------------------------------
 

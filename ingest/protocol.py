@@ -11,7 +11,7 @@ from typing import Any
 
 from shared.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Encoding
 from shared.errors import ProtocolError
-from shared.schema import Participant, TranscriptResult
+from shared.schema import Participant, TranscriptResult, TranslationDone
 
 PROTOCOL_VERSION = 1
 
@@ -40,6 +40,7 @@ _KNOWN_PARAMETERS = frozenset(
     }
 )
 MAX_ROOM_LENGTH = 128
+MAX_TRANSLATIONS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,8 @@ class StreamParams:
     room: str | None = None
     listen: bool = False
     """Join the room without sending audio."""
+    translate: tuple[str, ...] = ()
+    """Target languages for translations of this session's finals."""
 
 
 def bad_parameter(name: str, problem: str) -> ProtocolError:
@@ -106,7 +109,18 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
     if len(name) > 64:
         raise bad_parameter("name", "longer than 64 characters")
 
-    for later in ("translate", "token", "resume", "last_seq"):
+    translate: list[str] = []
+    for code in filter(None, (c.strip() for c in value.get("translate", "").split(","))):
+        if not _LANGUAGE.match(code):
+            raise bad_parameter("translate", f"not a language code: {code!r}")
+        if code not in translate:
+            translate.append(code)
+    if len(translate) > MAX_TRANSLATIONS:
+        raise bad_parameter("translate", f"at most {MAX_TRANSLATIONS} languages")
+    if translate and listen:
+        raise bad_parameter("translate", "a listener sends no speech to translate")
+
+    for later in ("token", "resume", "last_seq"):
         if later in value:
             raise bad_parameter(later, "not supported by this server yet")
 
@@ -118,6 +132,7 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
         name=name,
         room=room,
         listen=listen,
+        translate=tuple(translate),
     )
 
 
@@ -198,6 +213,7 @@ class MessageBuilder:
             model=model,
             room=params.room,
             listen=params.listen,
+            translate=list(params.translate),
             partials=params.partials,
             name=params.name,
         )
@@ -253,6 +269,21 @@ class MessageBuilder:
                 {"session_id": p.session_id, "name": p.name, "listener": p.listener}
                 for p in participants
             ],
+        )
+
+    def translation(self, done: TranslationDone) -> str:
+        extra: dict[str, Any] = {}
+        if done.error_code:
+            extra["error"] = {"code": done.error_code, "message": done.error_message}
+        return self._message(
+            "translation",
+            about=done.session_id,
+            utterance_id=utterance_id(done.session_id, done.utterance_index),
+            source_language=done.source_language,
+            target_language=done.target_language,
+            text=done.text,
+            speaker=done.speaker,
+            **extra,
         )
 
     def error(self, code: str, message: str, **extra: Any) -> str:

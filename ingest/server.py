@@ -19,6 +19,7 @@ from ingest.protocol import MessageBuilder, parse_stream_params
 from ingest.redis_io import EventRelay, RedisWriter
 from ingest.rooms import RoomMembership
 from ingest.static_files import StaticFiles
+from ingest.translations import TranslationQueue
 from shared import keys
 from shared.errors import ProtocolError
 from shared.redis_client import connect_async
@@ -39,6 +40,7 @@ class IngestServer:
         self._server: Server | None = None
         self.connections: dict[str, ClientConnection] = {}
         self._static = StaticFiles()
+        self._translations = TranslationQueue(redis_url, options.translation_queue)
 
     @property
     def port(self) -> int:
@@ -72,6 +74,7 @@ class IngestServer:
             relay.cancel()
         await self._relay.close()
         await self._redis.aclose()
+        self._translations.close()
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
@@ -95,7 +98,9 @@ class IngestServer:
             await ws.send(MessageBuilder(session_id).error(exc.code, exc.message))
             await ws.close(exc.close_code, exc.message[:120])
             return
-        client = ClientConnection(ws, session_id, params, self.options, self._writer)
+        client = ClientConnection(
+            ws, session_id, params, self.options, self._writer, translations=self._translations
+        )
         self.connections[session_id] = client
         channel = keys.session_channel(session_id)
         await self._relay.subscribe(channel, session_id, client.on_event)

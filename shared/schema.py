@@ -428,8 +428,82 @@ class RoomPresence:
         )
 
 
+# --- translations: ingest -> rq queue -> translator -> session and room channels ----------
+
+
+@dataclass(frozen=True, slots=True)
+class TranslationJob:
+    """The argument of one rq translation job (a JSON string, so rq never pickles our types)."""
+
+    session_id: str
+    room: str | None
+    speaker: str
+    utterance_index: int
+    text: str
+    source_language: str
+    target_language: str
+    enqueued_at: float
+
+    def encode(self) -> str:
+        return _dumps({"v": SCHEMA_VERSION, **asdict(self)}).decode()
+
+    @classmethod
+    def decode(cls, data: str) -> Self:
+        try:
+            obj = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise SchemaError(f"translation job is not JSON: {exc}") from exc
+        if not isinstance(obj, dict) or obj.get("v") != SCHEMA_VERSION:
+            raise SchemaError("not a version 1 translation job")
+        room = obj.get("room")
+        if room is not None and not isinstance(room, str):
+            raise SchemaError("field 'room' has wrong type")
+        return cls(
+            session_id=_get(obj, "session_id", str),
+            room=room,
+            speaker=_get(obj, "speaker", str),
+            utterance_index=_get(obj, "utterance_index", int),
+            text=_get(obj, "text", str),
+            source_language=_get(obj, "source_language", str),
+            target_language=_get(obj, "target_language", str),
+            enqueued_at=float(_get(obj, "enqueued_at", (int, float))),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TranslationDone:
+    """A translation, or why there is none (``error_code`` set, ``text`` empty)."""
+
+    session_id: str
+    speaker: str
+    utterance_index: int
+    source_language: str
+    target_language: str
+    text: str
+    error_code: str = ""
+    error_message: str = ""
+    latency_s: float = 0.0
+
+    def encode(self) -> bytes:
+        return _dumps({"v": SCHEMA_VERSION, "kind": "translation", **asdict(self)})
+
+    @classmethod
+    def from_json_obj(cls, obj: Mapping[str, Any]) -> Self:
+        return cls(
+            session_id=_get(obj, "session_id", str),
+            speaker=_get(obj, "speaker", str),
+            utterance_index=_get(obj, "utterance_index", int),
+            source_language=_get(obj, "source_language", str),
+            target_language=_get(obj, "target_language", str),
+            text=_get(obj, "text", str),
+            error_code=_get(obj, "error_code", str),
+            error_message=_get(obj, "error_message", str),
+            latency_s=float(_get(obj, "latency_s", (int, float))),
+        )
+
+
 RoomEvent = RoomTranscript | RoomPresence
-PipelineEvent = SessionEvent | RoomEvent
+PipelineEvent = SessionEvent | RoomEvent | TranslationDone
 
 
 def _dumps(obj: Mapping[str, Any]) -> bytes:
@@ -469,6 +543,8 @@ def decode_event(data: bytes) -> PipelineEvent:
             is_final=_get(obj, "is_final", bool),
             result=TranscriptResult.from_json_obj(_get(obj, "result", dict)),
         )
+    if kind == "translation":
+        return TranslationDone.from_json_obj(obj)
     if kind == "room.presence":
         return RoomPresence(
             joined=_get(obj, "joined", bool),

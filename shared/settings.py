@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from segmenter.options import SegmenterOptions
@@ -57,8 +57,23 @@ class Settings(BaseSettings):
     compression_ratio_threshold: float = Field(default=2.4, gt=1.0)
     partial_jobs_max: int = Field(default=1000, ge=10)
 
+    # translation
+    translation_queue: str = "translations"
+    translate_chars_per_minute: int = Field(default=3000, ge=0)
+    translator_backend: Literal["bedrock", "openai"] = "bedrock"
+    bedrock_model_id: str = "amazon.nova-micro-v1:0"
+    bedrock_region: str = "us-east-1"
+    bedrock_endpoint_url: str = ""
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    openai_model: str = ""
+    openai_api_key: SecretStr = SecretStr("")
+    translation_max_attempts: int = Field(default=4, ge=1, le=10)
+    translation_timeout_s: float = Field(default=10.0, gt=0)
+
     # up
     transcribers: int = Field(default=2, ge=1, le=64)
+    translator_enabled: bool = False
+    """``up`` also starts a translator."""
 
 
 def load_settings() -> Settings:
@@ -102,6 +117,8 @@ class IngestOptions:
     close_timeout_s: float
     model_name: str
     english_only: bool
+    translation_queue: str = "translations"
+    translate_chars_per_minute: int = 3000
 
 
 def model_options(settings: Settings) -> ModelOptions:
@@ -128,6 +145,8 @@ def ingest_options(settings: Settings) -> IngestOptions:
         close_timeout_s=settings.close_timeout_s,
         model_name=model.display_name,
         english_only=model.english_only,
+        translation_queue=settings.translation_queue,
+        translate_chars_per_minute=settings.translate_chars_per_minute,
     )
 
 

@@ -62,6 +62,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port if args.port is not None else settings.port,
         transcribers=args.transcribers or settings.transcribers,
         redis_url=settings.redis_url,
+        translator=args.translator or settings.translator_enabled,
     )
     return run_up(options)
 
@@ -107,6 +108,12 @@ def cmd_transcriber(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_translator(args: argparse.Namespace, settings: Settings) -> int:
+    from translator.worker import run_translator
+
+    return run_translator(settings)
+
+
 def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
     audio = read_audio(args.file)
     live = sys.stderr.isatty()
@@ -126,12 +133,16 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
             print(
                 f"{clear}[{start:7.2f}-{end:7.2f}] {message['text']}", file=sys.stderr, flush=True
             )
+        elif kind == "translation":
+            text = message.get("text") or f"({message.get('error', {}).get('code')})"
+            print(f"  {message['target_language']}: {text}", file=sys.stderr, flush=True)
         elif kind == "error":
             print(f"error {message.get('code')}: {message.get('message')}", file=sys.stderr)
 
     params = {"partials": "true" if args.partials else "false"}
-    if args.language:
-        params["language"] = args.language
+    for name in ("language", "room", "name", "translate"):
+        if getattr(args, name):
+            params[name] = getattr(args, name)
     run = asyncio.run(
         stream_audio(args.url, audio, speed=args.speed, params=params, on_message=show)
     )
@@ -169,12 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
     up.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
     up.add_argument("--transcribers", type=int, default=None, help="transcriber processes")
+    up.add_argument("--translator", action="store_true", help="also run a translator")
     up.set_defaults(handler=cmd_up)
 
     for name, handler, text in (
         ("ingest", cmd_ingest, "run the WebSocket ingest node"),
         ("segmenter", cmd_segmenter, "run a segmenter worker"),
         ("transcriber", cmd_transcriber, "run a transcriber worker"),
+        ("translator", cmd_translator, "run a translator (rq worker)"),
     ):
         part = sub.add_parser(name, help=text)
         part.set_defaults(handler=handler)
@@ -184,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--url", default=DEFAULT_URL)
     stream.add_argument("--speed", type=float, default=1.0, help="times real time")
     stream.add_argument("--language", default=None)
+    stream.add_argument("--room", default=None, help="join this room")
+    stream.add_argument("--name", default=None, help="your name in the room")
+    stream.add_argument("--translate", default=None, help="target languages, e.g. cy,fr")
     stream.add_argument("--no-partials", dest="partials", action="store_false")
     stream.add_argument("--json", action="store_true", help="print every message as JSON")
     stream.set_defaults(handler=cmd_stream)

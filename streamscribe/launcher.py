@@ -27,6 +27,7 @@ class LaunchOptions:
     transcribers: int
     redis_url: str
     """Empty: start a private redis-server."""
+    translator: bool = False
     startup_timeout_s: float = 120.0
 
 
@@ -70,6 +71,8 @@ class LocalPipeline:
             self._spawn("segmenter", env)
             for number in range(self.options.transcribers):
                 self._spawn("transcriber", env, name=f"transcriber-{number + 1}")
+            if self.options.translator:
+                self._spawn("translator", env)
             self._wait_ready()
         except BaseException:
             self.stop()

@@ -53,7 +53,10 @@ def test_valid_parameters() -> None:
         ({"room": "a\nb"}, "room"),
         ({"listen": "true"}, "listen"),
         ({"room": "42", "listen": "sometimes"}, "listen"),
-        ({"translate": "cy"}, "translate"),
+        ({"translate": "cy,w!"}, "translate"),
+        ({"translate": "cy,fr,de,es,it,nl"}, "translate"),
+        ({"room": "1", "listen": "true", "translate": "cy"}, "translate"),
+        ({"token": "abc"}, "token"),
     ],
 )
 def test_bad_parameters_name_the_parameter(query: dict[str, str], named: str) -> None:
@@ -61,6 +64,10 @@ def test_bad_parameters_name_the_parameter(query: dict[str, str], named: str) ->
         params(**query)
     assert caught.value.close_code == CLOSE_BAD_PARAMETER
     assert caught.value.message.startswith(named)
+
+
+def test_translate_targets_are_deduplicated_in_order() -> None:
+    assert params(translate="cy, fr,cy").translate == ("cy", "fr")
 
 
 def test_room_and_listener() -> None:
