@@ -41,7 +41,11 @@ class RunningPipeline:
 
 
 def start_up(
-    port: int, *, transcribers: int = 2, env: dict[str, str] | None = None
+    port: int,
+    *,
+    transcribers: int = 2,
+    translator: bool = False,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
     """``streamscribe up`` exactly as a user runs it; returns once it printed its URL."""
     process = subprocess.Popen(
@@ -54,6 +58,7 @@ def start_up(
             str(port),
             "--transcribers",
             str(transcribers),
+            *(["--translator"] if translator else []),
         ],
         stdout=subprocess.PIPE,
         text=True,

@@ -54,7 +54,7 @@ class BedrockTranslator:
             region_name=options.region,
             endpoint_url=options.endpoint_url or None,
             config=Config(
-                retries={"mode": "standard", "max_attempts": options.max_attempts},
+                retries={"mode": "standard", "total_max_attempts": options.max_attempts},
                 connect_timeout=options.timeout_s,
                 read_timeout=options.timeout_s,
             ),
@@ -62,6 +62,7 @@ class BedrockTranslator:
 
     def translate(self, text: str, source: str, target: str) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.parsers import ResponseParserError
 
         if not text.strip():
             return ""
@@ -77,6 +78,8 @@ class BedrockTranslator:
             raise TranslationError(
                 str(error.get("Code", "bedrock_error")), str(error.get("Message", exc))
             ) from exc
+        except ResponseParserError as exc:
+            raise TranslationError("bad_response", str(exc)) from exc
         except BotoCoreError as exc:
             code = "timeout" if "timeout" in type(exc).__name__.lower() else "bedrock_unreachable"
             raise TranslationError(code, str(exc)) from exc

@@ -54,9 +54,9 @@ class TranslatorWorker:
             name=f"translator-{socket.gethostname()}-{os.getpid()}",
         )
 
-    def run(self, *, burst: bool = False) -> None:
+    def run(self, *, burst: bool = False, logging_level: str = "INFO") -> None:
         logger.info("translator %s waiting for jobs", self._worker.name)
-        self._worker.work(burst=burst, with_scheduler=False)
+        self._worker.work(burst=burst, with_scheduler=False, logging_level=logging_level)
 
     def stop(self) -> None:
         self._worker.request_stop(0, None)  # type: ignore[no-untyped-call]
@@ -65,5 +65,5 @@ class TranslatorWorker:
 def run_translator(settings: Settings) -> int:
     client = redis.Redis.from_url(require_redis_url(settings))
     worker = TranslatorWorker(client, build_translator(settings), settings.translation_queue)
-    worker.run()
+    worker.run(logging_level=settings.log_level)
     return 0

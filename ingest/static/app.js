@@ -45,6 +45,8 @@ function streamUrl() {
     language: $("language").value,
   });
   if ($("listen").checked) params.set("listen", "true");
+  const translate = $("translate").value.replace(/\s+/g, "");
+  if (translate && !$("listen").checked) params.set("translate", translate);
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   return `${scheme}//${location.host}/v1/stream?${params}`;
 }
@@ -71,6 +73,9 @@ function onMessage(message) {
       break;
     case "transcript":
       showTranscript(message);
+      break;
+    case "translation":
+      showTranslation(message);
       break;
     case "room.participants":
       showParticipants(message.participants);
@@ -117,7 +122,7 @@ function setJoined(joined) {
   const speaking = joined && !$("listen").checked;
   $("join-button").disabled = joined;
   $("leave-button").disabled = !joined && !state.reconnectTimer;
-  for (const id of ["room", "name", "language", "listen"]) $(id).disabled = joined;
+  for (const id of ["room", "name", "language", "translate", "listen"]) $(id).disabled = joined;
   $("mic-button").disabled = !speaking;
   $("file").disabled = !speaking || state.fileStreaming;
   if (!joined) showParticipants([]);
@@ -170,6 +175,20 @@ function showTranscript(message) {
     state.shown.push({ ...final, shownAt: Date.now(), serverTiming: message.server_timing || null });
   }
   if (follow) box.scrollTop = box.scrollHeight;
+}
+
+function showTranslation(message) {
+  const line = document.getElementById(`u-${message.utterance_id}`);
+  if (!line) return;
+  const note = document.createElement("span");
+  note.className = "translation";
+  note.lang = message.target_language;
+  note.textContent = message.error
+    ? `${message.target_language}: translation unavailable (${message.error.code})`
+    : `${message.target_language}: ${message.text}`;
+  line.appendChild(note);
+  const final = state.finals.find((f) => f.utterance_id === message.utterance_id);
+  if (final && !message.error) (final.translations ||= {})[message.target_language] = message.text;
 }
 
 function showParticipants(participants) {
