@@ -15,14 +15,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
+import soxr
 
+from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.settings import Settings, model_options
 from streamscribe import logger
 from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
 from streamscribe.launcher import LaunchOptions, LocalPipeline
 from streamscribe.metrics import ManifestEntry, corpus_wer, load_manifest, percentile
 from streamscribe.redis_server import free_port
+from transcriber.model import SpeechModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,26 +168,20 @@ def _r(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
+def offline_transcript(model: SpeechModel, path: str | Path) -> str:
+    """faster-whisper on the whole file, as a user would run it offline: the ceiling."""
+    audio = read_audio(path)
+    samples = np.frombuffer(audio.pcm, "<i2").astype(np.float32) / 32768
+    if audio.sample_rate != PIPELINE_SAMPLE_RATE:
+        samples = soxr.resample(samples, audio.sample_rate, PIPELINE_SAMPLE_RATE)
+    return model.transcribe_array(samples, None, final=True).text
+
+
 def offline_ceiling(entries: list[ManifestEntry], settings: Settings) -> dict[str, Any]:
     """The same model and settings on each whole file: the accuracy streaming should reach."""
-    from transcriber.model import SpeechModel
-
     model = SpeechModel(model_options(settings))
-    hypotheses = []
     started = time.perf_counter()
-    for entry in entries:
-        audio = read_audio(entry.audio)
-        import numpy as np
-
-        if audio.sample_rate != 16000:
-            import soxr
-
-            samples = soxr.resample(
-                np.frombuffer(audio.pcm, "<i2").astype(np.float32) / 32768, audio.sample_rate, 16000
-            )
-        else:
-            samples = np.frombuffer(audio.pcm, "<i2").astype(np.float32) / 32768
-        hypotheses.append(model.transcribe_array(samples, None, final=True).text)
+    hypotheses = [offline_transcript(model, entry.audio) for entry in entries]
     scored = [(e.text, h) for e, h in zip(entries, hypotheses, strict=True) if e.text]
     return {
         "wer": round(corpus_wer([r for r, _ in scored], [h for _, h in scored]), 4),

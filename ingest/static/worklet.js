@@ -3,13 +3,13 @@
 // 16-bit PCM with their RMS level.
 const TARGET_RATE = 16000;
 const FRAME_SAMPLES = 640; // 40 ms
-const HALF_TAPS = 8;       // kernel half-width, in output samples
+const HALF_TAPS = 16;      // kernel half-width, in output samples
 
 class CaptureProcessor extends AudioWorkletProcessor {
   constructor() {
     super();
     this.step = sampleRate / TARGET_RATE;             // input samples per output sample
-    this.cutoff = 0.45 / Math.max(1, this.step);      // cycles per input sample
+    this.cutoff = 0.48 / Math.max(1, this.step);      // cycles per input sample
     this.half = Math.ceil(HALF_TAPS * Math.max(1, this.step));
     this.buffer = new Float32Array(0);
     this.position = this.half;                        // next output, in buffer samples

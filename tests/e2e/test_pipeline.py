@@ -14,6 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from shared.settings import Settings, model_options
+from streamscribe.bench import offline_transcript
 from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
 from streamscribe.metrics import ManifestEntry, corpus_wer, load_manifest, normalize
 from tests.conftest import DATA, RunningPipeline
@@ -52,7 +53,7 @@ def test_every_recording_streams_at_offline_accuracy(pipeline: RunningPipeline) 
         assert not run.errors
     model = SpeechModel(model_options(Settings()))
     scored = [e for e in ENTRIES if e.text]
-    offline = [model.transcribe(read_audio(e.audio).pcm, "en", final=True).text for e in scored]
+    offline = [offline_transcript(model, e.audio) for e in scored]
     offline_wer = corpus_wer([e.text for e in scored], offline)
     streamed_wer = corpus_wer([e.text for e in scored], [runs[e.id].transcript for e in scored])
     print(f"offline WER {offline_wer:.4f}, streamed WER {streamed_wer:.4f}")
