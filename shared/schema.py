@@ -33,14 +33,19 @@ def _check_version(fields: Fields) -> None:
         raise SchemaError(f"unsupported schema version {version!r}")
 
 
-def _meta(fields: Fields) -> dict[str, Any]:
+def json_object(data: bytes | str, what: str) -> dict[str, Any]:
+    """``data`` parsed as a JSON object, or a :class:`SchemaError` naming ``what`` it was."""
     try:
-        meta = json.loads(_field(fields, "meta"))
-    except json.JSONDecodeError as exc:
-        raise SchemaError(f"meta is not JSON: {exc}") from exc
-    if not isinstance(meta, dict):
-        raise SchemaError("meta is not an object")
-    return meta
+        obj = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"{what} is not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise SchemaError(f"{what} is not an object")
+    return obj
+
+
+def _meta(fields: Fields) -> dict[str, Any]:
+    return json_object(_field(fields, "meta"), "meta")
 
 
 def _get(meta: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -382,13 +387,7 @@ class Participant:
 
     @classmethod
     def decode(cls, data: bytes) -> Self:
-        try:
-            obj = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise SchemaError(f"participant is not JSON: {exc}") from exc
-        if not isinstance(obj, dict):
-            raise SchemaError("participant is not an object")
-        return cls.from_json_obj(obj)
+        return cls.from_json_obj(json_object(data, "participant"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,11 +448,8 @@ class TranslationJob:
 
     @classmethod
     def decode(cls, data: str) -> Self:
-        try:
-            obj = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise SchemaError(f"translation job is not JSON: {exc}") from exc
-        if not isinstance(obj, dict) or obj.get("v") != SCHEMA_VERSION:
+        obj = json_object(data, "translation job")
+        if obj.get("v") != SCHEMA_VERSION:
             raise SchemaError("not a version 1 translation job")
         room = obj.get("room")
         if room is not None and not isinstance(room, str):
@@ -511,12 +507,7 @@ def _dumps(obj: Mapping[str, Any]) -> bytes:
 
 
 def decode_event(data: bytes) -> PipelineEvent:
-    try:
-        obj = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SchemaError(f"event is not JSON: {exc}") from exc
-    if not isinstance(obj, dict):
-        raise SchemaError("event is not an object")
+    obj = json_object(data, "event")
     if obj.get("v") != SCHEMA_VERSION:
         raise SchemaError(f"unsupported schema version {obj.get('v')!r}")
     kind = obj.get("kind")

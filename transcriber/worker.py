@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -23,6 +22,7 @@ from shared.schema import (
     TranscriptResult,
     UtteranceFailed,
     Word,
+    json_object,
 )
 from transcriber import logger
 from transcriber.model import Transcription
@@ -137,7 +137,7 @@ class TranscriberWorker:
             return _int(utterance) == job.utterance_index and _int(seq) == job.partial_seq
         commit, (utterance, revision) = self._speculation_state(job)
         if commit is not None:
-            return Commit.from_json_obj(_json(commit)).revision == job.revision
+            return Commit.from_json_obj(json_object(commit, "commit")).revision == job.revision
         return _int(utterance) == job.utterance_index and _int(revision) == job.revision
 
     def _speculation_state(self, job: TranscriptionJob) -> tuple[bytes | None, list[bytes | None]]:
@@ -209,10 +209,3 @@ def _result(
 
 def _int(value: object) -> int | None:
     return int(value) if isinstance(value, (bytes, str, int)) else None
-
-
-def _json(value: bytes) -> dict[str, object]:
-    obj = json.loads(value)
-    if not isinstance(obj, dict):
-        raise SchemaError("commit is not an object")
-    return obj
