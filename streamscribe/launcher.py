@@ -144,6 +144,7 @@ def run_up(options: LaunchOptions) -> int:
         pipeline.start()
         host = _url_host(options.host)
         print(f"streamscribe is up: {pipeline.url}", flush=True)
+        print(f"  page:   http://{host}:{options.port}/  (live captions, rooms)", flush=True)
         print(f"  health: http://{host}:{options.port}/healthz", flush=True)
         print(f"  try:    streamscribe stream FILE.wav --url {pipeline.url}", flush=True)
         pipeline.wait()
