@@ -5,6 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -13,7 +18,8 @@ from websockets.exceptions import ConnectionClosed
 
 from streamscribe.client import StreamRun, read_audio, stream_audio
 from streamscribe.metrics import corpus_wer, load_manifest
-from tests.conftest import DATA, RunningPipeline
+from streamscribe.redis_server import RedisServer, free_port
+from tests.conftest import DATA, RunningPipeline, start_up, stop_up
 
 pytestmark = pytest.mark.e2e
 
@@ -114,3 +120,67 @@ def test_listener_cannot_send_audio(pipeline: RunningPipeline) -> None:
     assert messages[0]["type"] == "session.begin" and messages[0]["listen"] is True
     assert [m["code"] for m in messages if m["type"] == "error"] == ["listener_audio"]
     assert code == 1003
+
+
+def test_a_room_spans_ingest_nodes(redis_server: RedisServer) -> None:
+    """Ana on one ingest node, Ben on another, one Redis: each sees the other's words."""
+    port_a, port_b = free_port(), free_port()
+    env = {"REDIS_URL": redis_server.url}
+    pipeline = start_up(port_a, transcribers=1, env=env)
+    second = subprocess.Popen(
+        [sys.executable, "-m", "streamscribe", "ingest"],
+        env={
+            **os.environ,
+            **env,
+            "STREAMSCRIBE_PORT": str(port_b),
+            "STREAMSCRIBE_LOG_LEVEL": "WARNING",
+        },
+    )
+    try:
+        wait_healthy(port_b)
+        longest = max(ANA.seconds, BEN.seconds)
+
+        async def scenario() -> list[StreamRun]:
+            return list(
+                await asyncio.gather(
+                    *(
+                        stream_audio(
+                            f"ws://127.0.0.1:{port}/v1/stream",
+                            read_audio(entry.audio),
+                            speed=2,
+                            tail_silence_s=6.0 + (longest - entry.seconds) / 2,
+                            params={"room": "span", "name": name, "partials": "false"},
+                        )
+                        for port, entry, name in ((port_a, ANA, "Ana"), (port_b, BEN, "Ben"))
+                    )
+                )
+            )
+
+        ana, ben = asyncio.run(scenario())
+        assert (
+            corpus_wer(
+                [BEN.text], [finals_by_speaker([r.message for r in ana.received]).get("Ben", "")]
+            )
+            < 0.2
+        )
+        assert (
+            corpus_wer(
+                [ANA.text], [finals_by_speaker([r.message for r in ben.received]).get("Ana", "")]
+            )
+            < 0.2
+        )
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+        stop_up(pipeline)
+
+
+def wait_healthy(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"ingest on port {port} did not become healthy")
