@@ -47,7 +47,6 @@ class RedisWriter:
     def __init__(self, client: redis.asyncio.Redis, *, max_queued: int = 10000) -> None:
         self._redis = client
         self._queue: asyncio.Queue[_Append | _Publish] = asyncio.Queue(max_queued)
-        self.batches = 0
 
     async def open_session(self, opened: SessionOpened) -> None:
         pipe = self._redis.pipeline(transaction=False)
@@ -100,7 +99,6 @@ class RedisWriter:
                     approximate=True,
                 )
         await pipe.execute()
-        self.batches += 1
 
 
 EventHandler = Callable[[PipelineEvent], None]

@@ -38,7 +38,6 @@ class IngestServer:
         self._relay = EventRelay(self._redis, f"ss:ingest:{node}")
         self._stop = asyncio.Event()
         self._server: Server | None = None
-        self.connections: dict[str, ClientConnection] = {}
         self._static = StaticFiles()
         self._translations = TranslationQueue(redis_url, options.translation_queue)
 
@@ -101,7 +100,6 @@ class IngestServer:
         client = ClientConnection(
             ws, session_id, params, self.options, self._writer, translations=self._translations
         )
-        self.connections[session_id] = client
         channel = keys.session_channel(session_id)
         await self._relay.subscribe(channel, session_id, client.on_event)
         sender = asyncio.create_task(client.send_loop())
@@ -120,7 +118,6 @@ class IngestServer:
                 await asyncio.wait_for(sender, timeout=30)
         finally:
             sender.cancel()
-            del self.connections[session_id]
             if client.room is not None:
                 await client.room.leave()
             await self._relay.unsubscribe(channel, session_id)

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ import soxr
 
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.settings import Settings, model_options
-from streamscribe import logger
 from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
 from streamscribe.launcher import LaunchOptions, LocalPipeline
 from streamscribe.metrics import ManifestEntry, corpus_wer, load_manifest, percentile
@@ -240,7 +239,6 @@ def run_bench(options: BenchOptions, settings: Settings) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {output}", file=sys.stderr)
-    logger.debug("bench report %s", asdict(options))
     return 0
 
 
