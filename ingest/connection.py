@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from prometheus_client import CollectorRegistry
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from ingest import logger
 from ingest.delivery import DeliveryOrder
+from ingest.metrics import IngestMetrics
 from ingest.protocol import (
     CLOSE_INTERNAL,
     CLOSE_NORMAL,
@@ -65,6 +67,7 @@ class ClientConnection:
         writer: RedisWriter,
         *,
         translations: TranslationQueue | None = None,
+        metrics: IngestMetrics | None = None,
     ) -> None:
         self.ws = ws
         self.session_id = session_id
@@ -86,6 +89,7 @@ class ClientConnection:
         self._budget = CharacterBudget(options.translate_chars_per_minute, now=time.monotonic())
         self._told_unavailable = False
         self._translations_seen: set[tuple[str, int, str]] = set()
+        self._metrics = metrics or IngestMetrics(CollectorRegistry())
 
     @property
     def speaker(self) -> Participant:
@@ -112,11 +116,14 @@ class ClientConnection:
         for item in released:
             if isinstance(item, PartialTranscript):
                 if self.params.partials:
+                    self._metrics.partials.inc()
                     self._enqueue(self.messages.partial(item.result, self.params.name))
                 if self.room is not None:
                     self.room.share(False, item.result)
             elif isinstance(item, FinalTranscript):
-                self._enqueue(self.messages.final(item.result, self.params.name, _timing(item)))
+                timing = _timing(item)
+                self._metrics.final_sent(timing["endpoint_to_send_s"])
+                self._enqueue(self.messages.final(item.result, self.params.name, timing))
                 if self.room is not None:
                     self.room.share(True, item.result)
                 if self.params.translate and item.result.text:
@@ -300,6 +307,7 @@ class ClientConnection:
         pcm = self._converter.convert(payload)
         if pcm:
             self._samples_in += len(pcm) // 2
+            self._metrics.audio_seconds.inc(len(pcm) / 2 / PIPELINE_SAMPLE_RATE)
             await self._writer.append(self.session_id, AudioAppended(pcm, time.time()))
 
     async def _close_stream(self, reason: str) -> None:

@@ -10,19 +10,24 @@ import time
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from ingest import logger
 from ingest.connection import ClientConnection
+from ingest.metrics import IngestMetrics
 from ingest.protocol import MessageBuilder, parse_stream_params
 from ingest.redis_io import EventRelay, RedisWriter
 from ingest.rooms import RoomMembership
 from ingest.static_files import StaticFiles
 from ingest.translations import TranslationQueue
 from shared import keys
+from shared.addresses import url_host
 from shared.errors import ProtocolError
-from shared.redis_client import connect_async
+from shared.observability import Heartbeat, PartLoad
+from shared.redis_client import connect, connect_async
 from shared.schema import SessionOpened
 from shared.settings import IngestOptions
 
@@ -30,8 +35,17 @@ STREAM_PATH = "/v1/stream"
 
 
 class IngestServer:
-    def __init__(self, options: IngestOptions, redis_url: str) -> None:
+    def __init__(
+        self,
+        options: IngestOptions,
+        redis_url: str,
+        *,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.options = options
+        self._registry = registry or CollectorRegistry()
+        self.metrics = IngestMetrics(self._registry)
+        self._redis_url = redis_url
         self._redis = connect_async(redis_url)
         self._writer = RedisWriter(self._redis)
         node = f"{socket.gethostname()}-{os.getpid()}"
@@ -40,6 +54,8 @@ class IngestServer:
         self._server: Server | None = None
         self._static = StaticFiles()
         self._translations = TranslationQueue(redis_url, options.translation_queue)
+        self._connected = 0
+        self._heartbeat: Heartbeat | None = None
 
     @property
     def port(self) -> int:
@@ -66,19 +82,42 @@ class IngestServer:
             ) as server:
                 self._server = server
                 logger.info("ingest listening on %s:%d", self.options.host, self.port)
+                heartbeat = self._start_heartbeat()
                 if started is not None:
                     started.set()
                 await self._stop.wait()
             writer.cancel()
             relay.cancel()
+        await asyncio.to_thread(heartbeat.stop)
         await self._relay.close()
         await self._redis.aclose()
         self._translations.close()
+
+    def _start_heartbeat(self) -> Heartbeat:
+        self._heartbeat = Heartbeat(
+            connect(self._redis_url),
+            "ingest",
+            load=lambda: PartLoad(sessions=self._connected),
+            metrics=self.metrics,
+            metrics_url=f"http://{url_host(self.options.host)}:{self.port}/metrics",
+            also=self.metrics.flush_samples,
+        )
+        return self._heartbeat.start()
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/healthz":
             return connection.respond(HTTPStatus.OK, "ok\n")
+        if path == "/readyz":
+            if self._heartbeat is not None and self._heartbeat.redis_ok:
+                return connection.respond(HTTPStatus.OK, "ready\n")
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "redis is not answering\n")
+        if path == "/metrics":
+            body = generate_latest(self._registry)
+            headers = Headers(
+                [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))]
+            )
+            return Response(HTTPStatus.OK.value, "OK", headers, body)
         if path == STREAM_PATH:
             return None
         page = self._static.response(path)
@@ -98,8 +137,17 @@ class IngestServer:
             await ws.close(exc.close_code, exc.message[:120])
             return
         client = ClientConnection(
-            ws, session_id, params, self.options, self._writer, translations=self._translations
+            ws,
+            session_id,
+            params,
+            self.options,
+            self._writer,
+            translations=self._translations,
+            metrics=self.metrics,
         )
+        self._connected += 1
+        self.metrics.sessions_opened.inc()
+        self.metrics.sessions.set(self._connected)
         channel = keys.session_channel(session_id)
         await self._relay.subscribe(channel, session_id, client.on_event)
         sender = asyncio.create_task(client.send_loop())
@@ -117,6 +165,9 @@ class IngestServer:
             if client.close_enqueued:
                 await asyncio.wait_for(sender, timeout=30)
         finally:
+            self._connected -= 1
+            self.metrics.sessions.set(self._connected)
+            self.metrics.closes.labels(str(ws.close_code or 1006)).inc()
             sender.cancel()
             if client.room is not None:
                 await client.room.leave()

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 import redis
+from prometheus_client import CollectorRegistry
 from redis.client import Pipeline
 
 from segmenter import logger
@@ -19,9 +20,11 @@ from segmenter.core import (
     UtteranceEnded,
     UtteranceSegmenter,
 )
+from segmenter.metrics import SegmenterMetrics
 from segmenter.options import SegmenterOptions
 from segmenter.vad import WebRtcSpeechDetector
 from shared import keys
+from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.errors import SchemaError
 from shared.redis_client import commit_speculation, read_group
 from shared.schema import (
@@ -60,6 +63,7 @@ class SegmenterWorker:
         consumer: str | None = None,
         block_ms: int = 1000,
         partial_jobs_max: int = 1000,
+        metrics: SegmenterMetrics | None = None,
     ) -> None:
         self._redis = client
         self._options = options
@@ -68,6 +72,7 @@ class SegmenterWorker:
         self._partial_jobs_max = partial_jobs_max
         self._sessions: dict[str, _Session] = {}
         self._stopping = False
+        self.metrics = metrics or SegmenterMetrics(CollectorRegistry())
 
     @property
     def session_count(self) -> int:
@@ -126,6 +131,8 @@ class SegmenterWorker:
         self._sessions[opened.session_id] = _Session(
             opened, UtteranceSegmenter(self._options, detector)
         )
+        self.metrics.sessions_opened.inc()
+        self.metrics.sessions.set(len(self._sessions))
         logger.info("segmenting session %s", opened.session_id)
 
     def _process(self, pipe: Pipeline, session_id: str, fields: dict[bytes, bytes]) -> None:
@@ -138,6 +145,7 @@ class SegmenterWorker:
             logger.exception("dropping undecodable audio entry of session %s", session_id)
             return
         if isinstance(entry, AudioAppended):
+            self.metrics.audio_seconds.inc(len(entry.pcm) / 2 / PIPELINE_SAMPLE_RATE)
             events = session.segmenter.feed(entry.pcm)
         elif isinstance(entry, FinalizeRequested):
             events = session.segmenter.finalize()
@@ -189,6 +197,7 @@ class SegmenterWorker:
         elif isinstance(event, SpeechResumed):
             pipe.hset(state, "rev", -1)
         elif isinstance(event, UtteranceEnded):
+            self.metrics.utterances.inc()
             pipe.hset(state, mapping={"u": event.utterance_index + 1, "rev": -1, "pseq": 0})
             if event.committed_revision is not None:
                 commit = Commit(event.utterance_index, event.committed_revision, received_at, now)
@@ -221,6 +230,7 @@ class SegmenterWorker:
         speech_ratio: float = 1.0,
         endpoint_at: float = 0.0,
     ) -> TranscriptionJob:
+        self.metrics.jobs.labels(kind.value).inc()
         return TranscriptionJob(
             kind=kind,
             session_id=session.opened.session_id,
@@ -241,6 +251,7 @@ class SegmenterWorker:
         pipe.publish(keys.session_channel(sid), finished.encode())
         pipe.delete(keys.audio_stream(sid))
         del self._sessions[sid]
+        self.metrics.sessions.set(len(self._sessions))
         logger.info(
             "session %s closed after %.1f s of audio, %d utterances",
             sid,

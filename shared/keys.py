@@ -49,3 +49,16 @@ def room_channel(room: str) -> str:
 def room_members(room: str) -> str:
     """Hash of the room's participants: session id -> encoded :class:`Participant`."""
     return f"ss:room:{{{_room_tag(room)}}}:members"
+
+
+PARTS_INDEX = "ss:parts"
+"""Set of the ids of every part that has sent a heartbeat; stale ids are pruned by readers."""
+
+
+def part_heartbeat(part_id: str) -> str:
+    """The part's latest :class:`PartHeartbeat`, expiring unless renewed."""
+    return f"ss:part:{part_id}"
+
+
+FINAL_LATENCIES = "ss:stats:final-latency"
+"""Recent :class:`LatencySample` entries, newest first, capped."""

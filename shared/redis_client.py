@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -110,3 +111,25 @@ def read_group(
             if fields is not None:  # None: deleted while pending
                 entries.append((name, entry_id, fields))
     return entries
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    stream: str
+    waiting: int
+    """Jobs not yet acknowledged: queued plus in hand (acknowledged jobs are deleted)."""
+    oldest_age_s: float
+    """Age of the oldest of them by its entry id's clock; 0 when there are none."""
+
+
+def queue_stats(client: redis.Redis, stream: str, *, now: float) -> QueueStats:
+    pipe = client.pipeline(transaction=False)
+    pipe.xlen(stream)
+    pipe.xrange(stream, count=1)
+    length, first = pipe.execute()
+    age = 0.0
+    if first:
+        entry_id = first[0][0]
+        millis = int((entry_id.decode() if isinstance(entry_id, bytes) else entry_id).split("-")[0])
+        age = max(0.0, now - millis / 1000)
+    return QueueStats(stream, int(length), age)

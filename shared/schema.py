@@ -542,3 +542,63 @@ def decode_event(data: bytes) -> PipelineEvent:
             participant=Participant.from_json_obj(_get(obj, "participant", dict)),
         )
     raise SchemaError(f"unknown event kind {kind!r}")
+
+
+# --- operations: every part -> Redis, read by ``streamscribe status`` ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PartHeartbeat:
+    """A part says it is alive, how to scrape it and how loaded it is."""
+
+    kind: str
+    """``ingest``, ``segmenter``, ``transcriber`` or ``translator``."""
+    part_id: str
+    host: str
+    pid: int
+    started_at: float
+    sent_at: float
+    metrics_url: str
+    ready: bool
+    sessions: int
+    jobs_done: int
+
+    def encode(self) -> bytes:
+        return _dumps({"v": SCHEMA_VERSION, **asdict(self)})
+
+    @classmethod
+    def decode(cls, data: bytes) -> Self:
+        obj = json_object(data, "heartbeat")
+        if obj.get("v") != SCHEMA_VERSION:
+            raise SchemaError("not a version 1 heartbeat")
+        return cls(
+            kind=_get(obj, "kind", str),
+            part_id=_get(obj, "part_id", str),
+            host=_get(obj, "host", str),
+            pid=_get(obj, "pid", int),
+            started_at=float(_get(obj, "started_at", (int, float))),
+            sent_at=float(_get(obj, "sent_at", (int, float))),
+            metrics_url=_get(obj, "metrics_url", str),
+            ready=_get(obj, "ready", bool),
+            sessions=_get(obj, "sessions", int),
+            jobs_done=_get(obj, "jobs_done", int),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LatencySample:
+    """One delivered final: when, and seconds from the end of its speech to its sending."""
+
+    at: float
+    seconds: float
+
+    def encode(self) -> bytes:
+        return f"{self.at:.3f} {self.seconds:.4f}".encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Self:
+        try:
+            at, seconds = data.split()
+            return cls(float(at), float(seconds))
+        except ValueError as exc:
+            raise SchemaError(f"bad latency sample {data[:40]!r}") from exc

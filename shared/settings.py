@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     log_prob_threshold: float = Field(default=-1.0, le=0.0)
     compression_ratio_threshold: float = Field(default=2.4, gt=1.0)
     partial_jobs_max: int = Field(default=1000, ge=10)
+    batch_size: int = Field(default=0, ge=0, le=64)
+    """Most utterances per model call; 0 picks by device (8 on CUDA, 1 on CPU, as measured)."""
+    batch_wait_ms: int = Field(default=10, ge=0, le=1000)
+    """How long a batch that is not full waits for more jobs."""
+
+    # operations: /metrics, /healthz, /readyz of the worker parts (ingest serves its own)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    """0: any free port, announced in the part's heartbeat (``streamscribe status``)."""
 
     # translation
     translation_queue: str = "translations"

@@ -6,21 +6,12 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 import sys
-from types import FrameType
-from typing import Protocol
+import time
 
 from shared.errors import ClientError, ConfigError, ModelLoadError
-from shared.settings import (
-    Settings,
-    ingest_options,
-    load_settings,
-    model_options,
-    require_redis_url,
-    segmenter_options,
-)
-from streamscribe import __version__, logger
+from shared.settings import Settings, load_settings, require_redis_url
+from streamscribe import __version__, parts
 from streamscribe.client import DEFAULT_URL, Received, read_audio, stream_audio
 
 
@@ -32,26 +23,6 @@ def _setup_logging(level: str) -> None:
     )
     for noisy in ("websockets", "faster_whisper"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-class _Stoppable(Protocol):
-    def stop(self) -> None: ...
-
-
-def _stop_on_signals(worker: _Stoppable) -> None:
-    """First SIGTERM/SIGINT: finish the job in hand, then stop. Second: stop at once."""
-    received = 0
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        nonlocal received
-        received += 1
-        if received > 1:
-            raise SystemExit(128 + signum)
-        logger.info("signal %d: finishing current work, then stopping", signum)
-        worker.stop()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -68,50 +39,19 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.server import IngestServer
-
-    server = IngestServer(ingest_options(settings), require_redis_url(settings))
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, server.stop)
-        await server.serve()
-
-    asyncio.run(main())
-    return 0
+    return parts.run_ingest(settings)
 
 
 def cmd_segmenter(args: argparse.Namespace, settings: Settings) -> int:
-    from segmenter.worker import SegmenterWorker
-    from shared.redis_client import connect
-
-    worker = SegmenterWorker(
-        connect(require_redis_url(settings)),
-        segmenter_options(settings),
-        partial_jobs_max=settings.partial_jobs_max,
-    )
-    _stop_on_signals(worker)
-    worker.run()
-    return 0
+    return parts.run_segmenter(settings)
 
 
 def cmd_transcriber(args: argparse.Namespace, settings: Settings) -> int:
-    from shared.redis_client import connect
-    from transcriber.model import SpeechModel
-    from transcriber.worker import TranscriberWorker
-
-    client = connect(require_redis_url(settings))
-    worker = TranscriberWorker(client, SpeechModel(model_options(settings)))
-    _stop_on_signals(worker)
-    worker.run()
-    return 0
+    return parts.run_transcriber(settings)
 
 
 def cmd_translator(args: argparse.Namespace, settings: Settings) -> int:
-    from translator.worker import run_translator
-
-    return run_translator(settings)
+    return parts.run_translator(settings)
 
 
 def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
@@ -152,6 +92,26 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
         print(f"session closed with {run.close_code} {run.close_reason}", file=sys.stderr)
         return 4
     return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from shared.redis_client import connect
+    from streamscribe.status import read_status, render
+
+    client = connect(args.redis_url or require_redis_url(settings))
+    while True:
+        status = read_status(client)
+        if args.json:
+            print(status.to_json(), flush=True)
+        else:
+            clear = "\033[H\033[2J" if args.watch and sys.stdout.isatty() else ""
+            print(clear + render(status), flush=True)
+        if not args.watch:
+            return 0
+        try:
+            time.sleep(args.watch)  # a screen refresh, not a work loop
+        except KeyboardInterrupt:
+            return 0
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -203,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--no-partials", dest="partials", action="store_false")
     stream.add_argument("--json", action="store_true", help="print every message as JSON")
     stream.set_defaults(handler=cmd_stream)
+
+    status = sub.add_parser("status", help="parts alive, sessions, queues, latency")
+    status.add_argument("--redis-url", default=None, help="default: REDIS_URL")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--watch", type=float, default=0, metavar="SECONDS", help="repeat")
+    status.set_defaults(handler=cmd_status)
 
     bench = sub.add_parser("bench", help="measure accuracy and latency on a manifest")
     bench.add_argument("--manifest", required=True, help="manifest.jsonl with audio and text")

@@ -15,6 +15,7 @@ from types import FrameType
 import redis
 
 from shared import keys
+from shared.addresses import url_host
 from shared.errors import StreamscribeError
 from streamscribe import logger
 from streamscribe.redis_server import RedisServer
@@ -46,7 +47,7 @@ class LocalPipeline:
 
     @property
     def url(self) -> str:
-        return f"ws://{_url_host(self.options.host)}:{self.options.port}/v1/stream"
+        return f"ws://{url_host(self.options.host)}:{self.options.port}/v1/stream"
 
     @property
     def pids(self) -> list[int]:
@@ -84,7 +85,7 @@ class LocalPipeline:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.options.startup_timeout_s
-        health = f"http://{_url_host(self.options.host)}:{self.options.port}/healthz"
+        health = f"http://{url_host(self.options.host)}:{self.options.port}/healthz"
         client = redis.Redis.from_url(self.redis_url)
         try:
             while not (_healthy(health) and self._workers_ready(client)):
@@ -142,11 +143,12 @@ def run_up(options: LaunchOptions) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         pipeline.start()
-        host = _url_host(options.host)
+        host = url_host(options.host)
         print(f"streamscribe is up: {pipeline.url}", flush=True)
         print(f"  page:   http://{host}:{options.port}/  (live captions, rooms)", flush=True)
         print(f"  health: http://{host}:{options.port}/healthz", flush=True)
         print(f"  try:    streamscribe stream FILE.wav --url {pipeline.url}", flush=True)
+        print(f"  status: streamscribe status --redis-url {pipeline.redis_url}", flush=True)
         pipeline.wait()
     except KeyboardInterrupt:
         logger.info("stopping")
@@ -165,11 +167,3 @@ def _healthy(url: str) -> bool:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
-
-
-def _url_host(host: str) -> str:
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host

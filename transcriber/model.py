@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -13,6 +15,10 @@ from shared.audio import s16_to_float
 from shared.errors import ModelLoadError
 from shared.settings import ModelOptions
 from transcriber import logger
+from transcriber.batching import SegmentOutcome, pack_utterances
+from transcriber.results import SegmentStats, Transcription, WordTiming
+
+__all__ = ["SegmentStats", "SpeechModel", "Transcription", "UtteranceAudio", "WordTiming"]
 
 OFFLINE_DEFAULT = "tiny.en"
 LEAD_SILENCE_S = 0.2
@@ -21,44 +27,12 @@ LEAD_SILENCE_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
-class WordTiming:
-    word: str
-    start: float
-    end: float
-    probability: float
+class UtteranceAudio:
+    """One utterance to transcribe: 16 kHz s16le mono PCM and what the segmenter knows of it."""
 
-
-@dataclass(frozen=True, slots=True)
-class SegmentStats:
-    no_speech_prob: float
-    avg_logprob: float
-    compression_ratio: float
-
-
-@dataclass(frozen=True, slots=True)
-class Transcription:
-    """Times in seconds from the start of the transcribed audio."""
-
-    text: str
-    start: float
-    end: float
-    language: str
-    language_probability: float
-    words: tuple[WordTiming, ...]
-    dropped_segments: int
-
-    def shifted(self, seconds: float) -> Transcription:
-        """The same result with every time moved by ``seconds`` (never below zero)."""
-
-        def move(t: float) -> float:
-            return max(0.0, t + seconds)
-
-        return replace(
-            self,
-            start=move(self.start),
-            end=move(self.end),
-            words=tuple(replace(w, start=move(w.start), end=move(w.end)) for w in self.words),
-        )
+    pcm: bytes
+    language: str | None
+    speech_ratio: float = 1.0
 
 
 def resolve_model(name: str) -> str:
@@ -85,6 +59,14 @@ def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
     return device, compute_type
 
 
+def needs_fallback(stats: SegmentStats, options: ModelOptions) -> bool:
+    """What makes Whisper retry at a higher temperature; the batched pass has no retries."""
+    if stats.compression_ratio > options.compression_ratio_threshold:
+        return True
+    silent = stats.no_speech_prob > options.no_speech_threshold
+    return stats.avg_logprob < options.log_prob_threshold and not silent
+
+
 def accept_segment(stats: SegmentStats, speech_ratio: float, options: ModelOptions) -> bool:
     """Whisper's own skip rule, plus repetition and agreement with the segmenter's VAD."""
     if stats.compression_ratio > options.compression_ratio_threshold:
@@ -103,7 +85,7 @@ class SpeechModel:
     """One loaded Whisper model; not thread-safe, one per worker process."""
 
     def __init__(self, options: ModelOptions) -> None:
-        from faster_whisper import WhisperModel
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
 
         self.options = options
         self.device, self.compute_type = resolve_device(options.device, options.compute_type)
@@ -120,6 +102,9 @@ class SpeechModel:
                 f"cannot load model {options.model!r} from {source}: {exc}"
             ) from exc
         self.multilingual = bool(self._model.model.is_multilingual)
+        self._batched = BatchedInferencePipeline(self._model)
+        self.batch_fallbacks = 0
+        """Utterances the batched pass could not settle, run again one at a time."""
         logger.info(
             "model %s loaded on %s (%s) from %s",
             options.model,
@@ -135,6 +120,72 @@ class SpeechModel:
         audio = np.concatenate([np.zeros(lead, np.float32), s16_to_float(pcm)])
         result = self.transcribe_array(audio, language, final=final, speech_ratio=speech_ratio)
         return result.shifted(-LEAD_SILENCE_S)
+
+    def transcribe_batch(
+        self, utterances: Sequence[UtteranceAudio], *, final: bool
+    ) -> list[Transcription]:
+        """Many utterances through the model together (one batched generation per language).
+
+        Results come back in the order given. An utterance whose batched decoding trips the
+        temperature-fallback thresholds is transcribed again alone, with Whisper's fallback.
+        """
+        if len(utterances) == 1:
+            u = utterances[0]
+            return [self.transcribe(u.pcm, u.language, final=final, speech_ratio=u.speech_ratio)]
+        languages = [self._language_of(u) for u in utterances]
+        results: list[Transcription | None] = [None] * len(utterances)
+        for language in dict.fromkeys(languages):
+            indexes = [i for i, lang in enumerate(languages) if lang == language]
+            group = [utterances[i] for i in indexes]
+            for i, result in zip(
+                indexes, self._batch_one_language(group, language, final=final), strict=True
+            ):
+                results[i] = result
+        return [r for r in results if r is not None]
+
+    def _language_of(self, utterance: UtteranceAudio) -> str:
+        if not self.multilingual:
+            return "en"
+        if utterance.language:
+            return utterance.language
+        language, _, _ = self._model.detect_language(audio=s16_to_float(utterance.pcm))
+        return str(language)
+
+    def _batch_one_language(
+        self, group: Sequence[UtteranceAudio], language: str, *, final: bool
+    ) -> list[Transcription]:
+        options = self.options
+        packed = pack_utterances([u.pcm for u in group], lead_s=LEAD_SILENCE_S)
+        segments, info = self._batched.transcribe(
+            packed.audio,
+            language=language,
+            beam_size=options.beam_size if final else options.partial_beam_size,
+            word_timestamps=final,
+            clip_timestamps=packed.clips,
+            batch_size=len(group),
+            vad_filter=False,
+            no_speech_threshold=options.no_speech_threshold,
+            log_prob_threshold=options.log_prob_threshold,
+            compression_ratio_threshold=options.compression_ratio_threshold,
+        )
+        outcomes = packed.assign(_segment_outcome(s) for s in segments)
+        results = []
+        for utterance, outcome, offset in zip(group, outcomes, packed.offsets, strict=True):
+            stats = outcome.stats if outcome is not None else None
+            if stats is not None and needs_fallback(stats, options):
+                self.batch_fallbacks += 1
+                results.append(
+                    self.transcribe(
+                        utterance.pcm, language, final=final, speech_ratio=utterance.speech_ratio
+                    )
+                )
+                continue
+            results.append(
+                _from_outcome(outcome, utterance.speech_ratio, options, info)
+                .shifted(-offset)
+                .shifted(-LEAD_SILENCE_S)
+            )
+        return results
 
     def transcribe_array(
         self, audio: np.ndarray, language: str | None, *, final: bool, speech_ratio: float = 1.0
@@ -181,3 +232,36 @@ class SpeechModel:
             words=tuple(words),
             dropped_segments=dropped,
         )
+
+
+def _segment_outcome(segment: Any) -> SegmentOutcome:
+    return SegmentOutcome(
+        seek=int(segment.seek),
+        text=str(segment.text),
+        start=float(segment.start),
+        end=float(segment.end),
+        stats=SegmentStats(
+            float(segment.no_speech_prob),
+            float(segment.avg_logprob),
+            float(segment.compression_ratio),
+        ),
+        words=tuple(
+            WordTiming(str(w.word).strip(), float(w.start), float(w.end), float(w.probability))
+            for w in segment.words or ()
+        ),
+    )
+
+
+def _from_outcome(
+    outcome: SegmentOutcome | None, speech_ratio: float, options: ModelOptions, info: Any
+) -> Transcription:
+    """A batched segment (times in the packed audio) after the same guards as one by one."""
+    language, probability = str(info.language), float(info.language_probability)
+    if outcome is None or not outcome.text.strip():
+        return Transcription("", 0.0, 0.0, language, probability, (), 0)
+    if not accept_segment(outcome.stats, speech_ratio, options):
+        return Transcription("", 0.0, 0.0, language, probability, (), 1)
+    words = outcome.words
+    start = words[0].start if words else outcome.start
+    end = words[-1].end if words else outcome.end
+    return Transcription(outcome.text.strip(), start, end, language, probability, words, 0)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import redis
+from prometheus_client import CollectorRegistry
 
 from shared import keys
 from shared.audio import PIPELINE_SAMPLE_RATE
@@ -25,23 +28,45 @@ from shared.schema import (
     json_object,
 )
 from transcriber import logger
-from transcriber.model import Transcription
+from transcriber.metrics import TranscriberMetrics
+from transcriber.model import UtteranceAudio
+from transcriber.results import Transcription
 
 
 class Transcribes(Protocol):
-    def transcribe(
-        self, pcm: bytes, language: str | None, *, final: bool, speech_ratio: float = 1.0
-    ) -> Transcription: ...
+    def transcribe_batch(
+        self, utterances: Sequence[UtteranceAudio], *, final: bool
+    ) -> list[Transcription]: ...
 
 
 def default_consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class TranscriberWorker:
-    """Consumes final and speculative jobs before partials; partials that are stale are skipped.
+@dataclass(frozen=True, slots=True)
+class BatchOptions:
+    """How many waiting jobs go through the model together, and how long to wait for more."""
 
-    ``run()`` blocks until ``stop()``; the job in hand is always finished (warm shutdown).
+    max_size: int = 1
+    max_wait_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_size < 1 or self.max_wait_ms < 0:
+            raise ValueError("batch size must be at least 1 and the wait not negative")
+
+
+@dataclass(frozen=True, slots=True)
+class _Taken:
+    stream: str
+    entry_id: bytes
+    job: TranscriptionJob
+
+
+class TranscriberWorker:
+    """Consumes final and speculative jobs before partials, oldest first, up to
+    ``batch.max_size`` at a time; partials that are stale are skipped.
+
+    ``run()`` blocks until ``stop()``; the batch in hand is always finished (warm shutdown).
     """
 
     def __init__(
@@ -51,11 +76,15 @@ class TranscriberWorker:
         *,
         consumer: str | None = None,
         block_ms: int = 1000,
+        batch: BatchOptions | None = None,
+        metrics: TranscriberMetrics | None = None,
     ) -> None:
         self._redis = client
         self._model = model
         self.consumer = consumer or default_consumer_name()
         self._block_ms = block_ms
+        self._batch = batch or BatchOptions()
+        self.metrics = metrics or TranscriberMetrics(CollectorRegistry())
         self._stopping = False
         self.jobs_done = 0
         self.jobs_skipped = 0
@@ -65,15 +94,37 @@ class TranscriberWorker:
 
     def run(self) -> None:
         self.prepare()
-        logger.info("transcriber %s waiting for jobs", self.consumer)
+        logger.info(
+            "transcriber %s waiting for jobs (batches of up to %d)",
+            self.consumer,
+            self._batch.max_size,
+        )
         while not self._stopping:
             self.step()
         logger.info("transcriber %s stopped after %d jobs", self.consumer, self.jobs_done)
 
     def step(self) -> None:
-        """Waits up to ``block_ms`` for jobs and handles what arrived."""
+        """Waits up to ``block_ms`` for jobs and handles what arrived: finals, then partials."""
+        finals: list[_Taken] = []
+        partials: list[_Taken] = []
         for stream, entry_id, fields in self._next_entries():
-            self._handle_entry(stream, entry_id, fields)
+            try:
+                job = TranscriptionJob.decode(fields)
+            except SchemaError:
+                logger.exception("dropping undecodable job %s from %s", entry_id, stream)
+                self.metrics.errors.labels("bad_job").inc()
+                self._ack(stream, [entry_id])
+                continue
+            taken = _Taken(stream, entry_id, job)
+            (finals if stream == keys.FINAL_JOBS_STREAM else partials).append(taken)
+        if partials:  # partials are at most once: a lost one is replaced by the next
+            self._ack(keys.PARTIAL_JOBS_STREAM, [t.entry_id for t in partials])
+        for chunk in _chunks(self._current(finals), self._batch.max_size):
+            self._run_batch(chunk, final=True)
+        if finals:
+            self._ack(keys.FINAL_JOBS_STREAM, [t.entry_id for t in finals])
+        for chunk in _chunks(self._current(partials), self._batch.max_size):
+            self._run_batch(chunk, final=False)
 
     def prepare(self) -> None:
         """Creates the consumer groups and this consumer (idempotent)."""
@@ -85,48 +136,53 @@ class TranscriberWorker:
                     raise
             self._redis.xgroup_createconsumer(stream, keys.TRANSCRIBER_GROUP, self.consumer)
 
-    def _next_entries(self) -> list[StreamEntry]:
-        """Finals first: a non-blocking look at the final stream, then a blocking read of both."""
-        entries = read_group(
+    def _read(self, streams: dict[str, str], count: int, block_ms: int | None) -> list[StreamEntry]:
+        return read_group(
             self._redis,
             keys.TRANSCRIBER_GROUP,
             self.consumer,
-            {keys.FINAL_JOBS_STREAM: ">"},
-            count=1,
+            streams,
+            count=count,
+            block_ms=block_ms,
         )
+
+    def _next_entries(self) -> list[StreamEntry]:
+        """Finals first: a non-blocking look at each queue, else a blocking read of both; then,
+        if the batch is not full, up to ``max_wait_ms`` more for company."""
+        size = self._batch.max_size
+        both = {keys.FINAL_JOBS_STREAM: ">", keys.PARTIAL_JOBS_STREAM: ">"}
+        entries = self._read({keys.FINAL_JOBS_STREAM: ">"}, size, None)
+        if len(entries) < size:
+            entries += self._read({keys.PARTIAL_JOBS_STREAM: ">"}, size - len(entries), None)
         if not entries:
-            entries = read_group(
-                self._redis,
-                keys.TRANSCRIBER_GROUP,
-                self.consumer,
-                {keys.FINAL_JOBS_STREAM: ">", keys.PARTIAL_JOBS_STREAM: ">"},
-                count=1,
-                block_ms=self._block_ms,
-            )
-        entries.sort(key=lambda e: e[0] != keys.FINAL_JOBS_STREAM)
+            entries = self._read(both, size, self._block_ms)
+        if entries and self._batch.max_wait_ms and len(entries) < size:
+            deadline = time.monotonic() + self._batch.max_wait_ms / 1000
+            while len(entries) < size:
+                left_ms = int((deadline - time.monotonic()) * 1000)
+                if left_ms < 1:  # BLOCK 0 would wait forever
+                    break
+                more = self._read(both, size - len(entries), left_ms)
+                if not more:
+                    break
+                entries += more
         return entries
 
-    def _handle_entry(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
-        try:
-            job = TranscriptionJob.decode(fields)
-        except SchemaError:
-            logger.exception("dropping undecodable job %s from %s", entry_id, stream)
-            self._ack(stream, entry_id)
-            return
-        if stream == keys.PARTIAL_JOBS_STREAM:
-            self._ack(stream, entry_id)
-        if not self._is_current(job):
-            self.jobs_skipped += 1
-        else:
-            self._run_job(job)
-        if stream == keys.FINAL_JOBS_STREAM:
-            self._ack(stream, entry_id)
-
-    def _ack(self, stream: str, entry_id: bytes) -> None:
+    def _ack(self, stream: str, entry_ids: list[bytes]) -> None:
         pipe = self._redis.pipeline(transaction=False)
-        pipe.xack(stream, keys.TRANSCRIBER_GROUP, entry_id)
-        pipe.xdel(stream, entry_id)
+        pipe.xack(stream, keys.TRANSCRIBER_GROUP, *entry_ids)
+        pipe.xdel(stream, *entry_ids)
         pipe.execute()
+
+    def _current(self, taken: list[_Taken]) -> list[TranscriptionJob]:
+        current = []
+        for item in taken:
+            if self._is_current(item.job):
+                current.append(item.job)
+            else:
+                self.jobs_skipped += 1
+                self.metrics.shed.labels(item.job.kind.value).inc()
+        return current
 
     def _is_current(self, job: TranscriptionJob) -> bool:
         state = keys.session_state(job.session_id)
@@ -147,24 +203,48 @@ class TranscriberWorker:
         commit, state = pipe.execute()
         return commit, state
 
-    def _run_job(self, job: TranscriptionJob) -> None:
-        final = job.kind is not JobKind.PARTIAL
+    def _run_batch(self, jobs: list[TranscriptionJob], *, final: bool) -> None:
         started = time.time()
+        audio = [UtteranceAudio(j.pcm, j.language, j.speech_ratio) for j in jobs]
         try:
-            transcription = self._model.transcribe(
-                job.pcm, job.language, final=final, speech_ratio=job.speech_ratio
-            )
-        except Exception as exc:  # the model failed on this job: the client must hear of it
-            logger.exception(
-                "transcription failed for %s utterance %d", job.session_id, job.utterance_index
-            )
-            if final:
-                self._redis.publish(
-                    keys.session_channel(job.session_id),
-                    UtteranceFailed(job.session_id, job.utterance_index, str(exc)).encode(),
-                )
+            transcriptions = self._model.transcribe_batch(audio, final=final)
+        except Exception as exc:  # the model failed: each client must hear of it
+            if len(jobs) > 1:
+                logger.exception("a batch of %d failed; retrying one by one", len(jobs))
+                for job in jobs:
+                    self._run_batch([job], final=final)
+                return
+            self._failed(jobs[0], exc)
             return
-        result = _result(job, transcription, started, time.time())
+        done = time.time()
+        self._observe(jobs, started, done)
+        for job, transcription in zip(jobs, transcriptions, strict=True):
+            self._publish(job, _result(job, transcription, started, done))
+
+    def _failed(self, job: TranscriptionJob, exc: Exception) -> None:
+        logger.exception(
+            "transcription failed for %s utterance %d",
+            job.session_id,
+            job.utterance_index,
+            exc_info=exc,
+        )
+        self.metrics.errors.labels("model").inc()
+        if job.kind is not JobKind.PARTIAL:
+            self._redis.publish(
+                keys.session_channel(job.session_id),
+                UtteranceFailed(job.session_id, job.utterance_index, str(exc)).encode(),
+            )
+
+    def _observe(self, jobs: list[TranscriptionJob], started: float, done: float) -> None:
+        metrics = self.metrics
+        metrics.batch_size.observe(len(jobs))
+        metrics.model_seconds.inc(done - started)
+        metrics.audio_seconds.inc(sum(len(j.pcm) for j in jobs) / 2 / PIPELINE_SAMPLE_RATE)
+        for job in jobs:
+            metrics.jobs.labels(job.kind.value).inc()
+            metrics.queue_wait.labels(job.kind.value).observe(max(0.0, started - job.enqueued_at))
+
+    def _publish(self, job: TranscriptionJob, result: TranscriptResult) -> None:
         channel = keys.session_channel(job.session_id)
         if job.kind is JobKind.PARTIAL:
             self._redis.publish(channel, PartialTranscript(result).encode())
@@ -176,6 +256,10 @@ class TranscriberWorker:
             commit = Commit(job.utterance_index, 0, job.endpoint_at, job.enqueued_at)
             self._redis.publish(channel, FinalTranscript(result, commit).encode())
         self.jobs_done += 1
+
+
+def _chunks(jobs: list[TranscriptionJob], size: int) -> list[list[TranscriptionJob]]:
+    return [jobs[i : i + size] for i in range(0, len(jobs), size)]
 
 
 def _result(

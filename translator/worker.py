@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 import redis
+from prometheus_client import CollectorRegistry, Counter
 from rq import Queue, SimpleWorker
+from rq.job import Job
 
-from shared.settings import Settings, require_redis_url
+from shared.observability import CommonMetrics
+from shared.settings import Settings
 from translator import logger
 from translator.backends import (
     BedrockOptions,
@@ -42,17 +46,53 @@ def build_translator(settings: Settings) -> Translator:
     )
 
 
+class TranslatorMetrics(CommonMetrics):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry, "translator")
+        self.jobs = Counter(
+            "streamscribe_translation_jobs",
+            "Translation jobs run, by outcome",
+            ["outcome"],
+            registry=registry,
+        )
+
+
+class _CountingWorker(SimpleWorker):
+    def __init__(self, *args: Any, metrics: TranslatorMetrics, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.metrics = metrics
+        self.jobs_done = 0
+
+    def perform_job(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> bool:
+        succeeded = bool(super().perform_job(job, queue, *args, **kwargs))
+        self.metrics.jobs.labels("done" if succeeded else "failed").inc()
+        self.jobs_done += 1
+        return succeeded
+
+
 class TranslatorWorker:
     """rq's worker without forking (jobs are short network calls); SIGTERM lets the job in
     hand finish, as rq does."""
 
-    def __init__(self, client: redis.Redis, translator: Translator, queue_name: str) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        translator: Translator,
+        queue_name: str,
+        *,
+        metrics: TranslatorMetrics | None = None,
+    ) -> None:
         install(TranslationService(translator, client))
-        self._worker = SimpleWorker(
+        self._worker = _CountingWorker(
             [Queue(queue_name, connection=client)],
             connection=client,
             name=f"translator-{socket.gethostname()}-{os.getpid()}",
+            metrics=metrics or TranslatorMetrics(CollectorRegistry()),
         )
+
+    @property
+    def jobs_done(self) -> int:
+        return self._worker.jobs_done
 
     def run(self, *, burst: bool = False, logging_level: str = "INFO") -> None:
         logger.info("translator %s waiting for jobs", self._worker.name)
@@ -60,10 +100,3 @@ class TranslatorWorker:
 
     def stop(self) -> None:
         self._worker.request_stop(0, None)  # type: ignore[no-untyped-call]
-
-
-def run_translator(settings: Settings) -> int:
-    client = redis.Redis.from_url(require_redis_url(settings))
-    worker = TranslatorWorker(client, build_translator(settings), settings.translation_queue)
-    worker.run(logging_level=settings.log_level)
-    return 0

@@ -1,0 +1,12 @@
+"""Turning a listen address into one a client on this machine can use in a URL."""
+
+from __future__ import annotations
+
+
+def url_host(host: str) -> str:
+    """``0.0.0.0`` and ``::`` become loopback; IPv6 literals get brackets."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host

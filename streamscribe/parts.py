@@ -1,0 +1,158 @@
+"""Each part's process: build it from settings, show its health and metrics, run it."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from types import FrameType
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+
+from shared.observability import CommonMetrics, HealthServer, Heartbeat, PartLoad
+from shared.redis_client import connect
+from shared.settings import (
+    Settings,
+    ingest_options,
+    model_options,
+    require_redis_url,
+    segmenter_options,
+)
+from streamscribe import logger
+
+CUDA_BATCH_SIZE = 8
+CPU_BATCH_SIZE = 1
+"""On this kind of CPU a batch costs more per utterance than one at a time (measured with
+``streamscribe bench --find-capacity --batch-sizes 1 4``); on a GPU batching pays."""
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+def _stop_on_signals(worker: _Stoppable) -> None:
+    """First SIGTERM/SIGINT: finish the job in hand, then stop. Second: stop at once."""
+    received = 0
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal received
+        received += 1
+        if received > 1:
+            raise SystemExit(128 + signum)
+        logger.info("signal %d: finishing current work, then stopping", signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+class _Operations:
+    """A worker part's heartbeat and its /metrics, /healthz, /readyz server."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        kind: str,
+        registry: CollectorRegistry,
+        metrics: CommonMetrics,
+        load: Callable[[], PartLoad],
+    ) -> None:
+        self.server = HealthServer(
+            registry, self._readiness, host=settings.metrics_host, port=settings.metrics_port
+        )
+        self.heartbeat = Heartbeat(
+            connect(require_redis_url(settings)),
+            kind,
+            load=load,
+            metrics=metrics,
+            metrics_url=f"{self.server.url}/metrics",
+        )
+
+    def _readiness(self) -> str | None:
+        return None if self.heartbeat.redis_ok else "redis is not answering"
+
+    def __enter__(self) -> _Operations:
+        self.server.start()
+        self.heartbeat.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.heartbeat.stop()
+        self.server.stop()
+
+
+def run_ingest(settings: Settings) -> int:
+    from ingest.server import IngestServer
+
+    server = IngestServer(ingest_options(settings), require_redis_url(settings))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, server.stop)
+        await server.serve()
+
+    asyncio.run(main())
+    return 0
+
+
+def run_segmenter(settings: Settings) -> int:
+    from segmenter.metrics import SegmenterMetrics
+    from segmenter.worker import SegmenterWorker
+
+    registry = CollectorRegistry()
+    metrics = SegmenterMetrics(registry)
+    worker = SegmenterWorker(
+        connect(require_redis_url(settings)),
+        segmenter_options(settings),
+        partial_jobs_max=settings.partial_jobs_max,
+        metrics=metrics,
+    )
+    _stop_on_signals(worker)
+    with _Operations(
+        settings, "segmenter", registry, metrics, lambda: PartLoad(sessions=worker.session_count)
+    ):
+        worker.run()
+    return 0
+
+
+def run_transcriber(settings: Settings) -> int:
+    from transcriber.metrics import JobQueueCollector, TranscriberMetrics
+    from transcriber.model import SpeechModel
+    from transcriber.worker import BatchOptions, TranscriberWorker
+
+    client = connect(require_redis_url(settings))
+    registry = CollectorRegistry()
+    metrics = TranscriberMetrics(registry)
+    registry.register(JobQueueCollector(client, metrics))
+    model = SpeechModel(model_options(settings))
+    size = settings.batch_size or (CUDA_BATCH_SIZE if model.device == "cuda" else CPU_BATCH_SIZE)
+    worker = TranscriberWorker(
+        client,
+        model,
+        batch=BatchOptions(size, settings.batch_wait_ms),
+        metrics=metrics,
+    )
+    _stop_on_signals(worker)
+    with _Operations(
+        settings, "transcriber", registry, metrics, lambda: PartLoad(jobs_done=worker.jobs_done)
+    ):
+        worker.run()
+    return 0
+
+
+def run_translator(settings: Settings) -> int:
+    from translator.worker import TranslatorMetrics, TranslatorWorker, build_translator
+
+    client = connect(require_redis_url(settings))
+    registry = CollectorRegistry()
+    metrics = TranslatorMetrics(registry)
+    worker = TranslatorWorker(
+        client, build_translator(settings), settings.translation_queue, metrics=metrics
+    )
+    with _Operations(
+        settings, "translator", registry, metrics, lambda: PartLoad(jobs_done=worker.jobs_done)
+    ):
+        worker.run(logging_level=settings.log_level)
+    return 0
