@@ -38,6 +38,11 @@ class RunningPipeline:
     url: str
     http: str
     process: subprocess.Popen[str]
+    redis_url: str
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
 
 def start_up(
@@ -46,8 +51,8 @@ def start_up(
     transcribers: int = 2,
     translator: bool = False,
     env: dict[str, str] | None = None,
-) -> subprocess.Popen[str]:
-    """``streamscribe up`` exactly as a user runs it; returns once it printed its URL."""
+) -> RunningPipeline:
+    """``streamscribe up`` exactly as a user runs it; returns once it printed its addresses."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -67,24 +72,26 @@ def start_up(
     assert process.stdout is not None
     deadline = time.monotonic() + 180
     for line in process.stdout:
-        if "streamscribe is up" in line:
-            return process
+        if "streamscribe status --redis-url" in line:
+            return RunningPipeline(
+                url=f"ws://127.0.0.1:{port}/v1/stream",
+                http=f"http://127.0.0.1:{port}",
+                process=process,
+                redis_url=line.rsplit(" ", 1)[1].strip(),
+            )
         if time.monotonic() > deadline:
             break
     process.kill()
     raise RuntimeError(f"streamscribe up did not start (exit {process.poll()})")
 
 
-def stop_up(process: subprocess.Popen[str]) -> int:
-    process.send_signal(signal.SIGTERM)
-    return process.wait(timeout=60)
+def stop_up(pipeline: RunningPipeline) -> int:
+    pipeline.process.send_signal(signal.SIGTERM)
+    return pipeline.process.wait(timeout=60)
 
 
 @pytest.fixture(scope="session")
 def pipeline() -> Iterator[RunningPipeline]:
-    port = free_port()
-    process = start_up(port)
-    yield RunningPipeline(
-        url=f"ws://127.0.0.1:{port}/v1/stream", http=f"http://127.0.0.1:{port}", process=process
-    )
-    stop_up(process)
+    running = start_up(free_port())
+    yield running
+    stop_up(running)

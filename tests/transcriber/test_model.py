@@ -10,7 +10,14 @@ import pytest
 from shared.settings import Settings, model_options
 from streamscribe.client import read_audio
 from streamscribe.metrics import normalize
-from transcriber.model import SegmentStats, SpeechModel, accept_segment, resolve_model
+from transcriber.model import (
+    SegmentStats,
+    SpeechModel,
+    UtteranceAudio,
+    accept_segment,
+    needs_fallback,
+    resolve_model,
+)
 
 DATA = Path(__file__).parents[1] / "data"
 OPTIONS = model_options(Settings())
@@ -33,6 +40,13 @@ def test_guards() -> None:
     assert not accept_segment(SegmentStats(0.8, -1.2, 1.2), 0.9, OPTIONS)  # whisper's own rule
     assert not accept_segment(SegmentStats(0.5, -0.6, 1.2), 0.1, OPTIONS)  # VAD disagrees
     assert accept_segment(SegmentStats(0.5, -0.6, 1.2), 0.9, OPTIONS)
+
+
+def test_what_a_batched_pass_hands_back_for_a_retry() -> None:
+    assert needs_fallback(SegmentStats(0.05, -0.3, 3.1), OPTIONS)  # repetition
+    assert needs_fallback(SegmentStats(0.1, -1.4, 1.2), OPTIONS)  # unsure, not silence
+    assert not needs_fallback(SegmentStats(0.9, -1.4, 1.2), OPTIONS)  # silence: no retry
+    assert not needs_fallback(SegmentStats(0.05, -0.3, 1.3), OPTIONS)
 
 
 def test_speech_is_transcribed_with_word_times(model: SpeechModel) -> None:
@@ -61,3 +75,40 @@ def test_partial_mode_has_no_words(model: SpeechModel) -> None:
     assert normalize(result.text) == "he could wait no longer"
     assert result.words == ()
     assert np.isfinite(result.start)
+
+
+def _pieces() -> list[UtteranceAudio]:
+    """Four utterances of different lengths, one of them pink noise, as sessions would send."""
+    names = [
+        "ls-test-clean-1089-134691-0000.wav",
+        "jfk-inaugural-1961.wav",
+        "vad-pink-noise-20s.wav",
+        "ls-test-clean-1089-134691-0001.wav",
+    ]
+    pieces = []
+    for name in names:
+        pcm = read_audio(DATA / name).pcm[: 16000 * 2 * 8]  # at most 8 s each
+        pieces.append(UtteranceAudio(pcm, "en", 0.2 if "noise" in name else 0.9))
+    return pieces
+
+
+def test_a_batch_matches_one_by_one_in_order(model: SpeechModel) -> None:
+    pieces = _pieces()
+    batched = model.transcribe_batch(pieces, final=True)
+    single = [
+        model.transcribe(p.pcm, "en", final=True, speech_ratio=p.speech_ratio) for p in pieces
+    ]
+    assert len(batched) == len(pieces)
+    assert batched[2].text == "" and single[2].text == ""  # noise stays silent in a batch
+    for one, many in zip(single, batched, strict=True):
+        assert normalize(many.text) == normalize(one.text)
+        if many.words:  # times are each utterance's own, not the packed array's
+            assert many.words[0].start < 1.0
+            assert abs(many.words[-1].end - one.words[-1].end) < 0.3
+
+
+def test_a_partial_batch_has_text_and_no_words(model: SpeechModel) -> None:
+    pieces = [p for p in _pieces() if p.speech_ratio > 0.5]
+    results = model.transcribe_batch(pieces, final=False)
+    assert normalize(results[0].text) == "he could wait no longer"
+    assert all(r.text and r.words == () for r in results)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 import redis
@@ -21,7 +22,7 @@ from streamscribe.client import read_audio
 from streamscribe.metrics import normalize
 from tests.conftest import DATA
 from transcriber.model import SpeechModel
-from transcriber.worker import TranscriberWorker
+from transcriber.worker import BatchOptions, TranscriberWorker
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +98,43 @@ def test_stale_partials_and_void_speculations_are_skipped(
     assert [type(e) for e in events] == [PartialTranscript]
     assert isinstance(events[0], PartialTranscript) and events[0].result.partial_seq == 2
     assert worker.jobs_skipped == 2
+
+
+def test_jobs_of_many_sessions_run_as_one_batch_finals_first(
+    redis_client: redis.Redis, model: SpeechModel
+) -> None:
+    worker = TranscriberWorker(
+        redis_client, model, consumer="t1", block_ms=100, batch=BatchOptions(4, 50)
+    )
+    worker.prepare()
+    sessions = ["a1", "a2", "a3", "a4"]
+    redis_client.hset(keys.session_state("p1"), mapping={"u": 0, "pseq": 1})
+    pubsub = redis_client.pubsub()
+    pubsub.psubscribe("ss:{*}:events")
+    pubsub.get_message(timeout=1)
+    partial = replace(job(JobKind.PARTIAL, seq=1), session_id="p1")
+    redis_client.xadd(keys.PARTIAL_JOBS_STREAM, partial.encode())  # type: ignore[arg-type]
+    for sid in sessions:
+        final = replace(job(JobKind.FINAL), session_id=sid)
+        redis_client.xadd(keys.FINAL_JOBS_STREAM, final.encode())  # type: ignore[arg-type]
+    worker.step()  # a full batch of finals; the partial waits for the next
+    worker.step()
+    events = []
+    while (message := pubsub.get_message(timeout=0.5)) is not None:
+        if message["type"] == "pmessage":
+            events.append(decode_event(message["data"]))
+    pubsub.close()
+    finals = [e for e in events if isinstance(e, FinalTranscript)]
+    assert sorted(f.result.session_id for f in finals) == sessions
+    assert all(normalize(f.result.text) == "he could wait no longer" for f in finals)
+    assert all(f.result.start >= 2.0 for f in finals)
+    assert isinstance(events[-1], PartialTranscript)  # after every final
+    sizes = {s.name: s.value for s in worker.metrics.batch_size.collect()[0].samples}
+    assert sizes["streamscribe_batch_size_count"] == 2  # one batch of finals, one of partials
+    assert sizes["streamscribe_batch_size_sum"] == 5
+    assert redis_client.xlen(keys.FINAL_JOBS_STREAM) == 0
+
+
+def test_batch_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="batch size"):
+        BatchOptions(0)
