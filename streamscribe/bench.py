@@ -75,7 +75,7 @@ class StreamResult:
         ]
 
 
-def _server_processes(pids: list[int] | None) -> list[psutil.Process]:
+def server_processes(pids: list[int] | None) -> list[psutil.Process]:
     if pids is not None:
         return [psutil.Process(pid) for pid in pids]
     parts = {"ingest", "segmenter", "transcriber"}
@@ -87,7 +87,7 @@ def _server_processes(pids: list[int] | None) -> list[psutil.Process]:
     return found
 
 
-def _cpu_seconds(processes: list[psutil.Process]) -> float:
+def cpu_seconds(processes: list[psutil.Process]) -> float:
     total = 0.0
     for process in processes:
         try:
@@ -214,11 +214,11 @@ def run_bench(options: BenchOptions, settings: Settings) -> int:
             pipeline.start()
             url = pipeline.url
             report["transcribers"] = options.transcribers
-        processes = _server_processes(pipeline.pids if pipeline else None)
+        processes = server_processes(pipeline.pids if pipeline else None)
         report["runs"] = {}
         for concurrency in options.concurrencies:
             print(f"concurrency {concurrency} ...", file=sys.stderr, flush=True)
-            before = _cpu_seconds(processes)
+            before = cpu_seconds(processes)
             results = asyncio.run(
                 _stream_all(
                     url,
@@ -229,7 +229,7 @@ def run_bench(options: BenchOptions, settings: Settings) -> int:
                     tail_silence_s=options.tail_silence_s,
                 )
             )
-            summary = _summarize(results, _cpu_seconds(processes) - before)
+            summary = _summarize(results, cpu_seconds(processes) - before)
             report["runs"][str(concurrency)] = summary
     finally:
         if pipeline is not None:

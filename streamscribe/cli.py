@@ -117,6 +117,25 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from streamscribe.bench import BenchOptions, run_bench
 
+    if args.find_capacity:
+        from streamscribe.capacity import DEFAULT_LEVELS, CapacityOptions, find_capacity
+
+        find_capacity(
+            CapacityOptions(
+                manifest=args.manifest,
+                batch_sizes=tuple(args.batch_sizes or [settings.batch_size]),
+                latency_bound_s=args.latency_bound,
+                window_s=args.window,
+                levels=tuple(args.levels or DEFAULT_LEVELS),
+                transcribers=args.transcribers or settings.transcribers,
+                output=args.output if args.output != BENCH_OUTPUT else CAPACITY_OUTPUT,
+                limit=args.limit,
+            ),
+            model=settings.model,
+            device=settings.device,
+        )
+        return 0
+
     options = BenchOptions(
         manifest=args.manifest,
         url=args.url,
@@ -129,6 +148,10 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         transcribers=args.transcribers or settings.transcribers,
     )
     return run_bench(options, settings)
+
+
+BENCH_OUTPUT = "bench-results/bench.json"
+CAPACITY_OUTPUT = "bench-results/capacity.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,7 +202,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--limit", type=int, default=None, help="first N manifest entries")
     bench.add_argument("--transcribers", type=int, default=None)
     bench.add_argument("--no-offline", action="store_true", help="skip the offline ceiling")
-    bench.add_argument("--output", default="bench-results/bench.json")
+    bench.add_argument("--output", default=BENCH_OUTPUT)
+    bench.add_argument(
+        "--find-capacity",
+        action="store_true",
+        help="raise concurrency until p95 final latency passes --latency-bound",
+    )
+    bench.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="capacity: one search per transcriber batch size (0: by device)",
+    )
+    bench.add_argument("--latency-bound", type=float, default=2.0, help="capacity: seconds")
+    bench.add_argument("--window", type=float, default=40.0, help="capacity: seconds per level")
+    bench.add_argument("--levels", type=int, nargs="+", default=None, help="capacity: streams")
     bench.set_defaults(handler=cmd_bench)
     return parser
 

@@ -30,6 +30,8 @@ class LaunchOptions:
     """Empty: start a private redis-server."""
     translator: bool = False
     startup_timeout_s: float = 120.0
+    env: tuple[tuple[str, str], ...] = ()
+    """More settings for every part, e.g. ``(("STREAMSCRIBE_BATCH_SIZE", "4"),)``."""
 
 
 class PartExited(StreamscribeError):
@@ -68,6 +70,7 @@ class LocalPipeline:
                 STREAMSCRIBE_HOST=self.options.host,
                 STREAMSCRIBE_PORT=str(self.options.port),
             )
+            env.update(self.options.env)
             self._spawn("ingest", env)
             self._spawn("segmenter", env)
             for number in range(self.options.transcribers):

@@ -1,0 +1,265 @@
+"""``streamscribe bench --find-capacity``: the most real-time streams a pipeline carries.
+
+For each batch size a fresh local pipeline is started; concurrency is raised level by level.
+At each level every stream plays manifest recordings back to back, one session each, at real
+time for ``window_s``. A level is sustained when the p95 final latency (end of an utterance's
+speech to its final being sent, as the ingest node measures it) stays within the bound, the
+oldest waiting final job never gets older than the bound, and every session ends normally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+
+from shared import keys
+from shared.redis_client import queue_stats
+from streamscribe.bench import cpu_seconds, server_processes
+from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
+from streamscribe.launcher import LaunchOptions, LocalPipeline
+from streamscribe.metrics import load_manifest, percentile
+from streamscribe.redis_server import free_port
+
+DEFAULT_LEVELS = (1, 2, 4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityOptions:
+    manifest: str
+    batch_sizes: tuple[int, ...]
+    latency_bound_s: float = 2.0
+    window_s: float = 40.0
+    levels: tuple[int, ...] = DEFAULT_LEVELS
+    transcribers: int = 2
+    output: str = "bench-results/capacity.json"
+    limit: int | None = None
+
+
+@dataclass
+class LevelResult:
+    streams: int
+    sessions: int
+    finals: int
+    utterances_per_s: float
+    final_latency_p50_s: float | None
+    final_latency_p95_s: float | None
+    oldest_final_job_s: float
+    abnormal_closes: int
+    cpu_cores_busy: float
+    gpu_util_percent: float | None
+    sustained: bool
+    why_not: str = ""
+
+
+@dataclass
+class BatchSizeResult:
+    batch_size: int
+    capacity_streams: int = 0
+    utterances_per_s_at_capacity: float = 0.0
+    peak_utterances_per_s: float = 0.0
+    levels: list[LevelResult] = field(default_factory=list)
+
+
+class _QueueWatch:
+    """Samples the final queue's oldest job age once a second while a level runs."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._redis = redis.Redis.from_url(redis_url)
+        self.worst_age_s = 0.0
+
+    async def run(self) -> None:
+        while True:
+            stats = await asyncio.to_thread(
+                queue_stats, self._redis, keys.FINAL_JOBS_STREAM, now=time.time()
+            )
+            self.worst_age_s = max(self.worst_age_s, stats.oldest_age_s)
+            await asyncio.sleep(1.0)  # a measurement interval, not work polling
+
+
+def _gpu_utilization() -> float | None:
+    if shutil.which("nvidia-smi") is None:
+        return None
+    done = subprocess.run(
+        ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    values = [float(v) for v in done.stdout.split() if v.replace(".", "").isdigit()]
+    return sum(values) / len(values) if values else None
+
+
+async def _gpu_watch(readings: list[float]) -> None:
+    while True:
+        value = await asyncio.to_thread(_gpu_utilization)
+        if value is None:
+            return
+        readings.append(value)
+        await asyncio.sleep(1.0)
+
+
+async def _run_level(
+    url: str,
+    redis_url: str,
+    audio: list[Audio],
+    *,
+    streams: int,
+    options: CapacityOptions,
+    processes: list[psutil.Process],
+) -> LevelResult:
+    runs: list[StreamRun] = []
+    stop_at = time.monotonic() + options.window_s
+
+    async def speaker(number: int) -> None:
+        index = number
+        while time.monotonic() < stop_at:
+            runs.append(
+                await stream_audio(url, audio[index % len(audio)], speed=1.0, tail_silence_s=1.0)
+            )
+            index += streams
+
+    watch = _QueueWatch(redis_url)
+    gpu: list[float] = []
+    watchers = [asyncio.create_task(watch.run()), asyncio.create_task(_gpu_watch(gpu))]
+    cpu_before, started = cpu_seconds(processes), time.monotonic()
+    await asyncio.gather(*(speaker(n) for n in range(streams)))
+    elapsed = time.monotonic() - started
+    cpu = (cpu_seconds(processes) - cpu_before) / elapsed
+    for task in watchers:
+        task.cancel()
+    latencies = [
+        float(f.message["server_timing"]["endpoint_to_send_s"])
+        for run in runs
+        for f in run.finals
+        if "server_timing" in f.message
+    ]
+    finals = sum(len(run.finals) for run in runs)
+    p95 = percentile(latencies, 95)
+    abnormal = sum(run.close_code != 1000 for run in runs)
+    why = []
+    if p95 is None or p95 > options.latency_bound_s:
+        why.append(f"p95 final latency {p95} s over {options.latency_bound_s} s")
+    if watch.worst_age_s > options.latency_bound_s:
+        why.append(f"finals fell behind: a job waited {watch.worst_age_s:.1f} s")
+    if abnormal:
+        why.append(f"{abnormal} sessions did not end normally")
+    return LevelResult(
+        streams=streams,
+        sessions=len(runs),
+        finals=finals,
+        utterances_per_s=round(finals / elapsed, 3),
+        final_latency_p50_s=_r(percentile(latencies, 50)),
+        final_latency_p95_s=_r(p95),
+        oldest_final_job_s=round(watch.worst_age_s, 3),
+        abnormal_closes=abnormal,
+        cpu_cores_busy=round(cpu, 2),
+        gpu_util_percent=round(sum(gpu) / len(gpu), 1) if gpu else None,
+        sustained=not why,
+        why_not="; ".join(why),
+    )
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _search(options: CapacityOptions, batch_size: int, audio: list[Audio]) -> BatchSizeResult:
+    result = BatchSizeResult(batch_size)
+    pipeline = LocalPipeline(
+        LaunchOptions(
+            "127.0.0.1",
+            free_port(),
+            options.transcribers,
+            "",
+            env=(("STREAMSCRIBE_BATCH_SIZE", str(batch_size)),),
+        )
+    )
+    pipeline.start()
+    try:
+        processes = server_processes(pipeline.pids)
+        for streams in options.levels:
+            level = asyncio.run(
+                _run_level(
+                    pipeline.url,
+                    pipeline.redis_url,
+                    audio,
+                    streams=streams,
+                    options=options,
+                    processes=processes,
+                )
+            )
+            result.levels.append(level)
+            result.peak_utterances_per_s = max(result.peak_utterances_per_s, level.utterances_per_s)
+            verdict = "sustained" if level.sustained else f"NOT sustained ({level.why_not})"
+            print(
+                f"  batch {batch_size}, {streams:3d} streams: p95 {level.final_latency_p95_s} s, "
+                f"{level.utterances_per_s:.2f} utt/s, oldest job {level.oldest_final_job_s} s, "
+                f"cpu {level.cpu_cores_busy} cores: {verdict}",
+                file=sys.stderr,
+                flush=True,
+            )
+            if not level.sustained:
+                break
+            result.capacity_streams = streams
+            result.utterances_per_s_at_capacity = level.utterances_per_s
+    finally:
+        pipeline.stop()
+    return result
+
+
+def find_capacity(options: CapacityOptions, model: str, device: str) -> dict[str, Any]:
+    entries = load_manifest(options.manifest, options.limit)
+    audio = [read_audio(e.audio) for e in entries]
+    results = []
+    for batch_size in options.batch_sizes:
+        print(f"batch size {batch_size}:", file=sys.stderr, flush=True)
+        results.append(_search(options, batch_size, audio))
+    report: dict[str, Any] = {
+        "manifest": str(Path(options.manifest).resolve()),
+        "model": model,
+        "device": device,
+        "cpu_count": psutil.cpu_count(),
+        "transcribers": options.transcribers,
+        "latency_bound_s": options.latency_bound_s,
+        "window_s": options.window_s,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "results": [asdict(r) for r in results],
+    }
+    if len(results) >= 2:
+        first, last = results[0], results[-1]
+        report["comparison"] = {
+            "batch_sizes": [first.batch_size, last.batch_size],
+            "capacity_ratio": _ratio(last.capacity_streams, first.capacity_streams),
+            "utterances_per_s_ratio_at_capacity": _ratio(
+                last.utterances_per_s_at_capacity, first.utterances_per_s_at_capacity
+            ),
+            "peak_utterances_per_s_ratio": _ratio(
+                last.peak_utterances_per_s, first.peak_utterances_per_s
+            ),
+        }
+    for r in results:
+        print(
+            f"batch size {r.batch_size}: {r.capacity_streams} real-time streams sustained "
+            f"(p95 <= {options.latency_bound_s} s), {r.utterances_per_s_at_capacity} utt/s there, "
+            f"peak {r.peak_utterances_per_s} utt/s"
+        )
+    output = Path(options.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {output}", file=sys.stderr)
+    return report
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
