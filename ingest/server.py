@@ -25,6 +25,7 @@ from ingest.static_files import StaticFiles
 from ingest.translations import TranslationQueue
 from shared import keys
 from shared.addresses import url_host
+from shared.cloudwatch import CloudWatchReporter
 from shared.errors import ProtocolError
 from shared.observability import Heartbeat, PartLoad
 from shared.redis_client import connect, connect_async
@@ -101,6 +102,11 @@ class IngestServer:
             metrics=self.metrics,
             metrics_url=f"http://{url_host(self.options.host)}:{self.port}/metrics",
             also=self.metrics.flush_samples,
+            reporter=CloudWatchReporter(
+                self.options.cloudwatch_namespace, "ingest", lambda: {"Sessions": self._connected}
+            )
+            if self.options.cloudwatch_namespace
+            else None,
         )
         return self._heartbeat.start()
 

@@ -19,6 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 
 from shared import keys, logger
 from shared.addresses import url_host
+from shared.cloudwatch import CloudWatchReporter
+from shared.errors import SchemaError
 from shared.schema import LatencySample, PartHeartbeat
 
 HEARTBEAT_INTERVAL_S = 2.0
@@ -65,6 +67,7 @@ class Heartbeat:
         part_id: str | None = None,
         interval_s: float = HEARTBEAT_INTERVAL_S,
         also: Callable[[redis.client.Pipeline], None] | None = None,
+        reporter: CloudWatchReporter | None = None,
     ) -> None:
         self._redis = client
         self.kind = kind
@@ -76,6 +79,7 @@ class Heartbeat:
         self._interval_s = interval_s
         self._also = also
         """Adds more commands to each beat's pipeline (e.g. recent latencies)."""
+        self._reporter = reporter
         self._started_at = time.time()
         self._last_ok = 0.0
         self._stop = threading.Event()
@@ -129,10 +133,36 @@ class Heartbeat:
             logger.warning("heartbeat of %s failed", self.part_id, exc_info=True)
             return
         self._last_ok = time.monotonic()
+        if self._reporter is not None:
+            try:
+                self._reporter.report_if_due()
+            except redis.RedisError:
+                self._metrics.redis_errors.inc()
+                logger.warning("scaling metrics of %s not reported", self.part_id, exc_info=True)
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval_s):
             self.beat()
+
+
+def live_parts(client: redis.Redis) -> list[PartHeartbeat]:
+    """Parts whose heartbeat has not expired; ids of expired ones leave the index."""
+    ids = sorted(i.decode() for i in client.smembers(keys.PARTS_INDEX))  # type: ignore[union-attr]
+    if not ids:
+        return []
+    values = client.mget([keys.part_heartbeat(i) for i in ids])
+    parts, gone = [], []
+    for part_id, value in zip(ids, values, strict=True):
+        if not isinstance(value, bytes):
+            gone.append(part_id)
+            continue
+        try:
+            parts.append(PartHeartbeat.decode(value))
+        except SchemaError:
+            logger.warning("unreadable heartbeat of %s", part_id, exc_info=True)
+    if gone:
+        client.srem(keys.PARTS_INDEX, *gone)
+    return sorted(parts, key=lambda p: (p.kind, p.part_id))
 
 
 def record_latency(pipe: redis.client.Pipeline, sample: LatencySample) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,8 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         default="", validation_alias=AliasChoices("STREAMSCRIBE_REDIS_URL", "REDIS_URL")
     )
+    redis_password: SecretStr = SecretStr("")
+    """Used when ``REDIS_URL`` has none (e.g. an ElastiCache auth token from a secret)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # ingest
@@ -65,6 +68,8 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=0, ge=0, le=65535)
     """0: any free port, announced in the part's heartbeat (``streamscribe status``)."""
+    cloudwatch_namespace: str = ""
+    """When set, each part prints its scaling metrics as CloudWatch EMF lines to stdout."""
 
     # translation
     translation_queue: str = "translations"
@@ -128,6 +133,7 @@ class IngestOptions:
     english_only: bool
     translation_queue: str = "translations"
     translate_chars_per_minute: int = 3000
+    cloudwatch_namespace: str = ""
 
 
 def model_options(settings: Settings) -> ModelOptions:
@@ -156,6 +162,7 @@ def ingest_options(settings: Settings) -> IngestOptions:
         english_only=model.english_only,
         translation_queue=settings.translation_queue,
         translate_chars_per_minute=settings.translate_chars_per_minute,
+        cloudwatch_namespace=settings.cloudwatch_namespace,
     )
 
 
@@ -178,8 +185,17 @@ def segmenter_options(settings: Settings) -> SegmenterOptions:
 
 
 def require_redis_url(settings: Settings) -> str:
+    """The Redis URL, with ``STREAMSCRIBE_REDIS_PASSWORD`` put in when the URL has none."""
     if not settings.redis_url:
         raise ConfigError(
             "REDIS_URL (or STREAMSCRIBE_REDIS_URL) must be set to run this part alone"
         )
-    return settings.redis_url
+    url = urlsplit(settings.redis_url)
+    if url.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"REDIS_URL must be redis://, rediss:// or unix://, not {url.scheme}://")
+    password = settings.redis_password.get_secret_value()
+    if not password or url.password:
+        return settings.redis_url
+    user = quote(url.username or "", safe="")
+    netloc = f"{user}:{quote(password, safe='')}@{url.netloc.rsplit('@', 1)[-1]}"
+    return urlunsplit(url._replace(netloc=netloc))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
+from shared.cloudwatch import CloudWatchReporter
 from shared.observability import CommonMetrics, HealthServer, Heartbeat, PartLoad
 from shared.redis_client import connect
 from shared.settings import (
@@ -56,17 +57,24 @@ class _Operations:
         kind: str,
         registry: CollectorRegistry,
         metrics: CommonMetrics,
+        *,
         load: Callable[[], PartLoad],
+        scaling: Callable[[], Mapping[str, float]] | None = None,
     ) -> None:
+        client = connect(require_redis_url(settings))
+        reporter = None
+        if settings.cloudwatch_namespace and scaling is not None:
+            reporter = CloudWatchReporter(settings.cloudwatch_namespace, kind, scaling)
         self.server = HealthServer(
             registry, self._readiness, host=settings.metrics_host, port=settings.metrics_port
         )
         self.heartbeat = Heartbeat(
-            connect(require_redis_url(settings)),
+            client,
             kind,
             load=load,
             metrics=metrics,
             metrics_url=f"{self.server.url}/metrics",
+            reporter=reporter,
         )
 
     def _readiness(self) -> str | None:
@@ -111,14 +119,19 @@ def run_segmenter(settings: Settings) -> int:
     )
     _stop_on_signals(worker)
     with _Operations(
-        settings, "segmenter", registry, metrics, lambda: PartLoad(sessions=worker.session_count)
+        settings,
+        "segmenter",
+        registry,
+        metrics,
+        load=lambda: PartLoad(sessions=worker.session_count),
+        scaling=lambda: {"SessionsPerSegmenter": worker.session_count},
     ):
         worker.run()
     return 0
 
 
 def run_transcriber(settings: Settings) -> int:
-    from transcriber.metrics import JobQueueCollector, TranscriberMetrics
+    from transcriber.metrics import JobQueueCollector, TranscriberMetrics, backlog_metrics
     from transcriber.model import SpeechModel
     from transcriber.worker import BatchOptions, TranscriberWorker
 
@@ -136,7 +149,12 @@ def run_transcriber(settings: Settings) -> int:
     )
     _stop_on_signals(worker)
     with _Operations(
-        settings, "transcriber", registry, metrics, lambda: PartLoad(jobs_done=worker.jobs_done)
+        settings,
+        "transcriber",
+        registry,
+        metrics,
+        load=lambda: PartLoad(jobs_done=worker.jobs_done),
+        scaling=lambda: backlog_metrics(client),
     ):
         worker.run()
     return 0
@@ -152,7 +170,7 @@ def run_translator(settings: Settings) -> int:
         client, build_translator(settings), settings.translation_queue, metrics=metrics
     )
     with _Operations(
-        settings, "translator", registry, metrics, lambda: PartLoad(jobs_done=worker.jobs_done)
+        settings, "translator", registry, metrics, load=lambda: PartLoad(jobs_done=worker.jobs_done)
     ):
         worker.run(logging_level=settings.log_level)
     return 0

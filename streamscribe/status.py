@@ -10,9 +10,9 @@ import redis
 
 from shared import keys
 from shared.errors import SchemaError
+from shared.observability import live_parts
 from shared.redis_client import QueueStats, queue_stats
 from shared.schema import LatencySample, PartHeartbeat
-from streamscribe import logger
 from streamscribe.metrics import percentile
 
 LATENCY_WINDOW_S = 300.0
@@ -47,33 +47,13 @@ def read_status(client: redis.Redis, *, now: float | None = None) -> PipelineSta
     now = time.time() if now is None else now
     return PipelineStatus(
         at=now,
-        parts=_live_parts(client),
+        parts=tuple(live_parts(client)),
         queues=(
             queue_stats(client, keys.FINAL_JOBS_STREAM, now=now),
             queue_stats(client, keys.PARTIAL_JOBS_STREAM, now=now),
         ),
         latency=_latency(client, now),
     )
-
-
-def _live_parts(client: redis.Redis) -> tuple[PartHeartbeat, ...]:
-    """Parts whose heartbeat has not expired; ids of expired ones are removed from the index."""
-    ids = sorted(i.decode() for i in client.smembers(keys.PARTS_INDEX))  # type: ignore[union-attr]
-    if not ids:
-        return ()
-    values = client.mget([keys.part_heartbeat(i) for i in ids])
-    parts, gone = [], []
-    for part_id, value in zip(ids, values, strict=True):
-        if not isinstance(value, bytes):
-            gone.append(part_id)
-            continue
-        try:
-            parts.append(PartHeartbeat.decode(value))
-        except SchemaError:
-            logger.warning("unreadable heartbeat of %s", part_id, exc_info=True)
-    if gone:
-        client.srem(keys.PARTS_INDEX, *gone)
-    return tuple(sorted(parts, key=lambda p: (p.kind, p.part_id)))
 
 
 def _latency(client: redis.Redis, now: float) -> LatencySummary:

@@ -11,7 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from shared import keys
-from shared.observability import CommonMetrics
+from shared.observability import CommonMetrics, live_parts
 from shared.redis_client import queue_stats
 
 QUEUES = {"final": keys.FINAL_JOBS_STREAM, "partial": keys.PARTIAL_JOBS_STREAM}
@@ -94,3 +94,13 @@ class JobQueueCollector(Collector):
         yield waiting
         yield oldest
         yield backlog
+
+
+def backlog_metrics(client: redis.Redis) -> dict[str, float]:
+    """The transcribers' scaling signal: final jobs not yet done, in all and per transcriber."""
+    waiting = queue_stats(client, keys.FINAL_JOBS_STREAM, now=time.time()).waiting
+    transcribers = sum(p.kind == "transcriber" for p in live_parts(client))
+    return {
+        "UtteranceBacklog": waiting,
+        "UtteranceBacklogPerTranscriber": waiting / max(1, transcribers),
+    }

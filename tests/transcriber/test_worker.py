@@ -12,6 +12,7 @@ from shared import keys
 from shared.schema import (
     FinalTranscript,
     JobKind,
+    PartHeartbeat,
     PartialTranscript,
     SessionEvent,
     TranscriptionJob,
@@ -21,6 +22,7 @@ from shared.settings import Settings, model_options
 from streamscribe.client import read_audio
 from streamscribe.metrics import normalize
 from tests.conftest import DATA
+from transcriber.metrics import backlog_metrics
 from transcriber.model import SpeechModel
 from transcriber.worker import BatchOptions, TranscriberWorker
 
@@ -138,3 +140,18 @@ def test_jobs_of_many_sessions_run_as_one_batch_finals_first(
 def test_batch_options_are_checked() -> None:
     with pytest.raises(ValueError, match="batch size"):
         BatchOptions(0)
+
+
+def test_the_scaling_signal_is_backlog_per_live_transcriber(redis_client: redis.Redis) -> None:
+    for number in (1, 2):
+        beat = PartHeartbeat(
+            "transcriber", f"t{number}", "h", number, 0.0, time.time(), "", True, 0, 0
+        )
+        redis_client.set(keys.part_heartbeat(beat.part_id), beat.encode(), ex=10)
+        redis_client.sadd(keys.PARTS_INDEX, beat.part_id)
+    for _ in range(5):
+        redis_client.xadd(keys.FINAL_JOBS_STREAM, job(JobKind.FINAL).encode())  # type: ignore[arg-type]
+    assert backlog_metrics(redis_client) == {
+        "UtteranceBacklog": 5,
+        "UtteranceBacklogPerTranscriber": 2.5,
+    }
