@@ -94,6 +94,13 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_fetch_model(args: argparse.Namespace, settings: Settings) -> int:
+    from transcriber.model import fetch_model
+
+    print(fetch_model(args.model or settings.model), flush=True)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from shared.redis_client import connect
     from streamscribe.status import read_status, render
@@ -186,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--no-partials", dest="partials", action="store_false")
     stream.add_argument("--json", action="store_true", help="print every message as JSON")
     stream.set_defaults(handler=cmd_stream)
+
+    fetch = sub.add_parser(
+        "fetch-model", help="download a model by name into the cache (none: do nothing)"
+    )
+    fetch.add_argument("model", nargs="?", default=None, help="default: STREAMSCRIBE_MODEL")
+    fetch.set_defaults(handler=cmd_fetch_model)
 
     status = sub.add_parser("status", help="parts alive, sessions, queues, latency")
     status.add_argument("--redis-url", default=None, help="default: REDIS_URL")

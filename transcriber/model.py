@@ -49,6 +49,22 @@ def resolve_model(name: str) -> str:
     return name
 
 
+def fetch_model(name: str) -> str:
+    """Where the model ``name`` is, downloading it first if it comes from the hub; used at
+    image build time. ``none`` fetches nothing (the model is cached on first start)."""
+    if name == "none":
+        return "none: the model is fetched on first start"
+    source = resolve_model(name)
+    if os.path.isdir(source):
+        return source
+    from faster_whisper import download_model
+
+    try:
+        return str(download_model(name))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"cannot download model {name!r}: {exc}") from exc
+
+
 def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
     if device == "auto":
         import ctranslate2

@@ -1,0 +1,1 @@
+"""The AWS CDK app: each streamscribe part as its own ECS service, transcribers on GPUs."""
