@@ -14,6 +14,8 @@ FINAL_JOBS_STREAM = "ss:jobs:final"
 PARTIAL_JOBS_STREAM = "ss:jobs:partial"
 """Partial jobs: capped, latest-wins, may be shed."""
 TRANSCRIBER_GROUP = "transcribers"
+DEAD_JOBS_STREAM = "ss:jobs:dead"
+"""Final jobs that failed every attempt, with the reason; capped."""
 
 
 def audio_stream(session_id: str) -> str:

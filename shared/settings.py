@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     partial_jobs_max: int = Field(default=1000, ge=10)
     batch_size: int = Field(default=0, ge=0, le=64)
     """Most utterances per model call; 0 picks by device (8 on CUDA, 1 on CPU, as measured)."""
+    reclaim_after_s: float = Field(default=10.0, ge=6.0, le=3600.0)
+    """A final job idle this long on a transcriber (whose heartbeat stopped keeping it fresh)
+    is taken over by another; at least three heartbeats."""
+    job_max_attempts: int = Field(default=3, ge=1, le=20)
+    """Attempts at a final job before it is dead-lettered and its speaker told."""
     batch_wait_ms: int = Field(default=10, ge=0, le=1000)
     """How long a batch that is not full waits for more jobs."""
 

@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 
 import redis
@@ -19,6 +19,7 @@ from shared.addresses import url_host
 from shared.errors import StreamscribeError
 from streamscribe import logger
 from streamscribe.redis_server import RedisServer
+from streamscribe.supervision import GaveUp, RestartPolicy, RestartState
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,7 @@ class LaunchOptions:
     """Empty: start a private redis-server."""
     translator: bool = False
     startup_timeout_s: float = 120.0
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
     env: tuple[tuple[str, str], ...] = ()
     """More settings for every part, e.g. ``(("STREAMSCRIBE_BATCH_SIZE", "4"),)``."""
 
@@ -46,6 +48,12 @@ class LocalPipeline:
         self._redis_server: RedisServer | None = None
         self.redis_url = options.redis_url
         self.parts: dict[str, subprocess.Popen[bytes]] = {}
+        self._kinds: dict[str, str] = {}
+        self._env: dict[str, str] = {}
+        self._started_at: dict[str, float] = {}
+        self._restarts: dict[str, RestartState] = {}
+        self._due: dict[str, float] = {}
+        """Parts waiting to be restarted, and when."""
 
     @property
     def url(self) -> str:
@@ -71,6 +79,7 @@ class LocalPipeline:
                 STREAMSCRIBE_PORT=str(self.options.port),
             )
             env.update(self.options.env)
+            self._env = env
             self._spawn("ingest", env)
             self._spawn("segmenter", env)
             for number in range(self.options.transcribers):
@@ -83,8 +92,11 @@ class LocalPipeline:
             raise
 
     def _spawn(self, part: str, env: dict[str, str], name: str | None = None) -> None:
+        name = name or part
         command = [sys.executable, "-m", "streamscribe", part]
-        self.parts[name or part] = subprocess.Popen(command, env=env)
+        self._kinds[name] = part
+        self._started_at[name] = time.monotonic()
+        self.parts[name] = subprocess.Popen(command, env=env)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.options.startup_timeout_s
@@ -114,10 +126,38 @@ class LocalPipeline:
                 raise PartExited(f"{name} exited with code {code}")
 
     def wait(self) -> None:
-        """Blocks until a signal arrives or a part dies."""
+        """Watches the parts until a signal arrives, restarting any that dies."""
         while True:
-            self.check_parts()
-            time.sleep(0.5)
+            self.supervise()
+            time.sleep(0.2)  # watching child processes, not work: nothing to block on
+
+    def supervise(self) -> None:
+        """Schedules a restart (with backoff) for each part that died and restarts those due;
+        :class:`PartExited` when one keeps dying or the private Redis cannot come back."""
+        now = time.monotonic()
+        if self._redis_server is not None and not self._redis_server.running:
+            logger.error("the private redis-server died; starting a new one on the same port")
+            self._redis_server = RedisServer(port=self._redis_server.port).start()
+        for name, process in self.parts.items():
+            code = process.poll()
+            if code is None or name in self._due:
+                continue
+            state = self._restarts.setdefault(name, RestartState(self.options.restart))
+            try:
+                delay = state.on_death(uptime_s=now - self._started_at[name])
+            except GaveUp as exc:
+                raise PartExited(f"{name} {exc}") from None
+            logger.error("%s exited with code %s; restarting it in %.0f s", name, code, delay)
+            self._due[name] = now + delay
+        for name, due in list(self._due.items()):
+            if due <= now:
+                del self._due[name]
+                self._spawn(self._kinds[name], self._env, name=name)
+                logger.info("%s restarted (pid %d)", name, self.parts[name].pid)
+
+    def restarts(self, name: str) -> int:
+        state = self._restarts.get(name)
+        return state.restarts if state else 0
 
     def stop(self) -> None:
         for process in self.parts.values():

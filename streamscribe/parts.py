@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Protocol
 
+import redis
 from prometheus_client import CollectorRegistry
 
 from shared.cloudwatch import CloudWatchReporter
@@ -60,6 +61,7 @@ class _Operations:
         *,
         load: Callable[[], PartLoad],
         scaling: Callable[[], Mapping[str, float]] | None = None,
+        also: Callable[[redis.client.Pipeline], None] | None = None,
     ) -> None:
         client = connect(require_redis_url(settings))
         reporter = None
@@ -75,6 +77,7 @@ class _Operations:
             metrics=metrics,
             metrics_url=f"{self.server.url}/metrics",
             reporter=reporter,
+            also=also,
         )
 
     def _readiness(self) -> str | None:
@@ -133,6 +136,7 @@ def run_segmenter(settings: Settings) -> int:
 def run_transcriber(settings: Settings) -> int:
     from transcriber.metrics import JobQueueCollector, TranscriberMetrics, backlog_metrics
     from transcriber.model import SpeechModel
+    from transcriber.recovery import RecoveryOptions
     from transcriber.worker import BatchOptions, TranscriberWorker
 
     client = connect(require_redis_url(settings))
@@ -146,6 +150,7 @@ def run_transcriber(settings: Settings) -> int:
         model,
         batch=BatchOptions(size, settings.batch_wait_ms),
         metrics=metrics,
+        recovery=RecoveryOptions(settings.reclaim_after_s, settings.job_max_attempts),
     )
     _stop_on_signals(worker)
     with _Operations(
@@ -155,6 +160,7 @@ def run_transcriber(settings: Settings) -> int:
         metrics,
         load=lambda: PartLoad(jobs_done=worker.jobs_done),
         scaling=lambda: backlog_metrics(client),
+        also=worker.keep_jobs_fresh,
     ):
         worker.run()
     return 0

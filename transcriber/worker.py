@@ -6,7 +6,7 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import redis
@@ -23,13 +23,13 @@ from shared.schema import (
     PartialTranscript,
     TranscriptionJob,
     TranscriptResult,
-    UtteranceFailed,
     Word,
     json_object,
 )
 from transcriber import logger
 from transcriber.metrics import TranscriberMetrics
 from transcriber.model import UtteranceAudio
+from transcriber.recovery import JobRecovery, RecoveryOptions
 from transcriber.results import Transcription
 
 
@@ -60,6 +60,8 @@ class _Taken:
     stream: str
     entry_id: bytes
     job: TranscriptionJob
+    fields: dict[bytes, bytes]
+    attempts: int = 1
 
 
 class TranscriberWorker:
@@ -78,6 +80,7 @@ class TranscriberWorker:
         block_ms: int = 1000,
         batch: BatchOptions | None = None,
         metrics: TranscriberMetrics | None = None,
+        recovery: RecoveryOptions | None = None,
     ) -> None:
         self._redis = client
         self._model = model
@@ -85,7 +88,10 @@ class TranscriberWorker:
         self._block_ms = block_ms
         self._batch = batch or BatchOptions()
         self.metrics = metrics or TranscriberMetrics(CollectorRegistry())
+        self.recovery = JobRecovery(client, self.consumer, recovery or RecoveryOptions())
         self._stopping = False
+        self._in_hand: list[bytes] = []
+        self._retry: set[bytes] = set()
         self.jobs_done = 0
         self.jobs_skipped = 0
 
@@ -104,27 +110,62 @@ class TranscriberWorker:
         logger.info("transcriber %s stopped after %d jobs", self.consumer, self.jobs_done)
 
     def step(self) -> None:
-        """Waits up to ``block_ms`` for jobs and handles what arrived: finals, then partials."""
+        """Takes over jobs of dead transcribers, waits up to ``block_ms`` for new ones, and
+        handles them: finals, then partials."""
         finals: list[_Taken] = []
         partials: list[_Taken] = []
-        for stream, entry_id, fields in self._next_entries():
-            try:
-                job = TranscriptionJob.decode(fields)
-            except SchemaError:
-                logger.exception("dropping undecodable job %s from %s", entry_id, stream)
-                self.metrics.errors.labels("bad_job").inc()
-                self._ack(stream, [entry_id])
+        for reclaimed in self.recovery.reclaim_due():
+            taken = self._decode(keys.FINAL_JOBS_STREAM, reclaimed.entry_id, reclaimed.fields)
+            if taken is None:
                 continue
-            taken = _Taken(stream, entry_id, job)
-            (finals if stream == keys.FINAL_JOBS_STREAM else partials).append(taken)
+            taken = replace(taken, attempts=reclaimed.attempts)
+            if taken.attempts > self.recovery.options.max_attempts:
+                self._dead_letter(taken, "a transcriber died on every attempt at this utterance")
+            else:
+                logger.warning("took over job %s (attempt %d)", taken.entry_id, taken.attempts)
+                finals.append(taken)
+        for stream, entry_id, fields in self._next_entries(block=not finals):
+            taken = self._decode(stream, entry_id, fields)
+            if taken is not None:
+                (finals if stream == keys.FINAL_JOBS_STREAM else partials).append(taken)
         if partials:  # partials are at most once: a lost one is replaced by the next
             self._ack(keys.PARTIAL_JOBS_STREAM, [t.entry_id for t in partials])
-        for chunk in _chunks(self._current(finals), self._batch.max_size):
-            self._run_batch(chunk, final=True)
-        if finals:
-            self._ack(keys.FINAL_JOBS_STREAM, [t.entry_id for t in finals])
+        self._in_hand = [t.entry_id for t in finals]
+        try:
+            for chunk in _chunks(self._current(finals), self._batch.max_size):
+                self._run_batch(chunk, final=True)
+            done = [t.entry_id for t in finals if t.entry_id not in self._retry]
+            if done:
+                self._ack(keys.FINAL_JOBS_STREAM, done)
+        finally:
+            self._in_hand = []
+            self._retry.clear()
         for chunk in _chunks(self._current(partials), self._batch.max_size):
             self._run_batch(chunk, final=False)
+
+    def keep_jobs_fresh(self, pipe: redis.client.Pipeline) -> None:
+        """For the heartbeat: the final jobs in hand are not idle, whatever the model takes."""
+        self.recovery.keep_fresh(pipe, list(self._in_hand))
+
+    def _decode(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> _Taken | None:
+        try:
+            return _Taken(stream, entry_id, TranscriptionJob.decode(fields), fields)
+        except SchemaError:
+            logger.exception("dropping undecodable job %s from %s", entry_id, stream)
+            self.metrics.errors.labels("bad_job").inc()
+            self._ack(stream, [entry_id])
+            return None
+
+    def _dead_letter(self, taken: _Taken, reason: str) -> None:
+        logger.error(
+            "job %s (%s utterance %d) failed %d times: dead-lettered",
+            taken.entry_id,
+            taken.job.session_id,
+            taken.job.utterance_index,
+            taken.attempts,
+        )
+        self.metrics.errors.labels("dead_letter").inc()
+        self.recovery.dead_letter(taken.entry_id, taken.fields, taken.job, reason)
 
     def prepare(self) -> None:
         """Creates the consumer groups and this consumer (idempotent)."""
@@ -146,7 +187,7 @@ class TranscriberWorker:
             block_ms=block_ms,
         )
 
-    def _next_entries(self) -> list[StreamEntry]:
+    def _next_entries(self, *, block: bool = True) -> list[StreamEntry]:
         """Finals first: a non-blocking look at each queue, else a blocking read of both; then,
         if the batch is not full, up to ``max_wait_ms`` more for company."""
         size = self._batch.max_size
@@ -154,7 +195,7 @@ class TranscriberWorker:
         entries = self._read({keys.FINAL_JOBS_STREAM: ">"}, size, None)
         if len(entries) < size:
             entries += self._read({keys.PARTIAL_JOBS_STREAM: ">"}, size - len(entries), None)
-        if not entries:
+        if not entries and block:
             entries = self._read(both, size, self._block_ms)
         if entries and self._batch.max_wait_ms and len(entries) < size:
             deadline = time.monotonic() + self._batch.max_wait_ms / 1000
@@ -174,11 +215,11 @@ class TranscriberWorker:
         pipe.xdel(stream, *entry_ids)
         pipe.execute()
 
-    def _current(self, taken: list[_Taken]) -> list[TranscriptionJob]:
+    def _current(self, taken: list[_Taken]) -> list[_Taken]:
         current = []
         for item in taken:
             if self._is_current(item.job):
-                current.append(item.job)
+                current.append(item)
             else:
                 self.jobs_skipped += 1
                 self.metrics.shed.labels(item.job.kind.value).inc()
@@ -203,37 +244,43 @@ class TranscriberWorker:
         commit, state = pipe.execute()
         return commit, state
 
-    def _run_batch(self, jobs: list[TranscriptionJob], *, final: bool) -> None:
+    def _run_batch(self, taken: list[_Taken], *, final: bool) -> None:
         started = time.time()
+        jobs = [t.job for t in taken]
         audio = [UtteranceAudio(j.pcm, j.language, j.speech_ratio) for j in jobs]
         try:
             transcriptions = self._model.transcribe_batch(audio, final=final)
         except Exception as exc:  # the model failed: each client must hear of it
-            if len(jobs) > 1:
-                logger.exception("a batch of %d failed; retrying one by one", len(jobs))
-                for job in jobs:
-                    self._run_batch([job], final=final)
+            if len(taken) > 1:
+                logger.exception("a batch of %d failed; retrying one by one", len(taken))
+                for one in taken:
+                    self._run_batch([one], final=final)
                 return
-            self._failed(jobs[0], exc)
+            self._failed(taken[0], exc)
             return
         done = time.time()
         self._observe(jobs, started, done)
         for job, transcription in zip(jobs, transcriptions, strict=True):
             self._publish(job, _result(job, transcription, started, done))
 
-    def _failed(self, job: TranscriptionJob, exc: Exception) -> None:
+    def _failed(self, taken: _Taken, exc: Exception) -> None:
+        """A partial is dropped; a final is left for another attempt until it has had them
+        all, then dead-lettered with an error to its speaker."""
+        job = taken.job
         logger.exception(
-            "transcription failed for %s utterance %d",
+            "transcription failed for %s utterance %d (attempt %d)",
             job.session_id,
             job.utterance_index,
+            taken.attempts,
             exc_info=exc,
         )
         self.metrics.errors.labels("model").inc()
-        if job.kind is not JobKind.PARTIAL:
-            self._redis.publish(
-                keys.session_channel(job.session_id),
-                UtteranceFailed(job.session_id, job.utterance_index, str(exc)).encode(),
-            )
+        if job.kind is JobKind.PARTIAL:
+            return
+        if taken.attempts >= self.recovery.options.max_attempts:
+            self._dead_letter(taken, f"transcription failed: {exc}")
+        else:
+            self._retry.add(taken.entry_id)
 
     def _observe(self, jobs: list[TranscriptionJob], started: float, done: float) -> None:
         metrics = self.metrics
@@ -258,8 +305,8 @@ class TranscriberWorker:
         self.jobs_done += 1
 
 
-def _chunks(jobs: list[TranscriptionJob], size: int) -> list[list[TranscriptionJob]]:
-    return [jobs[i : i + size] for i in range(0, len(jobs), size)]
+def _chunks(taken: list[_Taken], size: int) -> list[list[_Taken]]:
+    return [taken[i : i + size] for i in range(0, len(taken), size)]
 
 
 def _result(

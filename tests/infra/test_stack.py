@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -241,3 +242,11 @@ def test_configuration_comes_from_env_and_names_what_is_missing(tmp_path: Any) -
         load_config(env_file, environ={"TRANSCRIBER_MAX": "lots"})
     with pytest.raises(ConfigError, match="HOST_NAME"):
         load_config(tmp_path / "none", environ={"HOST_NAME": "no_way!", "DOMAIN_NAME": "x.org"})
+
+
+def test_the_example_env_file_is_a_complete_configuration() -> None:
+    from infra.config import load_config as load
+
+    config = load(Path(__file__).parents[2] / ".env.example", environ={})
+    assert config.fqdn == "live.example.com" and config.model == "large-v3"
+    assert not config.translator_enabled
