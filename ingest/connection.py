@@ -14,7 +14,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from ingest import logger
+from ingest.auth import listen_only
 from ingest.delivery import DeliveryOrder
+from ingest.limits import AudioRateLimiter, session_timeout
 from ingest.metrics import IngestMetrics
 from ingest.protocol import (
     CLOSE_INTERNAL,
@@ -68,6 +70,7 @@ class ClientConnection:
         *,
         translations: TranslationQueue | None = None,
         metrics: IngestMetrics | None = None,
+        may_speak: bool = True,
     ) -> None:
         self.ws = ws
         self.session_id = session_id
@@ -90,6 +93,9 @@ class ClientConnection:
         self._told_unavailable = False
         self._translations_seen: set[tuple[str, int, str]] = set()
         self._metrics = metrics or IngestMetrics(CollectorRegistry())
+        self._may_speak = may_speak
+        self._opened_at = time.monotonic()
+        self._rate = AudioRateLimiter(options.limits, now=self._opened_at)
 
     @property
     def speaker(self) -> Participant:
@@ -178,6 +184,11 @@ class ClientConnection:
         except asyncio.QueueFull:
             logger.warning("session %s: client is not reading; disconnecting", self.session_id)
             self._abort(CLOSE_INTERNAL, "client not reading")
+
+    def end_with_error(self, code: str, message: str, close_code: int) -> None:
+        """Tells the client why, then closes (e.g. when Redis was lost under the session)."""
+        self._enqueue(self.messages.error(code, message))
+        self._enqueue(_Close(close_code, message[:120]))
 
     def _abort(self, code: int, reason: str) -> None:
         self._spawn(self.ws.close(code, reason))
@@ -271,8 +282,11 @@ class ClientConnection:
     async def receive_loop(self) -> None:
         """Reads until the client closes the stream, breaks protocol or disconnects."""
         try:
-            async for frame in self.ws:
+            while True:
+                frame = await self._next_frame()
                 if isinstance(frame, bytes):
+                    if not self._may_speak:
+                        raise listen_only()
                     if self.params.listen:
                         raise ProtocolError(
                             "listener_audio",
@@ -302,8 +316,25 @@ class ClientConnection:
             if not self.stream_closed and not self.params.listen:
                 await self._close_stream("disconnect")
 
+    async def _next_frame(self) -> str | bytes:
+        """The next frame, or 4008 when the client went quiet or the session is too long."""
+        limits = self._options.limits
+        now = time.monotonic()
+        left_in_session = self._opened_at + limits.max_session_s - now
+        wait = min(limits.idle_timeout_s, left_in_session)
+        try:
+            async with asyncio.timeout(max(0.0, wait)):
+                return await self.ws.recv()
+        except TimeoutError:
+            idle = wait < left_in_session
+            raise session_timeout(idle, limits) from None
+
     async def _audio(self, payload: bytes) -> None:
         check_audio_frame(payload, self.params.encoding, self._options.max_frame_bytes)
+        self._rate.admit(
+            len(payload) / self.params.encoding.sample_width / self.params.sample_rate,
+            now=time.monotonic(),
+        )
         pcm = self._converter.convert(payload)
         if pcm:
             self._samples_in += len(pcm) // 2
@@ -338,6 +369,7 @@ class ClientConnection:
             return
         duration = self._samples_in / PIPELINE_SAMPLE_RATE
         self._enqueue(self.messages.session_end(duration, self._delivery.finals_delivered))
+        await self._writer.forget_session(self.session_id, self._delivery.expected_utterances or 0)
         self._enqueue(_Close(CLOSE_NORMAL, "session ended"))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -56,6 +56,8 @@ class StreamParams:
     """Join the room without sending audio."""
     translate: tuple[str, ...] = ()
     """Target languages for translations of this session's finals."""
+    token: str | None = field(default=None, repr=False)
+    """The access token from the query string, if any (never logged)."""
 
 
 def bad_parameter(name: str, problem: str) -> ProtocolError:
@@ -120,7 +122,7 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
     if translate and listen:
         raise bad_parameter("translate", "a listener sends no speech to translate")
 
-    for later in ("token", "resume", "last_seq"):
+    for later in ("resume", "last_seq"):
         if later in value:
             raise bad_parameter(later, "not supported by this server yet")
 
@@ -133,6 +135,7 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
         room=room,
         listen=listen,
         translate=tuple(translate),
+        token=value.get("token") or None,
     )
 
 

@@ -12,6 +12,7 @@ import redis.exceptions
 from ingest import logger
 from shared import keys
 from shared.errors import SchemaError
+from shared.resilience import REDIS_DOWN
 from shared.schema import (
     AudioAppended,
     AudioStreamEntry,
@@ -44,9 +45,16 @@ class RedisWriter:
     order, in a single pipeline.
     """
 
-    def __init__(self, client: redis.asyncio.Redis, *, max_queued: int = 10000) -> None:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        *,
+        max_queued: int = 10000,
+        on_lost: Callable[[], None] = lambda: None,
+    ) -> None:
         self._redis = client
         self._queue: asyncio.Queue[_Append | _Publish] = asyncio.Queue(max_queued)
+        self._on_lost = on_lost
 
     async def open_session(self, opened: SessionOpened) -> None:
         pipe = self._redis.pipeline(transaction=False)
@@ -55,6 +63,15 @@ class RedisWriter:
         )
         pipe.xadd(keys.SESSIONS_STREAM, opened.encode())  # type: ignore[arg-type]
         await pipe.execute()
+
+    async def forget_session(self, session_id: str, utterances: int) -> None:
+        """Every final is delivered: the session's keys go now instead of at their expiry."""
+        names = [keys.session_state(session_id), keys.audio_stream(session_id)]
+        names += [keys.commit_key(session_id, index) for index in range(utterances)]
+        try:
+            await self._redis.unlink(*names)
+        except REDIS_DOWN:
+            logger.warning("could not remove the keys of %s; they expire", session_id)
 
     async def append(self, session_id: str, entry: AudioStreamEntry) -> None:
         await self._queue.put(_Append(session_id, entry))
@@ -68,7 +85,12 @@ class RedisWriter:
             batch = [await self._queue.get()]
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            await self._write(batch)
+            try:
+                await self._write(batch)
+            except REDIS_DOWN:
+                # The sessions this batch belonged to are ended by on_lost; nothing to retry.
+                logger.warning("lost Redis while writing %d items", len(batch), exc_info=True)
+                self._on_lost()
 
     async def _write(self, batch: list[_Append | _Publish]) -> None:
         merged: list[_Append | _Publish] = []
@@ -108,7 +130,14 @@ class EventRelay:
     """One pub/sub connection per ingest node; each channel fans out to its subscribers
     (a session channel has one, a room channel one per participant on this node)."""
 
-    def __init__(self, client: redis.asyncio.Redis, node_channel: str) -> None:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        node_channel: str,
+        *,
+        on_lost: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._on_lost = on_lost
         self._pubsub = client.pubsub()
         self._node_channel = node_channel
         self._handlers: dict[str, dict[str, EventHandler]] = {}
@@ -137,8 +166,19 @@ class EventRelay:
             await self._pubsub.unsubscribe(channel)
 
     async def run(self) -> None:
+        """Relays until cancelled; after a lost connection, redis-py resubscribes on the
+        next read, which is retried with backoff."""
+        delay = 0.0
         while True:
-            message = await self._pubsub.get_message(timeout=5.0)
+            try:
+                message = await self._pubsub.get_message(timeout=5.0)
+            except REDIS_DOWN:
+                logger.warning("pub/sub connection to Redis lost", exc_info=True)
+                self._on_lost()
+                delay = min(8.0, delay * 2 if delay else 0.25)
+                await asyncio.sleep(delay)  # backoff before reconnecting
+                continue
+            delay = 0.0
             if message is None:
                 continue
             channel = message["channel"].decode()

@@ -16,9 +16,11 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from ingest import logger
+from ingest.auth import bearer_token, check_room, origin_allowed, verify_token
 from ingest.connection import ClientConnection
+from ingest.limits import overloaded, unavailable
 from ingest.metrics import IngestMetrics
-from ingest.protocol import MessageBuilder, parse_stream_params
+from ingest.protocol import CLOSE_INTERNAL, MessageBuilder, StreamParams, parse_stream_params
 from ingest.redis_io import EventRelay, RedisWriter
 from ingest.rooms import RoomMembership
 from ingest.static_files import StaticFiles
@@ -29,10 +31,12 @@ from shared.cloudwatch import CloudWatchReporter
 from shared.errors import ProtocolError
 from shared.observability import Heartbeat, PartLoad
 from shared.redis_client import connect, connect_async
+from shared.resilience import REDIS_DOWN
 from shared.schema import SessionOpened
 from shared.settings import IngestOptions
 
 STREAM_PATH = "/v1/stream"
+LOST_REDIS = "the server lost its connection to Redis; this session's state may be gone"
 
 
 class IngestServer:
@@ -48,9 +52,12 @@ class IngestServer:
         self.metrics = IngestMetrics(self._registry)
         self._redis_url = redis_url
         self._redis = connect_async(redis_url)
-        self._writer = RedisWriter(self._redis)
+        self._writer = RedisWriter(self._redis, on_lost=self._redis_lost)
         node = f"{socket.gethostname()}-{os.getpid()}"
-        self._relay = EventRelay(self._redis, f"ss:ingest:{node}")
+        self._relay = EventRelay(self._redis, f"ss:ingest:{node}", on_lost=self._redis_lost)
+        self._clients: dict[str, ClientConnection] = {}
+        self._redis_ok = True
+        self._recovery: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._server: Server | None = None
         self._static = StaticFiles()
@@ -94,6 +101,45 @@ class IngestServer:
         await self._redis.aclose()
         self._translations.close()
 
+    def _redis_lost(self) -> None:
+        """Every session's state may be gone with Redis: end them with a clear error rather
+        than let them hang; refuse new ones (1013) until Redis answers again."""
+        if not self._redis_ok:
+            return
+        self._redis_ok = False
+        self.metrics.redis_errors.inc()
+        logger.error("lost Redis: ending %d sessions", len(self._clients))
+        for client in list(self._clients.values()):
+            client.end_with_error("unavailable", LOST_REDIS, CLOSE_INTERNAL)
+        self._recovery = asyncio.get_running_loop().create_task(self._await_redis())
+
+    async def _await_redis(self) -> None:
+        delay = 0.25
+        while True:
+            await asyncio.sleep(delay)  # backoff between reconnection attempts
+            try:
+                await self._redis.ping()
+            except REDIS_DOWN:
+                delay = min(8.0, delay * 2)
+                continue
+            logger.info("Redis is back; accepting sessions")
+            self._redis_ok = True
+            return
+
+    @property
+    def ready(self) -> bool:
+        return self._redis_ok and self._heartbeat is not None and self._heartbeat.redis_ok
+
+    def _authorize(self, ws: ServerConnection, params: StreamParams) -> bool:
+        """Checks the token when auth is on; whether the client may send audio."""
+        if self.options.auth is None:
+            return True
+        headers = ws.request.headers if ws.request else None
+        token = bearer_token(params.token, headers.get("Authorization") if headers else None)
+        grant = verify_token(token, self.options.auth)
+        check_room(grant, params.room)
+        return grant.may_speak
+
     def _start_heartbeat(self) -> Heartbeat:
         self._heartbeat = Heartbeat(
             connect(self._redis_url),
@@ -115,7 +161,7 @@ class IngestServer:
         if path == "/healthz":
             return connection.respond(HTTPStatus.OK, "ok\n")
         if path == "/readyz":
-            if self._heartbeat is not None and self._heartbeat.redis_ok:
+            if self.ready:
                 return connection.respond(HTTPStatus.OK, "ready\n")
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "redis is not answering\n")
         if path == "/metrics":
@@ -125,6 +171,12 @@ class IngestServer:
             )
             return Response(HTTPStatus.OK.value, "OK", headers, body)
         if path == STREAM_PATH:
+            origin = request.headers.get("Origin")
+            if not origin_allowed(
+                origin, request.headers.get("Host"), self.options.allowed_origins
+            ):
+                logger.info("refused a stream from origin %s", origin)
+                return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
             return None
         page = self._static.response(path)
         if page is not None:
@@ -133,11 +185,18 @@ class IngestServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         session_id = "s" + secrets.token_urlsafe(12).replace("-", "x").replace("_", "y")
+        if self._connected >= self.options.limits.max_sessions or not self._redis_ok:
+            full = overloaded() if self._redis_ok else unavailable()
+            self.metrics.closes.labels(str(full.close_code)).inc()
+            await ws.send(MessageBuilder(session_id).error(full.code, full.message))
+            await ws.close(full.close_code, full.message[:120])
+            return
         query = parse_qs(
             urlsplit(ws.request.path if ws.request else "").query, keep_blank_values=True
         )
         try:
             params = parse_stream_params(query, english_only=self.options.english_only)
+            may_speak = self._authorize(ws, params)
         except ProtocolError as exc:
             await ws.send(MessageBuilder(session_id).error(exc.code, exc.message))
             await ws.close(exc.close_code, exc.message[:120])
@@ -150,14 +209,16 @@ class IngestServer:
             self._writer,
             translations=self._translations,
             metrics=self.metrics,
+            may_speak=may_speak,
         )
         self._connected += 1
+        self._clients[session_id] = client
         self.metrics.sessions_opened.inc()
         self.metrics.sessions.set(self._connected)
         channel = keys.session_channel(session_id)
-        await self._relay.subscribe(channel, session_id, client.on_event)
         sender = asyncio.create_task(client.send_loop())
         try:
+            await self._relay.subscribe(channel, session_id, client.on_event)
             if not params.listen:
                 opened = SessionOpened(session_id, params.language, params.partials, time.time())
                 await self._writer.open_session(opened)
@@ -170,11 +231,22 @@ class IngestServer:
             await client.receive_loop()
             if client.close_enqueued:
                 await asyncio.wait_for(sender, timeout=30)
+        except (*REDIS_DOWN, TimeoutError):
+            self._redis_lost()  # tells this client too, through its sender
+            client.end_with_error("unavailable", LOST_REDIS, CLOSE_INTERNAL)
+            await asyncio.wait({sender}, timeout=5)
         finally:
+            self._clients.pop(session_id, None)
             self._connected -= 1
             self.metrics.sessions.set(self._connected)
             self.metrics.closes.labels(str(ws.close_code or 1006)).inc()
             sender.cancel()
+            await self._forget(client, channel)
+
+    async def _forget(self, client: ClientConnection, channel: str) -> None:
+        try:
             if client.room is not None:
                 await client.room.leave()
-            await self._relay.unsubscribe(channel, session_id)
+            await self._relay.unsubscribe(channel, client.session_id)
+        except REDIS_DOWN:
+            logger.info("session %s left without Redis to tell", client.session_id)

@@ -27,6 +27,7 @@ from shared import keys
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.errors import SchemaError
 from shared.redis_client import commit_speculation, read_group
+from shared.resilience import REDIS_DOWN, Backoff, is_lost_group, wait_for_redis
 from shared.schema import (
     AudioAppended,
     Commit,
@@ -73,6 +74,7 @@ class SegmenterWorker:
         self._sessions: dict[str, _Session] = {}
         self._stopping = False
         self.metrics = metrics or SegmenterMetrics(CollectorRegistry())
+        self._backoff = Backoff()
 
     @property
     def session_count(self) -> int:
@@ -80,8 +82,10 @@ class SegmenterWorker:
 
     def stop(self) -> None:
         self._stopping = True
+        self._backoff.stopping.set()
 
-    def run(self) -> None:
+    def prepare(self) -> None:
+        """Creates the session announcements' group and this consumer (idempotent)."""
         try:
             self._redis.xgroup_create(
                 keys.SESSIONS_STREAM, keys.SEGMENTER_GROUP, id="0", mkstream=True
@@ -90,10 +94,41 @@ class SegmenterWorker:
             if "BUSYGROUP" not in str(exc):
                 raise
         self._redis.xgroup_createconsumer(keys.SESSIONS_STREAM, keys.SEGMENTER_GROUP, self.consumer)
+
+    def run(self) -> None:
+        """Serves until ``stop()``; rides out Redis restarts (sessions whose streams were lost
+        with Redis's data are dropped: their ingest node has ended them)."""
+        self.prepare()
         logger.info("segmenter %s waiting for sessions", self.consumer)
         while not self._stopping:
-            self.step()
+            try:
+                self.step()
+            except REDIS_DOWN:
+                self.metrics.redis_errors.inc()
+                if wait_for_redis(self._redis, self._backoff, f"segmenter {self.consumer}"):
+                    self._recover()
+            except redis.ResponseError as exc:
+                if not is_lost_group(exc):
+                    raise
+                self._recover()
         logger.info("segmenter %s stopped with %d sessions", self.consumer, len(self._sessions))
+
+    def _recover(self) -> None:
+        """After an outage: recreate the group; drop sessions whose audio stream is gone."""
+        try:
+            self.prepare()
+            pipe = self._redis.pipeline(transaction=False)
+            for sid in self._sessions:
+                pipe.exists(keys.audio_stream(sid))
+            alive = pipe.execute()
+        except REDIS_DOWN:
+            self.metrics.redis_errors.inc()
+            return
+        for sid, exists in zip(list(self._sessions), alive, strict=True):
+            if not exists:
+                logger.warning("session %s was lost with Redis's data; dropping it", sid)
+                del self._sessions[sid]
+        self.metrics.sessions.set(len(self._sessions))
 
     def step(self) -> None:
         streams = {keys.SESSIONS_STREAM: ">"}

@@ -6,13 +6,15 @@ A bad value stops the process with a :class:`ConfigError` that names the variabl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ingest.auth import AuthOptions, is_loopback
+from ingest.limits import SessionLimits
 from segmenter.options import SegmenterOptions
 from shared.errors import ConfigError
 
@@ -35,6 +37,21 @@ class Settings(BaseSettings):
     max_frame_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
     outgoing_queue_messages: int = Field(default=1000, ge=10)
     close_timeout_s: float = Field(default=60.0, gt=0)
+    max_sessions: int = Field(default=500, ge=1)
+    """Connections per ingest node; more are refused with 1013."""
+    max_session_s: float = Field(default=14400.0, gt=0)
+    idle_timeout_s: float = Field(default=120.0, gt=0)
+    max_audio_rate: float = Field(default=2.0, ge=1.0)
+    """Seconds of audio accepted per second; faster closes with 4029."""
+    audio_burst_s: float = Field(default=10.0, ge=0)
+
+    auth: Literal["auto", "on", "off"] = "auto"
+    """auto: tokens are required unless ingest listens on loopback only."""
+    token_secret: SecretStr = SecretStr("")
+    """HMAC key that signs access tokens (``streamscribe token``); at least 32 bytes."""
+    allowed_origins: str = ""
+    """Comma-separated browser origins that may open streams besides the server's own
+    (``*``: any)."""
 
     # segmenter
     vad_aggressiveness: int = Field(default=3, ge=0, le=3)
@@ -139,6 +156,10 @@ class IngestOptions:
     translation_queue: str = "translations"
     translate_chars_per_minute: int = 3000
     cloudwatch_namespace: str = ""
+    auth: AuthOptions | None = None
+    """None: no token needed."""
+    allowed_origins: tuple[str, ...] = ()
+    limits: SessionLimits = field(default_factory=SessionLimits)
 
 
 def model_options(settings: Settings) -> ModelOptions:
@@ -168,7 +189,38 @@ def ingest_options(settings: Settings) -> IngestOptions:
         translation_queue=settings.translation_queue,
         translate_chars_per_minute=settings.translate_chars_per_minute,
         cloudwatch_namespace=settings.cloudwatch_namespace,
+        auth=auth_options(settings),
+        limits=SessionLimits(
+            max_sessions=settings.max_sessions,
+            max_session_s=settings.max_session_s,
+            idle_timeout_s=settings.idle_timeout_s,
+            max_audio_rate=settings.max_audio_rate,
+            audio_burst_s=settings.audio_burst_s,
+        ),
+        allowed_origins=tuple(
+            o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip()
+        ),
     )
+
+
+def auth_required(settings: Settings) -> bool:
+    return settings.auth == "on" or (settings.auth == "auto" and not is_loopback(settings.host))
+
+
+def auth_options(settings: Settings) -> AuthOptions | None:
+    """What ingest checks tokens with, or None when they are off."""
+    secret = settings.token_secret.get_secret_value()
+    if not auth_required(settings):
+        return AuthOptions(secret) if secret and settings.auth != "off" else None
+    if not secret:
+        raise ConfigError(
+            f"{ENV_PREFIX}TOKEN_SECRET must be set: ingest listens on {settings.host}, so "
+            f"access tokens are required ({ENV_PREFIX}AUTH=off turns them off)"
+        )
+    try:
+        return AuthOptions(secret)
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_PREFIX}TOKEN_SECRET: {exc}") from exc
 
 
 def segmenter_options(settings: Settings) -> SegmenterOptions:

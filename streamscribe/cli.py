@@ -80,7 +80,7 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
             print(f"error {message.get('code')}: {message.get('message')}", file=sys.stderr)
 
     params = {"partials": "true" if args.partials else "false"}
-    for name in ("language", "room", "name", "translate"):
+    for name in ("language", "room", "name", "translate", "token"):
         if getattr(args, name):
             params[name] = getattr(args, name)
     run = asyncio.run(
@@ -99,6 +99,42 @@ def cmd_fetch_model(args: argparse.Namespace, settings: Settings) -> int:
 
     print(fetch_model(args.model or settings.model), flush=True)
     return 0
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.auth import AuthOptions, mint_token
+
+    secret = settings.token_secret.get_secret_value()
+    if not secret:
+        raise ConfigError("STREAMSCRIBE_TOKEN_SECRET must be set to mint tokens")
+    try:
+        options = AuthOptions(secret)
+    except ValueError as exc:
+        raise ConfigError(f"STREAMSCRIBE_TOKEN_SECRET: {exc}") from exc
+    print(
+        mint_token(
+            options,
+            rooms=args.room or [],
+            may_speak=not args.listen,
+            ttl_s=parse_duration(args.ttl),
+            subject=args.subject,
+        ),
+        flush=True,
+    )
+    return 0
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``15m``, ``1h``, ``2d`` or plain seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise ConfigError(f"not a duration: {text!r} (e.g. 90s, 15m, 1h, 2d)") from None
+    if seconds <= 0:
+        raise ConfigError(f"the duration must be positive, not {text!r}")
+    return seconds
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -190,15 +226,31 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--room", default=None, help="join this room")
     stream.add_argument("--name", default=None, help="your name in the room")
     stream.add_argument("--translate", default=None, help="target languages, e.g. cy,fr")
+    stream.add_argument("--token", default=None, help="access token (streamscribe token)")
     stream.add_argument("--no-partials", dest="partials", action="store_false")
     stream.add_argument("--json", action="store_true", help="print every message as JSON")
     stream.set_defaults(handler=cmd_stream)
 
+    _add_operations(sub)
+    _add_bench(sub)
+    return parser
+
+
+def _add_operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fetch = sub.add_parser(
         "fetch-model", help="download a model by name into the cache (none: do nothing)"
     )
     fetch.add_argument("model", nargs="?", default=None, help="default: STREAMSCRIBE_MODEL")
     fetch.set_defaults(handler=cmd_fetch_model)
+
+    token = sub.add_parser("token", help="mint an access token (needs STREAMSCRIBE_TOKEN_SECRET)")
+    token.add_argument(
+        "--room", action="append", default=None, help="a room it grants (repeat; * for any)"
+    )
+    token.add_argument("--ttl", default="1h", help="lifetime: 90s, 15m, 1h, 2d")
+    token.add_argument("--listen", action="store_true", help="may listen but not speak")
+    token.add_argument("--subject", default="", help="who it is for (shown nowhere else)")
+    token.set_defaults(handler=cmd_token)
 
     status = sub.add_parser("status", help="parts alive, sessions, queues, latency")
     status.add_argument("--redis-url", default=None, help="default: REDIS_URL")
@@ -206,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--watch", type=float, default=0, metavar="SECONDS", help="repeat")
     status.set_defaults(handler=cmd_status)
 
+
+def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = sub.add_parser("bench", help="measure accuracy and latency on a manifest")
     bench.add_argument("--manifest", required=True, help="manifest.jsonl with audio and text")
     bench.add_argument("--url", default=None, help="server to measure (default: start one)")
@@ -232,7 +286,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--window", type=float, default=40.0, help="capacity: seconds per level")
     bench.add_argument("--levels", type=int, nargs="+", default=None, help="capacity: streams")
     bench.set_defaults(handler=cmd_bench)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,9 +94,17 @@ class _Operations:
 
 
 def run_ingest(settings: Settings) -> int:
+    from ingest.auth import is_loopback
     from ingest.server import IngestServer
 
-    server = IngestServer(ingest_options(settings), require_redis_url(settings))
+    options = ingest_options(settings)
+    if options.auth is None and not is_loopback(settings.host):
+        logger.warning(
+            "access tokens are OFF (STREAMSCRIBE_AUTH=off) while listening on %s: anyone who "
+            "reaches this port can stream and read every room",
+            settings.host,
+        )
+    server = IngestServer(options, require_redis_url(settings))
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -92,6 +92,7 @@ def stop_up(pipeline: RunningPipeline) -> int:
 
 @pytest.fixture(scope="session")
 def pipeline() -> Iterator[RunningPipeline]:
-    running = start_up(free_port())
+    # the tests stream recordings up to 4x real time, beyond the default rate limit
+    running = start_up(free_port(), env={"STREAMSCRIBE_MAX_AUDIO_RATE": "8"})
     yield running
     stop_up(running)

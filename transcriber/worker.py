@@ -16,6 +16,7 @@ from shared import keys
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.errors import SchemaError
 from shared.redis_client import StreamEntry, read_group, speculation_done
+from shared.resilience import REDIS_DOWN, Backoff, is_lost_group, wait_for_redis
 from shared.schema import (
     Commit,
     FinalTranscript,
@@ -90,6 +91,7 @@ class TranscriberWorker:
         self.metrics = metrics or TranscriberMetrics(CollectorRegistry())
         self.recovery = JobRecovery(client, self.consumer, recovery or RecoveryOptions())
         self._stopping = False
+        self._backoff = Backoff()
         self._in_hand: list[bytes] = []
         self._retry: set[bytes] = set()
         self.jobs_done = 0
@@ -97,8 +99,10 @@ class TranscriberWorker:
 
     def stop(self) -> None:
         self._stopping = True
+        self._backoff.stopping.set()
 
     def run(self) -> None:
+        """Serves until ``stop()``; rides out Redis restarts, re-creating its groups."""
         self.prepare()
         logger.info(
             "transcriber %s waiting for jobs (batches of up to %d)",
@@ -106,8 +110,24 @@ class TranscriberWorker:
             self._batch.max_size,
         )
         while not self._stopping:
-            self.step()
+            try:
+                self.step()
+            except REDIS_DOWN:
+                self.metrics.redis_errors.inc()
+                if wait_for_redis(self._redis, self._backoff, f"transcriber {self.consumer}"):
+                    self._prepare_after_outage()
+            except redis.ResponseError as exc:
+                if not is_lost_group(exc):
+                    raise
+                logger.warning("the job queues were lost (Redis restarted empty); recreating")
+                self._prepare_after_outage()
         logger.info("transcriber %s stopped after %d jobs", self.consumer, self.jobs_done)
+
+    def _prepare_after_outage(self) -> None:
+        try:
+            self.prepare()
+        except REDIS_DOWN:
+            self.metrics.redis_errors.inc()
 
     def step(self) -> None:
         """Takes over jobs of dead transcribers, waits up to ``block_ms`` for new ones, and

@@ -45,6 +45,8 @@ function streamUrl() {
     language: $("language").value,
   });
   if ($("listen").checked) params.set("listen", "true");
+  const token = new URLSearchParams(location.search).get("token");
+  if (token) params.set("token", token); // a link with ?token=... from `streamscribe token`
   const translate = $("translate").value.replace(/\s+/g, "");
   if (translate && !$("listen").checked) params.set("translate", translate);
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -58,6 +60,11 @@ function connect() {
   ws.binaryType = "arraybuffer";
   state.ws = ws;
   ws.onopen = () => { state.reconnectDelay = 500; };
+  // A listener (or a muted speaker) sends nothing else: keep the session from idling out.
+  const keepalive = setInterval(() => {
+    if (ws.readyState === WebSocket.OPEN) ws.send('{"type": "keepalive"}');
+  }, 20000);
+  ws.addEventListener("close", () => clearInterval(keepalive));
   ws.onmessage = (event) => onMessage(JSON.parse(event.data));
   ws.onclose = (event) => onClose(ws, event);
 }

@@ -56,7 +56,7 @@ def test_valid_parameters() -> None:
         ({"translate": "cy,w!"}, "translate"),
         ({"translate": "cy,fr,de,es,it,nl"}, "translate"),
         ({"room": "1", "listen": "true", "translate": "cy"}, "translate"),
-        ({"token": "abc"}, "token"),
+        ({"resume": "abc"}, "resume"),
     ],
 )
 def test_bad_parameters_name_the_parameter(query: dict[str, str], named: str) -> None:

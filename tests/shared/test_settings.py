@@ -31,3 +31,16 @@ def test_a_missing_or_foreign_url_is_a_clear_error() -> None:
         require_redis_url(Settings(redis_url=""))
     with pytest.raises(ConfigError, match="rediss://"):
         require_redis_url(Settings(redis_url="http://h:6379"))
+
+
+def test_tokens_are_required_off_loopback_unless_turned_off() -> None:
+    from shared.settings import auth_options
+
+    with pytest.raises(ConfigError, match="STREAMSCRIBE_TOKEN_SECRET must be set"):
+        auth_options(Settings(host="0.0.0.0"))
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        auth_options(Settings(host="0.0.0.0", token_secret=SecretStr("short")))
+    assert auth_options(Settings(host="0.0.0.0", token_secret=SecretStr("s" * 32))) is not None
+    assert auth_options(Settings(host="0.0.0.0", auth="off")) is None
+    assert auth_options(Settings(host="127.0.0.1")) is None  # loopback: a laptop
+    assert auth_options(Settings(host="127.0.0.1", auth="on", token_secret=SecretStr("s" * 32)))

@@ -1,0 +1,69 @@
+"""Per-node and per-session limits, without I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.errors import ProtocolError
+
+CLOSE_OVERLOADED = 1013
+CLOSE_TIMEOUT = 4008
+CLOSE_TOO_FAST = 4029
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    max_sessions: int = 500
+    """Connections one ingest node holds; more are refused with 1013."""
+    max_session_s: float = 4 * 3600.0
+    idle_timeout_s: float = 120.0
+    """No frame at all (audio, command or keepalive) for this long ends the session (4008)."""
+    max_audio_rate: float = 2.0
+    """Audio accepted, in seconds per second of wall time, over the session (4029 beyond)."""
+    audio_burst_s: float = 10.0
+    """Audio that may arrive ahead of that rate (a client catching up after a stall)."""
+
+
+class AudioRateLimiter:
+    """A token bucket over audio seconds: refills at ``max_audio_rate``, holds ``burst``."""
+
+    def __init__(self, limits: SessionLimits, *, now: float) -> None:
+        self._rate = limits.max_audio_rate
+        self._burst = limits.audio_burst_s
+        self._tokens = limits.audio_burst_s
+        self._at = now
+
+    def admit(self, audio_s: float, *, now: float) -> None:
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        self._tokens -= audio_s
+        if self._tokens < 0:
+            raise ProtocolError(
+                "too_fast",
+                f"audio is arriving faster than {self._rate:g}x real time",
+                CLOSE_TOO_FAST,
+            )
+
+
+def overloaded() -> ProtocolError:
+    return ProtocolError(
+        "overloaded",
+        "this server has no room for another session; try again later",
+        CLOSE_OVERLOADED,
+    )
+
+
+def unavailable() -> ProtocolError:
+    return ProtocolError(
+        "unavailable",
+        "the server cannot reach Redis at the moment; try again later",
+        CLOSE_OVERLOADED,
+    )
+
+
+def session_timeout(idle: bool, limits: SessionLimits) -> ProtocolError:
+    if idle:
+        message = f"nothing received for {limits.idle_timeout_s:g} s (send keepalive)"
+    else:
+        message = f"the session reached its maximum length of {limits.max_session_s:g} s"
+    return ProtocolError("timeout", message, CLOSE_TIMEOUT)

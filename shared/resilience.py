@@ -1,0 +1,51 @@
+"""Riding out a Redis restart or network blip: backoff between reconnection attempts."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import redis
+
+from shared import logger
+
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+"""What a lost Redis raises (ConnectionError covers a reset, a refused connection and
+'Connection closed by server')."""
+
+
+def is_lost_group(exc: redis.ResponseError) -> bool:
+    """Redis restarted without its data: the consumer group is gone."""
+    return str(exc).startswith("NOGROUP")
+
+
+@dataclass
+class Backoff:
+    """Doubling waits between attempts, capped; ``wait`` returns early when ``stopping``."""
+
+    first_s: float = 0.25
+    max_s: float = 8.0
+    stopping: threading.Event = field(default_factory=threading.Event)
+    _next_s: float = 0.0
+
+    def wait(self) -> None:
+        self._next_s = min(self.max_s, self._next_s * 2 if self._next_s else self.first_s)
+        self.stopping.wait(self._next_s)
+
+    def reset(self) -> None:
+        self._next_s = 0.0
+
+
+def wait_for_redis(client: redis.Redis, backoff: Backoff, what: str) -> bool:
+    """Pings until Redis answers (True) or the worker is stopping (False)."""
+    logger.warning("%s lost Redis; reconnecting", what, exc_info=True)
+    while not backoff.stopping.is_set():
+        backoff.wait()
+        try:
+            client.ping()
+        except REDIS_DOWN:
+            continue
+        logger.info("%s reconnected to Redis", what)
+        backoff.reset()
+        return True
+    return False
