@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -128,7 +129,11 @@ EventHandler = Callable[[PipelineEvent], None]
 
 class EventRelay:
     """One pub/sub connection per ingest node; each channel fans out to its subscribers
-    (a session channel has one, a room channel one per participant on this node)."""
+    (a session channel has one, a room channel one per participant on this node).
+
+    When the connection is lost the relay builds a new one once Redis answers again and
+    subscribes it to every channel still wanted; meanwhile ``subscribe`` fails fast.
+    """
 
     def __init__(
         self,
@@ -137,8 +142,10 @@ class EventRelay:
         *,
         on_lost: Callable[[], None] = lambda: None,
     ) -> None:
+        self._client = client
         self._on_lost = on_lost
         self._pubsub = client.pubsub()
+        self._connected = True
         self._node_channel = node_channel
         self._handlers: dict[str, dict[str, EventHandler]] = {}
         self._confirmed: dict[str, asyncio.Event] = {}
@@ -149,6 +156,8 @@ class EventRelay:
 
     async def subscribe(self, channel: str, subscriber: str, handler: EventHandler) -> None:
         """Returns once Redis has confirmed the subscription."""
+        if not self._connected:
+            raise redis.exceptions.ConnectionError("pub/sub is reconnecting to Redis")
         handlers = self._handlers.setdefault(channel, {})
         first = not handlers
         handlers[subscriber] = handler
@@ -163,22 +172,19 @@ class EventRelay:
         if not handlers:
             self._handlers.pop(channel, None)
             self._confirmed.pop(channel, None)
-            await self._pubsub.unsubscribe(channel)
+            if self._connected:
+                await self._pubsub.unsubscribe(channel)
 
     async def run(self) -> None:
-        """Relays until cancelled; after a lost connection, redis-py resubscribes on the
-        next read, which is retried with backoff."""
-        delay = 0.0
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=5.0)
             except REDIS_DOWN:
                 logger.warning("pub/sub connection to Redis lost", exc_info=True)
+                self._connected = False
                 self._on_lost()
-                delay = min(8.0, delay * 2 if delay else 0.25)
-                await asyncio.sleep(delay)  # backoff before reconnecting
+                await self._reconnect()
                 continue
-            delay = 0.0
             if message is None:
                 continue
             channel = message["channel"].decode()
@@ -197,6 +203,26 @@ class EventRelay:
                 continue
             for handler in list(handlers.values()):
                 handler(event)
+
+    async def _reconnect(self) -> None:
+        """A fresh pub/sub connection once Redis answers, subscribed to what is wanted."""
+        with contextlib.suppress(*REDIS_DOWN):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        delay = 0.25
+        while True:
+            await asyncio.sleep(delay)  # backoff between attempts
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(self._node_channel, *self._handlers)
+            except REDIS_DOWN:
+                delay = min(8.0, delay * 2)
+                with contextlib.suppress(*REDIS_DOWN):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                continue
+            self._pubsub = pubsub
+            self._connected = True
+            logger.info("pub/sub reconnected with %d channels", len(self._handlers))
+            return
 
     async def close(self) -> None:
         try:
