@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -310,6 +311,7 @@ class ClientConnection:
             logger.info("session %s: %s (%d)", self.session_id, exc.message, exc.close_code)
             self._enqueue(self.messages.error(exc.code, exc.message))
             self._enqueue(_Close(exc.close_code, exc.message[:120]))
+            await discard_incoming(self.ws)
         except ConnectionClosed:
             pass
         finally:
@@ -385,3 +387,12 @@ def _timing(final: FinalTranscript) -> dict[str, float]:
         "model_s": round(result.model_done_at - result.model_started_at, 4),
         "overhead_s": round(latency - model_after_endpoint, 4),
     }
+
+
+async def discard_incoming(ws: ServerConnection, *, timeout_s: float = 10.0) -> None:
+    """Reads and drops what the client still sends while the server closes: unread frames
+    would otherwise hold back the client's close frame until the close timeout."""
+    with contextlib.suppress(ConnectionClosed, TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            while True:
+                await ws.recv()

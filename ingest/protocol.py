@@ -24,7 +24,7 @@ CLOSE_OVERLOADED = 1013
 CLOSE_BAD_PARAMETER = 4400
 
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
-_KNOWN_PARAMETERS = frozenset(
+KNOWN_PARAMETERS = frozenset(
     {
         "sample_rate",
         "encoding",
@@ -67,7 +67,7 @@ def bad_parameter(name: str, problem: str) -> ProtocolError:
 def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: bool) -> StreamParams:
     """Validate the query string of ``/v1/stream``; the error names the parameter."""
     for name, values in query.items():
-        if name not in _KNOWN_PARAMETERS:
+        if name not in KNOWN_PARAMETERS:
             raise bad_parameter(name, "unknown parameter")
         if len(values) != 1:
             raise bad_parameter(name, "given more than once")

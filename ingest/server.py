@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import socket
@@ -13,11 +14,12 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ingest import logger
 from ingest.auth import bearer_token, check_room, origin_allowed, verify_token
-from ingest.connection import ClientConnection
+from ingest.connection import ClientConnection, discard_incoming
 from ingest.limits import overloaded, unavailable
 from ingest.metrics import IngestMetrics
 from ingest.protocol import CLOSE_INTERNAL, MessageBuilder, StreamParams, parse_stream_params
@@ -188,8 +190,7 @@ class IngestServer:
         if self._connected >= self.options.limits.max_sessions or not self._redis_ok:
             full = overloaded() if self._redis_ok else unavailable()
             self.metrics.closes.labels(str(full.close_code)).inc()
-            await ws.send(MessageBuilder(session_id).error(full.code, full.message))
-            await ws.close(full.close_code, full.message[:120])
+            await _refuse(ws, session_id, full)
             return
         query = parse_qs(
             urlsplit(ws.request.path if ws.request else "").query, keep_blank_values=True
@@ -198,8 +199,8 @@ class IngestServer:
             params = parse_stream_params(query, english_only=self.options.english_only)
             may_speak = self._authorize(ws, params)
         except ProtocolError as exc:
-            await ws.send(MessageBuilder(session_id).error(exc.code, exc.message))
-            await ws.close(exc.close_code, exc.message[:120])
+            self.metrics.closes.labels(str(exc.close_code)).inc()
+            await _refuse(ws, session_id, exc)
             return
         client = ClientConnection(
             ws,
@@ -250,3 +251,12 @@ class IngestServer:
             await self._relay.unsubscribe(channel, client.session_id)
         except REDIS_DOWN:
             logger.info("session %s left without Redis to tell", client.session_id)
+
+
+async def _refuse(ws: ServerConnection, session_id: str, error: ProtocolError) -> None:
+    """The error message, then the close, reading what the client sends meanwhile."""
+    with contextlib.suppress(ConnectionClosed):
+        await ws.send(MessageBuilder(session_id).error(error.code, error.message))
+    drain = asyncio.create_task(discard_incoming(ws))
+    await ws.close(error.close_code, error.message[:120])
+    drain.cancel()

@@ -27,7 +27,7 @@ from shared import keys
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.errors import SchemaError
 from shared.redis_client import commit_speculation, read_group
-from shared.resilience import REDIS_DOWN, Backoff, is_lost_group, wait_for_redis
+from shared.resilience import REDIS_DOWN, Backoff, serve
 from shared.schema import (
     AudioAppended,
     Commit,
@@ -100,17 +100,15 @@ class SegmenterWorker:
         with Redis's data are dropped: their ingest node has ended them)."""
         self.prepare()
         logger.info("segmenter %s waiting for sessions", self.consumer)
-        while not self._stopping:
-            try:
-                self.step()
-            except REDIS_DOWN:
-                self.metrics.redis_errors.inc()
-                if wait_for_redis(self._redis, self._backoff, f"segmenter {self.consumer}"):
-                    self._recover()
-            except redis.ResponseError as exc:
-                if not is_lost_group(exc):
-                    raise
-                self._recover()
+        serve(
+            self.step,
+            stopping=lambda: self._stopping,
+            client=self._redis,
+            backoff=self._backoff,
+            on_error=self.metrics.redis_errors.inc,
+            recover=self._recover,
+            name=f"segmenter {self.consumer}",
+        )
         logger.info("segmenter %s stopped with %d sessions", self.consumer, len(self._sessions))
 
     def _recover(self) -> None:

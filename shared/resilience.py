@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
@@ -49,3 +50,29 @@ def wait_for_redis(client: redis.Redis, backoff: Backoff, what: str) -> bool:
         backoff.reset()
         return True
     return False
+
+
+def serve(
+    step: Callable[[], None],
+    *,
+    stopping: Callable[[], bool],
+    client: redis.Redis,
+    backoff: Backoff,
+    on_error: Callable[[], None],
+    recover: Callable[[], None],
+    name: str,
+) -> None:
+    """Calls ``step`` until ``stopping()``; when Redis goes away, waits for it with backoff
+    and calls ``recover`` (also when Redis came back empty and a consumer group is gone)."""
+    while not stopping():
+        try:
+            step()
+        except REDIS_DOWN:
+            on_error()
+            if wait_for_redis(client, backoff, name):
+                recover()
+        except redis.ResponseError as exc:
+            if not is_lost_group(exc):
+                raise
+            logger.warning("%s: a consumer group was lost (Redis restarted empty)", name)
+            recover()

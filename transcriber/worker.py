@@ -16,7 +16,7 @@ from shared import keys
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.errors import SchemaError
 from shared.redis_client import StreamEntry, read_group, speculation_done
-from shared.resilience import REDIS_DOWN, Backoff, is_lost_group, wait_for_redis
+from shared.resilience import REDIS_DOWN, Backoff, serve
 from shared.schema import (
     Commit,
     FinalTranscript,
@@ -109,18 +109,15 @@ class TranscriberWorker:
             self.consumer,
             self._batch.max_size,
         )
-        while not self._stopping:
-            try:
-                self.step()
-            except REDIS_DOWN:
-                self.metrics.redis_errors.inc()
-                if wait_for_redis(self._redis, self._backoff, f"transcriber {self.consumer}"):
-                    self._prepare_after_outage()
-            except redis.ResponseError as exc:
-                if not is_lost_group(exc):
-                    raise
-                logger.warning("the job queues were lost (Redis restarted empty); recreating")
-                self._prepare_after_outage()
+        serve(
+            self.step,
+            stopping=lambda: self._stopping,
+            client=self._redis,
+            backoff=self._backoff,
+            on_error=self.metrics.redis_errors.inc,
+            recover=self._prepare_after_outage,
+            name=f"transcriber {self.consumer}",
+        )
         logger.info("transcriber %s stopped after %d jobs", self.consumer, self.jobs_done)
 
     def _prepare_after_outage(self) -> None:

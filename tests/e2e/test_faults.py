@@ -92,6 +92,10 @@ def test_kill_9_a_transcriber_holding_jobs_loses_and_doubles_nothing(
     expected = sum(len(finals(run)) for run in baseline)
     received = [final for run in faulted for final in finals(run)]
     ids = [uid for uid, _ in received]
+    print(
+        f"fault kill-9 transcriber: {len(FILES)} sessions, finals expected {expected}, "
+        f"received {len(received)}, duplicated {len(ids) - len(set(ids))}"
+    )
     assert len(received) == expected  # 0 lost
     assert len(set(ids)) == len(ids)  # 0 duplicated
     for before, after in zip(baseline, faulted, strict=True):

@@ -88,6 +88,11 @@ def test_a_redis_pause_loses_and_doubles_nothing(fragile: RunningPipeline) -> No
         os.kill(redis_pid, signal.SIGCONT)
 
     runs = stream_while(fragile, pause)
+    ids = [f.message["utterance_id"] for run in runs for f in run.finals]
+    print(
+        f"fault redis paused 2 s: {len(runs)} sessions, finals received {len(ids)}, "
+        f"duplicated {len(ids) - len(set(ids))}, closes {[r.close_code for r in runs]}"
+    )
     for entry, run in zip(SPEAKERS, runs, strict=True):
         assert run.close_code == 1000 and not run.errors
         ids = [f.message["utterance_id"] for f in run.finals]
@@ -103,6 +108,10 @@ def test_a_redis_restart_ends_sessions_clearly_and_new_ones_work(fragile: Runnin
 
     started = time.monotonic()
     runs = stream_while(fragile, restart)
+    print(
+        f"fault redis restarted empty: {len(runs)} sessions ended in "
+        f"{time.monotonic() - started:.1f} s with {[r.close_code for r in runs]}"
+    )
     assert time.monotonic() - started < 60  # nobody hung
     for run in runs:
         assert run.close_code == 1011, run.close_code
