@@ -16,6 +16,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra.config import NAMESPACE, InfraConfig
@@ -63,6 +64,14 @@ class StreamscribeStack(Stack):
             flow_logs={"all": ec2.FlowLogOptions()},
         )
         self.redis = RedisStore(self, "Redis", vpc=self.vpc, node_type=config.redis_node_type)
+        self.token_secret = secretsmanager.Secret(
+            self,
+            "TokenSecret",
+            description="streamscribe: signs access tokens (streamscribe token)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                exclude_punctuation=True, password_length=64
+            ),
+        )
         self.cluster = ecs.Cluster(
             self, "Cluster", vpc=self.vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
         )
@@ -79,6 +88,12 @@ class StreamscribeStack(Stack):
         self.translator = self._translator(cpu_image) if config.translator_enabled else None
         CfnOutput(self, "Url", value=f"https://{config.fqdn}/", description="the page")
         CfnOutput(self, "StreamUrl", value=f"wss://{config.fqdn}/v1/stream")
+        CfnOutput(
+            self,
+            "TokenSecretArn",
+            value=self.token_secret.secret_arn,
+            description="STREAMSCRIBE_TOKEN_SECRET for `streamscribe token`",
+        )
 
     # -- what every part's container gets ---------------------------------------------------
 
@@ -151,7 +166,10 @@ class StreamscribeStack(Stack):
             environment=self._environment(
                 STREAMSCRIBE_HOST="0.0.0.0", STREAMSCRIBE_PORT=str(INGEST_PORT)
             ),
-            secrets=self._secrets(),
+            secrets={
+                **self._secrets(),
+                "STREAMSCRIBE_TOKEN_SECRET": ecs.Secret.from_secrets_manager(self.token_secret),
+            },
             logging=self._logging("ingest"),
             port_mappings=[ecs.PortMapping(container_port=INGEST_PORT)],
             stop_timeout=Duration.seconds(120),

@@ -17,6 +17,7 @@ from shared.settings import ENV_PREFIX, Settings
 from streamscribe.cli import build_parser
 
 ROOT = Path(__file__).parents[2]
+SECRET = "compose-test-secret-of-enough-length-0123"
 PASSED_THROUGH = {
     "REDIS_URL",
     "AWS_REGION",
@@ -46,7 +47,12 @@ def assert_real_settings(environment: Mapping[str, Any], *, where: str) -> None:
 def compose(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("docker-compose")
     assert binary, "docker-compose is missing: ./dev test installs it (apt docker-compose)"
-    clean = {k: v for k, v in os.environ.items() if k not in ("MODEL", "AWS_REGION")}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MODEL", "AWS_REGION", "STREAMSCRIBE_TOKEN_SECRET")
+    }
+    clean["STREAMSCRIBE_TOKEN_SECRET"] = SECRET
     return subprocess.run(
         [binary, "--project-directory", str(ROOT), *args],
         capture_output=True,
@@ -78,6 +84,7 @@ def test_the_default_stack_is_valid_and_waits_for_a_healthy_redis() -> None:
         assert_real_command(service["command"], where=name)
         assert_real_settings(service["environment"], where=name)
     assert services["ingest"]["ports"][0]["published"] in (8080, "8080")
+    assert services["ingest"]["environment"]["STREAMSCRIBE_TOKEN_SECRET"] == SECRET
     assert "ports" not in services["transcriber"]  # so --scale transcriber=N just works
     assert "container_name" not in services["transcriber"]
 
@@ -104,3 +111,9 @@ def test_the_gpu_override_reserves_a_gpu_and_requires_a_model() -> None:
     missing = compose("-f", "compose.yaml", "-f", "compose.gpu.yaml", "config")
     assert missing.returncode != 0
     assert "set MODEL to the Whisper model for the GPU" in missing.stderr
+
+
+def test_ingest_will_not_start_without_a_token_secret() -> None:
+    done = compose("-f", "compose.yaml", "config", env={"STREAMSCRIBE_TOKEN_SECRET": ""})
+    assert done.returncode != 0
+    assert "set STREAMSCRIBE_TOKEN_SECRET" in done.stderr

@@ -189,9 +189,13 @@ def test_secrets_reach_tasks_only_as_secrets(template: Template) -> None:
         assert not [k for k in environment if any(w in k for w in ("PASSWORD", "SECRET", "TOKEN"))]
         assert_real_settings(environment, where=f"task {name}")
         assert "rediss://" in json.dumps(environment["REDIS_URL"])
-        [secret] = container["Secrets"]
-        assert secret["Name"] == "STREAMSCRIBE_REDIS_PASSWORD"
-        assert "Ref" in secret["ValueFrom"]
+        secrets = {secret["Name"]: secret["ValueFrom"] for secret in container["Secrets"]}
+        wanted = {"STREAMSCRIBE_REDIS_PASSWORD"} | (
+            {"STREAMSCRIBE_TOKEN_SECRET"} if name == "ingest" else set()
+        )
+        assert set(secrets) == wanted
+        assert all("Ref" in value for value in secrets.values())
+        assert_real_settings(dict.fromkeys(secrets, ""), where=f"task {name} secrets")
     template.has_resource_properties(
         "AWS::ElastiCache::ReplicationGroup",
         {
