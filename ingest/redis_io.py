@@ -120,6 +120,7 @@ class RedisWriter:
                     item.entry.encode(),  # type: ignore[arg-type]
                     maxlen=AUDIO_STREAM_MAX_ENTRIES,
                     approximate=True,
+                    nomkstream=True,  # a stream lost with Redis's data is not made anew
                 )
         await pipe.execute()
 

@@ -112,21 +112,27 @@ class SegmenterWorker:
         logger.info("segmenter %s stopped with %d sessions", self.consumer, len(self._sessions))
 
     def _recover(self) -> None:
-        """After an outage: recreate the group; drop sessions whose audio stream is gone."""
+        """After an outage: recreate the group; drop sessions whose audio stream or group is
+        gone (their state went with Redis's data; their ingest node has ended them)."""
         try:
             self.prepare()
-            pipe = self._redis.pipeline(transaction=False)
-            for sid in self._sessions:
-                pipe.exists(keys.audio_stream(sid))
-            alive = pipe.execute()
+            lost = [sid for sid in self._sessions if not self._stream_intact(sid)]
         except REDIS_DOWN:
             self.metrics.redis_errors.inc()
             return
-        for sid, exists in zip(list(self._sessions), alive, strict=True):
-            if not exists:
-                logger.warning("session %s was lost with Redis's data; dropping it", sid)
-                del self._sessions[sid]
+        for sid in lost:
+            logger.warning("session %s was lost with Redis's data; dropping it", sid)
+            del self._sessions[sid]
         self.metrics.sessions.set(len(self._sessions))
+
+    def _stream_intact(self, session_id: str) -> bool:
+        try:
+            groups = self._redis.xinfo_groups(keys.audio_stream(session_id))
+        except redis.ResponseError:  # no such key
+            return False
+        return any(
+            g["name"] in (keys.SEGMENTER_GROUP, keys.SEGMENTER_GROUP.encode()) for g in groups
+        )
 
     def step(self) -> None:
         streams = {keys.SESSIONS_STREAM: ">"}

@@ -76,3 +76,6 @@ def serve(
                 raise
             logger.warning("%s: a consumer group was lost (Redis restarted empty)", name)
             recover()
+            backoff.wait()  # never spin if recovering did not help
+        else:
+            backoff.reset()
