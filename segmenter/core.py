@@ -63,6 +63,21 @@ class UtteranceEnded:
 SegmenterEvent = PartialReady | SpeculationReady | SpeechResumed | UtteranceEnded
 
 
+@dataclass(frozen=True, slots=True)
+class IdleState:
+    """Everything a segmenter holds between utterances: enough to carry on exactly where it
+    was (the checkpoint a segmenter taking over a session starts from)."""
+
+    position: int
+    """Samples consumed as whole frames."""
+    pending: bytes
+    """Bytes of a frame not yet whole."""
+    recent: tuple[tuple[bytes, bool], ...]
+    """The pre-speech padding so far: (frame, was speech)."""
+    onset: tuple[bool, ...]
+    utterances_ended: int
+
+
 @dataclass(slots=True)
 class _Frame:
     pcm: bytes
@@ -92,6 +107,31 @@ class UtteranceSegmenter:
         self._partial_seq = 0
         self._speech_since_partial = 0
         self.utterances_ended = 0
+
+    def snapshot(self) -> IdleState | None:
+        """The state between utterances, or None while an utterance is open."""
+        if self._utterance is not None:
+            return None
+        return IdleState(
+            position=self._position,
+            pending=bytes(self._pending),
+            recent=tuple((f.pcm, f.speech) for f in self._recent),
+            onset=tuple(self._onset),
+            utterances_ended=self.utterances_ended,
+        )
+
+    @classmethod
+    def restore(
+        cls, options: SegmenterOptions, detector: SpeechDetector, state: IdleState
+    ) -> UtteranceSegmenter:
+        """A segmenter that carries on from ``state`` as if it had fed everything before."""
+        segmenter = cls(options, detector)
+        segmenter._position = state.position
+        segmenter._pending = bytearray(state.pending)
+        segmenter._recent.extend(_Frame(pcm, speech, _energy(pcm)) for pcm, speech in state.recent)
+        segmenter._onset.extend(state.onset)
+        segmenter.utterances_ended = state.utterances_ended
+        return segmenter
 
     @property
     def position_s(self) -> float:

@@ -6,6 +6,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from prometheus_client import CollectorRegistry
@@ -22,6 +23,13 @@ from segmenter.core import (
 )
 from segmenter.metrics import SegmenterMetrics
 from segmenter.options import SegmenterOptions
+from segmenter.ownership import (
+    CHECKPOINT_EVERY_S,
+    Ownership,
+    checkpoint_of,
+    entry_key,
+    state_of,
+)
 from segmenter.vad import WebRtcSpeechDetector
 from shared import keys
 from shared.audio import PIPELINE_SAMPLE_RATE
@@ -47,6 +55,13 @@ STATE_TTL_S = 3600
 class _Session:
     opened: SessionOpened
     segmenter: UtteranceSegmenter
+    last_entry: str = "0-0"
+    """The last audio entry fed to ``segmenter``."""
+    checkpoint_due: bool = False
+    """An utterance ended since the last checkpoint."""
+    checkpointed_at: float = 0.0
+    replayed_until: str | None = None
+    """After a takeover: entries up to here were replayed and must not be fed again."""
 
 
 class SegmenterWorker:
@@ -75,6 +90,7 @@ class SegmenterWorker:
         self._stopping = False
         self.metrics = metrics or SegmenterMetrics(CollectorRegistry())
         self._backoff = Backoff()
+        self.ownership = Ownership(client, self.consumer)
 
     @property
     def session_count(self) -> int:
@@ -135,6 +151,10 @@ class SegmenterWorker:
         )
 
     def step(self) -> None:
+        """Takes over orphaned sessions, then one blocking read of the session announcements
+        and every owned audio stream, and a checkpoint for each session left idle."""
+        for session_id in self.ownership.orphans_due(set(self._sessions)):
+            self._adopt(session_id)
         streams = {keys.SESSIONS_STREAM: ">"}
         streams.update({keys.audio_stream(sid): ">" for sid in self._sessions})
         entries = read_group(
@@ -149,30 +169,103 @@ class SegmenterWorker:
             return
         pipe = self._redis.pipeline(transaction=False)
         done: dict[str, list[bytes]] = {}
+        touched: set[str] = set()
         for stream, entry_id, fields in entries:
             if stream == keys.SESSIONS_STREAM:
-                self._open(fields)
+                self._open(pipe, fields)
             else:
-                self._process(pipe, stream.split("{", 1)[1].split("}", 1)[0], fields)
+                session_id = stream.split("{", 1)[1].split("}", 1)[0]
+                self._process_entry(pipe, session_id, entry_id.decode(), fields)
+                touched.add(session_id)
             done.setdefault(stream, []).append(entry_id)
         for stream, ids in done.items():
             pipe.xack(stream, keys.SEGMENTER_GROUP, *ids)
-            pipe.xdel(stream, *ids)
+            if stream == keys.SESSIONS_STREAM:  # audio goes when a checkpoint covers it
+                pipe.xdel(stream, *ids)
+        for session_id in touched:
+            self._maybe_checkpoint(pipe, session_id)
         pipe.execute()
 
-    def _open(self, fields: dict[bytes, bytes]) -> None:
+    def renew_leases(self, pipe: Pipeline) -> None:
+        """For the heartbeat: this segmenter still owns its sessions."""
+        self.ownership.renew(pipe, tuple(self._sessions))
+
+    def _open(self, pipe: Pipeline, fields: dict[bytes, bytes]) -> None:
         try:
             opened = SessionOpened.decode(fields)
         except SchemaError:
             logger.exception("dropping undecodable session announcement")
             return
         detector = WebRtcSpeechDetector(self._options.vad_aggressiveness)
-        self._sessions[opened.session_id] = _Session(
-            opened, UtteranceSegmenter(self._options, detector)
-        )
+        session = _Session(opened, UtteranceSegmenter(self._options, detector))
+        self._sessions[opened.session_id] = session
+        state = session.segmenter.snapshot()
+        assert state is not None
+        self.ownership.claim_new(pipe, checkpoint_of(opened, state, "0-0"))
+        session.checkpointed_at = time.monotonic()
         self.metrics.sessions_opened.inc()
         self.metrics.sessions.set(len(self._sessions))
         logger.info("segmenting session %s", opened.session_id)
+
+    def _adopt(self, session_id: str) -> None:
+        """Carries on an orphaned session from its checkpoint, replaying the audio after it."""
+        checkpoint = self.ownership.try_claim(session_id)
+        if checkpoint is None:
+            return
+        try:
+            state = state_of(checkpoint, self._options.frame_samples * 2)
+        except SchemaError:
+            logger.exception("session %s left an unreadable checkpoint", session_id)
+            return
+        detector = WebRtcSpeechDetector(self._options.vad_aggressiveness)
+        segmenter = UtteranceSegmenter.restore(self._options, detector, state)
+        session = _Session(checkpoint.opened, segmenter, last_entry=checkpoint.after_entry)
+        session.checkpointed_at = time.monotonic()
+        self._sessions[session_id] = session
+        response: Any = self._redis.xrange(
+            keys.audio_stream(session_id), min=f"({session.last_entry}"
+        )
+        replay: list[tuple[bytes, dict[bytes, bytes]]] = list(response or ())
+        logger.warning(
+            "took over session %s at utterance %d, replaying %d audio entries",
+            session_id,
+            checkpoint.utterances,
+            len(replay),
+        )
+        pipe = self._redis.pipeline(transaction=False)
+        for entry_id, fields in replay:
+            self._process_entry(pipe, session_id, entry_id.decode(), fields)
+        if replay and session_id in self._sessions:
+            session.replayed_until = session.last_entry
+            self._maybe_checkpoint(pipe, session_id)
+        pipe.execute()
+        self.metrics.sessions.set(len(self._sessions))
+
+    def _process_entry(
+        self, pipe: Pipeline, session_id: str, entry_id: str, fields: dict[bytes, bytes]
+    ) -> None:
+        session = self._sessions.get(session_id)
+        if session is None:
+            return
+        replayed = session.replayed_until
+        if replayed is not None and entry_key(entry_id) <= entry_key(replayed):
+            return  # already fed during the takeover
+        session.last_entry = entry_id
+        self._process(pipe, session_id, fields)
+
+    def _maybe_checkpoint(self, pipe: Pipeline, session_id: str) -> None:
+        session = self._sessions.get(session_id)
+        if session is None:
+            return
+        now = time.monotonic()
+        if not session.checkpoint_due and now - session.checkpointed_at < CHECKPOINT_EVERY_S:
+            return
+        state = session.segmenter.snapshot()
+        if state is None:  # inside an utterance: the checkpoint waits for its end
+            return
+        self.ownership.save(pipe, checkpoint_of(session.opened, state, session.last_entry))
+        session.checkpoint_due = False
+        session.checkpointed_at = now
 
     def _process(self, pipe: Pipeline, session_id: str, fields: dict[bytes, bytes]) -> None:
         session = self._sessions.get(session_id)
@@ -237,6 +330,7 @@ class SegmenterWorker:
             pipe.hset(state, "rev", -1)
         elif isinstance(event, UtteranceEnded):
             self.metrics.utterances.inc()
+            session.checkpoint_due = True
             pipe.hset(state, mapping={"u": event.utterance_index + 1, "rev": -1, "pseq": 0})
             if event.committed_revision is not None:
                 commit = Commit(event.utterance_index, event.committed_revision, received_at, now)
@@ -289,6 +383,7 @@ class SegmenterWorker:
         finished = SegmentationFinished(sid, session.segmenter.utterances_ended)
         pipe.publish(keys.session_channel(sid), finished.encode())
         pipe.delete(keys.audio_stream(sid))
+        self.ownership.release(pipe, sid)
         del self._sessions[sid]
         self.metrics.sessions.set(len(self._sessions))
         logger.info(

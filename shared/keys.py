@@ -64,3 +64,17 @@ def part_heartbeat(part_id: str) -> str:
 
 FINAL_LATENCIES = "ss:stats:final-latency"
 """Recent :class:`LatencySample` entries, newest first, capped."""
+
+
+LIVE_SESSIONS = "ss:sessions:live"
+"""Sorted set of the sessions being segmented (score: when opened), for takeover."""
+
+
+def session_owner(session_id: str) -> str:
+    """The owning segmenter's name, with a lease its heartbeat renews."""
+    return f"ss:{{{session_id}}}:owner"
+
+
+def session_checkpoint(session_id: str) -> str:
+    """The session's latest :class:`SegmenterCheckpoint` (a hash)."""
+    return f"ss:{{{session_id}}}:checkpoint"

@@ -602,3 +602,54 @@ class LatencySample:
             return cls(float(at), float(seconds))
         except ValueError as exc:
             raise SchemaError(f"bad latency sample {data[:40]!r}") from exc
+
+
+# --- segmenter checkpoints: a segmenter -> the one taking its session over ----------------
+
+
+@dataclass(frozen=True, slots=True)
+class SegmenterCheckpoint:
+    """A session's segmentation state between utterances, and the last audio entry it
+    covers: a segmenter taking the session over restores it and replays what came after."""
+
+    opened: SessionOpened
+    after_entry: str
+    """Stream id of the last audio entry the state includes (``0-0``: none)."""
+    position: int
+    pending: bytes
+    recent_pcm: bytes
+    """The pre-speech padding frames, concatenated (each ``frame_bytes`` long)."""
+    recent_speech: str
+    """One ``1``/``0`` per padding frame."""
+    onset: str
+    utterances: int
+
+    def encode(self) -> dict[str, bytes]:
+        fields = self.opened.encode()
+        fields.update(
+            after=self.after_entry.encode(),
+            position=str(self.position).encode(),
+            pending=self.pending,
+            recent_pcm=self.recent_pcm,
+            recent_speech=self.recent_speech.encode(),
+            onset=self.onset.encode(),
+            utterances=str(self.utterances).encode(),
+        )
+        return fields
+
+    @classmethod
+    def decode(cls, fields: Fields) -> Self:
+        opened = SessionOpened.decode(fields)
+        try:
+            return cls(
+                opened=opened,
+                after_entry=_field(fields, "after").decode(),
+                position=int(_field(fields, "position")),
+                pending=_field(fields, "pending"),
+                recent_pcm=_field(fields, "recent_pcm"),
+                recent_speech=_field(fields, "recent_speech").decode(),
+                onset=_field(fields, "onset").decode(),
+                utterances=int(_field(fields, "utterances")),
+            )
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise SchemaError(f"bad checkpoint: {exc}") from exc

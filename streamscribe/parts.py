@@ -136,6 +136,7 @@ def run_segmenter(settings: Settings) -> int:
         metrics,
         load=lambda: PartLoad(sessions=worker.session_count),
         scaling=lambda: {"SessionsPerSegmenter": worker.session_count},
+        also=worker.renew_leases,
     ):
         worker.run()
     return 0

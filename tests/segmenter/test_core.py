@@ -183,3 +183,24 @@ def test_inconsistent_options_are_refused() -> None:
         SegmenterOptions(frame_ms=25)
     with pytest.raises(ValueError, match="speculate_after_ms"):
         SegmenterOptions(speculate_after_ms=400, long_hangover_ms=300)
+
+
+def test_a_restored_snapshot_carries_on_exactly() -> None:
+    """Cut the audio anywhere between utterances, restore, feed the rest: the same events."""
+    pcm = silence(500) + speech(2000) + silence(900) + speech(1200) + silence(700)
+    whole = run(pcm, chunk=778)
+    first = UtteranceSegmenter(OPTIONS, LoudIsSpeech())
+    split = len(silence(500) + speech(2000) + silence(600)) + 334  # after the first end
+    events = first.feed(pcm[:split])
+    state = first.snapshot()
+    assert state is not None and state.utterances_ended == 1 and state.pending
+    second = UtteranceSegmenter.restore(OPTIONS, LoudIsSpeech(), state)
+    for i in range(split, len(pcm), 778):
+        events += second.feed(pcm[i : i + 778])
+    assert events + second.flush() == whole
+
+
+def test_no_snapshot_inside_an_utterance() -> None:
+    segmenter = UtteranceSegmenter(OPTIONS, LoudIsSpeech())
+    segmenter.feed(silence(300) + speech(600))
+    assert segmenter.in_utterance and segmenter.snapshot() is None

@@ -1,0 +1,140 @@
+"""Who segments a session, and where another segmenter takes it over from.
+
+The owner holds a lease on the session (renewed by its heartbeat) and writes a checkpoint of
+its segmentation state whenever the session is between utterances. Audio entries are kept in
+the stream back to the last checkpoint. When an owner dies its leases lapse; another
+segmenter claims each orphan, restores the checkpoint and replays the audio after it, so no
+audio is dropped; utterances replayed twice give the same utterance index, which the edge
+delivers once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+from redis.client import Pipeline
+
+from segmenter.core import IdleState
+from shared import keys
+from shared.errors import SchemaError
+from shared.schema import SegmenterCheckpoint, SessionOpened
+
+LEASE_MS = 6000
+"""Three heartbeats: a session is orphaned this long after its owner's last renewal."""
+CHECKPOINT_EVERY_S = 5.0
+"""Between utterances, how often the checkpoint (and the trimming of the stream) moves on."""
+CHECKPOINT_TTL_S = 3600
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+def checkpoint_of(opened: SessionOpened, state: IdleState, after_entry: str) -> SegmenterCheckpoint:
+    return SegmenterCheckpoint(
+        opened=opened,
+        after_entry=after_entry,
+        position=state.position,
+        pending=state.pending,
+        recent_pcm=b"".join(pcm for pcm, _ in state.recent),
+        recent_speech="".join("1" if speech else "0" for _, speech in state.recent),
+        onset="".join("1" if speech else "0" for speech in state.onset),
+        utterances=state.utterances_ended,
+    )
+
+
+def state_of(checkpoint: SegmenterCheckpoint, frame_bytes: int) -> IdleState:
+    frames = [
+        checkpoint.recent_pcm[i : i + frame_bytes]
+        for i in range(0, len(checkpoint.recent_pcm), frame_bytes)
+    ]
+    if len(frames) != len(checkpoint.recent_speech):
+        raise SchemaError("checkpoint padding frames and speech flags disagree")
+    return IdleState(
+        position=checkpoint.position,
+        pending=checkpoint.pending,
+        recent=tuple(zip(frames, (c == "1" for c in checkpoint.recent_speech), strict=True)),
+        onset=tuple(c == "1" for c in checkpoint.onset),
+        utterances_ended=checkpoint.utterances,
+    )
+
+
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """A stream id as something that sorts like it."""
+    millis, _, seq = entry_id.partition("-")
+    return int(millis), int(seq or 0)
+
+
+class Ownership:
+    def __init__(
+        self,
+        client: redis.Redis,
+        consumer: str,
+        *,
+        lease_ms: int = LEASE_MS,
+        scan_every_s: float = 2.0,
+    ) -> None:
+        self._redis = client
+        self._consumer = consumer
+        self._lease_ms = lease_ms
+        self._scan_every_s = scan_every_s
+        self._next_scan = 0.0
+
+    def claim_new(self, pipe: Pipeline, checkpoint: SegmenterCheckpoint) -> None:
+        sid = checkpoint.opened.session_id
+        pipe.set(keys.session_owner(sid), self._consumer, px=self._lease_ms)
+        pipe.zadd(keys.LIVE_SESSIONS, {sid: checkpoint.opened.opened_at})
+        self.save(pipe, checkpoint)
+
+    def save(self, pipe: Pipeline, checkpoint: SegmenterCheckpoint) -> None:
+        sid = checkpoint.opened.session_id
+        name = keys.session_checkpoint(sid)
+        pipe.hset(name, mapping=checkpoint.encode())  # type: ignore[arg-type]
+        pipe.expire(name, CHECKPOINT_TTL_S)
+        if checkpoint.after_entry != "0-0":  # what the checkpoint covers is not needed again
+            pipe.xtrim(keys.audio_stream(sid), minid=checkpoint.after_entry, approximate=True)
+
+    def renew(self, pipe: Pipeline, session_ids: tuple[str, ...]) -> None:
+        for sid in session_ids:
+            pipe.eval(_RENEW, 1, keys.session_owner(sid), self._consumer, self._lease_ms)
+
+    def release(self, pipe: Pipeline, session_id: str) -> None:
+        pipe.delete(keys.session_owner(session_id), keys.session_checkpoint(session_id))
+        pipe.zrem(keys.LIVE_SESSIONS, session_id)
+
+    def orphans_due(self, owned: set[str]) -> list[str]:
+        """Sessions whose owner's lease lapsed; looked for every ``scan_every_s``."""
+        now = time.monotonic()
+        if now < self._next_scan:
+            return []
+        self._next_scan = now + self._scan_every_s
+        live = [s.decode() for s in self._redis.zrange(keys.LIVE_SESSIONS, 0, -1)]  # type: ignore[union-attr]
+        others = [sid for sid in live if sid not in owned]
+        if not others:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for sid in others:
+            pipe.exists(keys.session_owner(sid))
+        return [sid for sid, held in zip(others, pipe.execute(), strict=True) if not held]
+
+    def try_claim(self, session_id: str) -> SegmenterCheckpoint | None:
+        """The orphan's checkpoint if this segmenter won it; None if another did, or if it
+        left no checkpoint to carry on from (then it is forgotten)."""
+        won = self._redis.set(
+            keys.session_owner(session_id), self._consumer, nx=True, px=self._lease_ms
+        )
+        if not won:
+            return None
+        fields: Any = self._redis.hgetall(keys.session_checkpoint(session_id))
+        try:
+            return SegmenterCheckpoint.decode(fields) if fields else None
+        except SchemaError:
+            return None
+        finally:
+            if not fields:
+                self._redis.zrem(keys.LIVE_SESSIONS, session_id)
