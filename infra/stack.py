@@ -16,11 +16,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra.config import NAMESPACE, InfraConfig
-from infra.redis_store import RedisStore
+from infra.redis_store import RedisStore, generated_secret
 
 REPOSITORY = Path(__file__).parents[1]
 INGEST_PORT = 8080
@@ -64,13 +63,8 @@ class StreamscribeStack(Stack):
             flow_logs={"all": ec2.FlowLogOptions()},
         )
         self.redis = RedisStore(self, "Redis", vpc=self.vpc, node_type=config.redis_node_type)
-        self.token_secret = secretsmanager.Secret(
-            self,
-            "TokenSecret",
-            description="streamscribe: signs access tokens (streamscribe token)",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                exclude_punctuation=True, password_length=64
-            ),
+        self.token_secret = generated_secret(
+            self, "TokenSecret", "streamscribe: signs access tokens (streamscribe token)"
         )
         self.cluster = ecs.Cluster(
             self, "Cluster", vpc=self.vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
