@@ -7,7 +7,6 @@ missing, invalid or expired token, 4003 for one that does not grant what was ask
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,27 +15,13 @@ from urllib.parse import urlsplit
 import jwt
 
 from shared.errors import ProtocolError
+from shared.settings import AuthOptions
 
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_FORBIDDEN = 4003
 ISSUER = "streamscribe"
 ALGORITHM = "HS256"
-MIN_SECRET_BYTES = 32
 ANY_ROOM = "*"
-
-
-@dataclass(frozen=True, slots=True)
-class AuthOptions:
-    secret: str
-    """HMAC key; never logged."""
-    leeway_s: float = 5.0
-
-    def __post_init__(self) -> None:
-        if len(self.secret.encode()) < MIN_SECRET_BYTES:
-            raise ValueError(f"the token secret must be at least {MIN_SECRET_BYTES} bytes")
-
-    def __repr__(self) -> str:
-        return "AuthOptions(secret=***)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,15 +105,6 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str])
     if ANY_ROOM in allowed or origin in allowed:
         return True
     return host is not None and urlsplit(origin).netloc.lower() == host.lower()
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _unauthorized(message: str) -> ProtocolError:

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from shared.errors import ProtocolError
+from shared.settings import SessionLimits
 
 CLOSE_OVERLOADED = 1013
 CLOSE_TIMEOUT = 4008
 CLOSE_TOO_FAST = 4029
-
-
-@dataclass(frozen=True, slots=True)
-class SessionLimits:
-    max_sessions: int = 500
-    """Connections one ingest node holds; more are refused with 1013."""
-    max_session_s: float = 4 * 3600.0
-    idle_timeout_s: float = 120.0
-    """No frame at all (audio, command or keepalive) for this long ends the session (4008)."""
-    max_audio_rate: float = 2.0
-    """Audio accepted, in seconds per second of wall time, over the session (4029 beyond)."""
-    audio_burst_s: float = 10.0
-    """Audio that may arrive ahead of that rate (a client catching up after a stall)."""
 
 
 class AudioRateLimiter:

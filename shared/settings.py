@@ -13,9 +13,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ingest.auth import AuthOptions, is_loopback
-from ingest.limits import SessionLimits
 from segmenter.options import SegmenterOptions
+from shared.addresses import is_loopback
 from shared.errors import ConfigError
 
 ENV_PREFIX = "STREAMSCRIBE_"
@@ -142,6 +141,36 @@ class ModelOptions:
     @property
     def display_name(self) -> str:
         return self.model.rstrip("/").rsplit("/", 1)[-1]
+
+
+MIN_SECRET_BYTES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class AuthOptions:
+    secret: str
+    """HMAC key; never logged."""
+    leeway_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if len(self.secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"the token secret must be at least {MIN_SECRET_BYTES} bytes")
+
+    def __repr__(self) -> str:
+        return "AuthOptions(secret=***)"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    max_sessions: int = 500
+    """Connections one ingest node holds; more are refused with 1013."""
+    max_session_s: float = 4 * 3600.0
+    idle_timeout_s: float = 120.0
+    """No frame at all (audio, command or keepalive) for this long ends the session (4008)."""
+    max_audio_rate: float = 2.0
+    """Audio accepted, in seconds per second of wall time, over the session (4029 beyond)."""
+    audio_burst_s: float = 10.0
+    """Audio that may arrive ahead of that rate (a client catching up after a stall)."""
 
 
 @dataclass(frozen=True, slots=True)

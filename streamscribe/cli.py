@@ -102,7 +102,8 @@ def cmd_fetch_model(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.auth import AuthOptions, mint_token
+    from ingest.auth import mint_token
+    from shared.settings import AuthOptions
 
     secret = settings.token_secret.get_secret_value()
     if not secret:

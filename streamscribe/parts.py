@@ -11,6 +11,7 @@ from typing import Protocol
 import redis
 from prometheus_client import CollectorRegistry
 
+from shared.addresses import is_loopback
 from shared.cloudwatch import CloudWatchReporter
 from shared.observability import CommonMetrics, HealthServer, Heartbeat, PartLoad
 from shared.redis_client import connect
@@ -94,7 +95,6 @@ class _Operations:
 
 
 def run_ingest(settings: Settings) -> int:
-    from ingest.auth import is_loopback
     from ingest.server import IngestServer
 
     options = ingest_options(settings)

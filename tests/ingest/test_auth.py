@@ -8,16 +8,16 @@ import jwt
 import pytest
 
 from ingest.auth import (
-    AuthOptions,
     bearer_token,
     check_room,
-    is_loopback,
     mint_token,
     origin_allowed,
     verify_token,
 )
 from ingest.protocol import parse_stream_params
+from shared.addresses import is_loopback
 from shared.errors import ProtocolError
+from shared.settings import AuthOptions
 
 OPTIONS = AuthOptions("k" * 40)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.limits import AudioRateLimiter, SessionLimits, session_timeout
+from ingest.limits import AudioRateLimiter, session_timeout
 from shared.errors import ProtocolError
+from shared.settings import SessionLimits
 
 LIMITS = SessionLimits(max_audio_rate=2.0, audio_burst_s=4.0)
 
