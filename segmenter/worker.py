@@ -34,7 +34,7 @@ from segmenter.vad import WebRtcSpeechDetector
 from shared import keys
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.errors import SchemaError
-from shared.redis_client import commit_speculation, read_group
+from shared.redis_client import commit_speculation, ensure_consumer, read_group
 from shared.resilience import REDIS_DOWN, Backoff, serve
 from shared.schema import (
     AudioAppended,
@@ -87,7 +87,6 @@ class SegmenterWorker:
         self._block_ms = block_ms
         self._partial_jobs_max = partial_jobs_max
         self._sessions: dict[str, _Session] = {}
-        self._stopping = False
         self.metrics = metrics or SegmenterMetrics(CollectorRegistry())
         self._backoff = Backoff()
         self.ownership = Ownership(client, self.consumer)
@@ -97,19 +96,11 @@ class SegmenterWorker:
         return len(self._sessions)
 
     def stop(self) -> None:
-        self._stopping = True
         self._backoff.stopping.set()
 
     def prepare(self) -> None:
         """Creates the session announcements' group and this consumer (idempotent)."""
-        try:
-            self._redis.xgroup_create(
-                keys.SESSIONS_STREAM, keys.SEGMENTER_GROUP, id="0", mkstream=True
-            )
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._redis.xgroup_createconsumer(keys.SESSIONS_STREAM, keys.SEGMENTER_GROUP, self.consumer)
+        ensure_consumer(self._redis, keys.SESSIONS_STREAM, keys.SEGMENTER_GROUP, self.consumer)
 
     def run(self) -> None:
         """Serves until ``stop()``; rides out Redis restarts (sessions whose streams were lost
@@ -118,7 +109,7 @@ class SegmenterWorker:
         logger.info("segmenter %s waiting for sessions", self.consumer)
         serve(
             self.step,
-            stopping=lambda: self._stopping,
+            stopping=self._backoff.stopping.is_set,
             client=self._redis,
             backoff=self._backoff,
             on_error=self.metrics.redis_errors.inc,
@@ -248,8 +239,10 @@ class SegmenterWorker:
         if session is None:
             return
         replayed = session.replayed_until
-        if replayed is not None and entry_key(entry_id) <= entry_key(replayed):
-            return  # already fed during the takeover
+        if replayed is not None:
+            if entry_key(entry_id) <= entry_key(replayed):
+                return  # already fed during the takeover
+            session.replayed_until = None  # past the replay: no more comparing
         session.last_entry = entry_id
         self._process(pipe, session_id, fields)
 

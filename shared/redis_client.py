@@ -133,3 +133,14 @@ def queue_stats(client: redis.Redis, stream: str, *, now: float) -> QueueStats:
         millis = int((entry_id.decode() if isinstance(entry_id, bytes) else entry_id).split("-")[0])
         age = max(0.0, now - millis / 1000)
     return QueueStats(stream, int(length), age)
+
+
+def ensure_consumer(client: redis.Redis, stream: str, group: str, consumer: str) -> None:
+    """The stream, its group and this consumer exist afterwards (idempotent; Redis 6.2 needs
+    the consumer created explicitly before XAUTOCLAIM and XINFO see it)."""
+    try:
+        client.xgroup_create(stream, group, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+    client.xgroup_createconsumer(stream, group, consumer)

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from shared import keys
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.errors import SchemaError
-from shared.redis_client import StreamEntry, read_group, speculation_done
+from shared.redis_client import StreamEntry, ensure_consumer, read_group, speculation_done
 from shared.resilience import REDIS_DOWN, Backoff, serve
 from shared.schema import (
     Commit,
@@ -90,7 +90,6 @@ class TranscriberWorker:
         self._batch = batch or BatchOptions()
         self.metrics = metrics or TranscriberMetrics(CollectorRegistry())
         self.recovery = JobRecovery(client, self.consumer, recovery or RecoveryOptions())
-        self._stopping = False
         self._backoff = Backoff()
         self._in_hand: list[bytes] = []
         self._retry: set[bytes] = set()
@@ -98,7 +97,6 @@ class TranscriberWorker:
         self.jobs_skipped = 0
 
     def stop(self) -> None:
-        self._stopping = True
         self._backoff.stopping.set()
 
     def run(self) -> None:
@@ -111,7 +109,7 @@ class TranscriberWorker:
         )
         serve(
             self.step,
-            stopping=lambda: self._stopping,
+            stopping=self._backoff.stopping.is_set,
             client=self._redis,
             backoff=self._backoff,
             on_error=self.metrics.redis_errors.inc,
@@ -187,12 +185,7 @@ class TranscriberWorker:
     def prepare(self) -> None:
         """Creates the consumer groups and this consumer (idempotent)."""
         for stream in (keys.FINAL_JOBS_STREAM, keys.PARTIAL_JOBS_STREAM):
-            try:
-                self._redis.xgroup_create(stream, keys.TRANSCRIBER_GROUP, id="0", mkstream=True)
-            except redis.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-            self._redis.xgroup_createconsumer(stream, keys.TRANSCRIBER_GROUP, self.consumer)
+            ensure_consumer(self._redis, stream, keys.TRANSCRIBER_GROUP, self.consumer)
 
     def _read(self, streams: dict[str, str], count: int, block_ms: int | None) -> list[StreamEntry]:
         return read_group(
