@@ -31,9 +31,11 @@ from ingest.protocol import (
 )
 from ingest.redis_io import RedisWriter
 from ingest.rooms import RoomMembership
+from ingest.session_link import OutboxEntry, ResumePoint, SessionLink
 from ingest.translations import CharacterBudget, TranslationQueue
 from shared.audio import PIPELINE_SAMPLE_RATE, PcmConverter
 from shared.errors import ProtocolError
+from shared.resilience import REDIS_DOWN
 from shared.schema import (
     AudioAppended,
     FinalizeRequested,
@@ -51,11 +53,28 @@ from shared.schema import (
 )
 from shared.settings import IngestOptions
 
+LOST_REDIS = "the server lost its connection to Redis; this session's state may be gone"
+SUPERSEDED = "the session was resumed on another connection"
+
 
 @dataclass(frozen=True, slots=True)
 class _Close:
     code: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Unlogged:
+    """A message sent as it is, outside the outbox (a resumed connection's greeting and the
+    messages it replays, which the outbox already holds)."""
+
+    text: str
+
+
+Outgoing = OutboxEntry | _Unlogged | _Close
+
+CONFIRM_EVERY_S = 5.0
+"""How often a ping asks the client to confirm what it has, so the outbox can be trimmed."""
 
 
 class ClientConnection:
@@ -69,6 +88,8 @@ class ClientConnection:
         options: IngestOptions,
         writer: RedisWriter,
         *,
+        link: SessionLink,
+        resumed: ResumePoint | None = None,
         translations: TranslationQueue | None = None,
         metrics: IngestMetrics | None = None,
         may_speak: bool = True,
@@ -78,13 +99,24 @@ class ClientConnection:
         self.params = params
         self._options = options
         self._writer = writer
-        self.messages = MessageBuilder(session_id)
+        self.link = link
+        point = resumed
+        self.messages = MessageBuilder(session_id, last_seq=point.last_seq if point else 0)
         self._converter = PcmConverter(params.sample_rate, params.encoding)
-        self._delivery = DeliveryOrder()
-        self._outgoing: asyncio.Queue[str | _Close] = asyncio.Queue(options.outgoing_queue_messages)
+        self._delivery = DeliveryOrder(
+            next_index=point.next_index if point else 0,
+            finals_delivered=point.finals_delivered if point else 0,
+        )
+        self._outgoing: asyncio.Queue[Outgoing] = asyncio.Queue(options.outgoing_queue_messages)
         self._all_delivered = asyncio.Event()
         self._samples_in = 0
+        """Samples at 16 kHz this connection put in the pipeline."""
+        self._client_samples = point.samples_stored if point else 0
+        """The client's samples (at its own rate) in the pipeline since the session began."""
+        self._sent_seq = self.messages.seq
         self.stream_closed = False
+        self.detached = False
+        """The connection dropped and the session waits for a resume."""
         self.close_enqueued = False
         self._background: set[asyncio.Task[None]] = set()
         self.room: RoomMembership | None = None
@@ -92,7 +124,14 @@ class ClientConnection:
         self._translations = translations
         self._budget = CharacterBudget(options.translate_chars_per_minute, now=time.monotonic())
         self._told_unavailable = False
-        self._translations_seen: set[tuple[str, int, str]] = set()
+        self._translations_seen: set[tuple[str, int, str]] = (
+            {
+                (session_id, int(index), language)
+                for index, _, language in (m.partition(":") for m in point.translations_sent)
+            }
+            if point
+            else set()
+        )
         self._metrics = metrics or IngestMetrics(CollectorRegistry())
         self._may_speak = may_speak
         self._opened_at = time.monotonic()
@@ -112,7 +151,8 @@ class ClientConnection:
             key = (event.session_id, event.utterance_index, event.target_language)
             if key not in self._translations_seen:  # the speaker's comes on two channels
                 self._translations_seen.add(key)
-                self._enqueue(self.messages.translation(event))
+                mark = f"{key[1]}:{key[2]}" if event.session_id == self.session_id else ""
+                self._enqueue(self.messages.translation(event), mark=mark)
             return
         try:
             released = self._delivery.accept(event)
@@ -176,15 +216,32 @@ class ClientConnection:
         ordered = sorted(self._participants.values(), key=lambda p: (p.name, p.session_id))
         self._enqueue(self.messages.participants(self.room.room, ordered))
 
-    def _enqueue(self, item: str | _Close) -> None:
+    def _enqueue(self, message: str | _Unlogged | _Close, *, mark: str = "") -> None:
+        """Queues a message just built (numbered ``self.messages.seq``) for the outbox and the
+        client, or something sent as it is."""
         if self.close_enqueued:
             return
+        item: Outgoing = (
+            OutboxEntry(
+                self.messages.seq,
+                message,
+                self._delivery.next_index,
+                self._delivery.finals_delivered,
+                mark,
+            )
+            if isinstance(message, str)
+            else message
+        )
         self.close_enqueued = isinstance(item, _Close)
         try:
             self._outgoing.put_nowait(item)
         except asyncio.QueueFull:
             logger.warning("session %s: client is not reading; disconnecting", self.session_id)
             self._abort(CLOSE_INTERNAL, "client not reading")
+
+    def end_replayed(self) -> None:
+        """A resumed session that had already ended: what the client missed was replayed."""
+        self._enqueue(_Close(CLOSE_NORMAL, "session ended"))
 
     def end_with_error(self, code: str, message: str, close_code: int) -> None:
         """Tells the client why, then closes (e.g. when Redis was lost under the session)."""
@@ -265,18 +322,53 @@ class ClientConnection:
     # -- sending --------------------------------------------------------------------------
 
     async def send_loop(self) -> None:
+        """Writes what is queued to the outbox, then sends it; stops at a close, or when
+        another connection has taken the session over."""
         try:
             while True:
-                item = await self._outgoing.get()
-                if isinstance(item, _Close):
-                    await self.ws.close(item.code, item.reason)
+                batch = [await self._outgoing.get()]
+                while not self._outgoing.empty() and not isinstance(batch[-1], _Close):
+                    batch.append(self._outgoing.get_nowait())
+                logged = [item for item in batch if isinstance(item, OutboxEntry)]
+                if logged and not await self.link.append(logged):
+                    await self.ws.close(CLOSE_NORMAL, SUPERSEDED)
                     return
-                await self.ws.send(item)
+                for item in batch:
+                    if isinstance(item, _Close):
+                        await self.ws.close(item.code, item.reason)
+                        return
+                    await self.ws.send(item.message if isinstance(item, OutboxEntry) else item.text)
+                    if isinstance(item, OutboxEntry):
+                        self._sent_seq = item.seq
         except ConnectionClosed:
             return
+        except REDIS_DOWN:
+            logger.warning("session %s: outbox unreachable", self.session_id, exc_info=True)
+            with contextlib.suppress(ConnectionClosed):
+                await self.ws.send(self.messages.error("unavailable", LOST_REDIS))
+                await self.ws.close(CLOSE_INTERNAL, "redis unavailable")
+
+    async def confirm_loop(self) -> None:
+        """Pings the client now and then; its pong confirms every message sent before the
+        ping, which the outbox then lets go."""
+        with contextlib.suppress(ConnectionClosed, TimeoutError, *REDIS_DOWN):
+            while True:
+                await asyncio.sleep(CONFIRM_EVERY_S)
+                sent = self._sent_seq
+                pong = await self.ws.ping()
+                await asyncio.wait_for(pong, timeout=30)
+                await self.link.confirmed(sent)
 
     def send_text(self, text: str) -> None:
         self._enqueue(text)
+
+    def send_unlogged(self, text: str) -> None:
+        self._enqueue(_Unlogged(text))
+
+    def superseded(self) -> None:
+        """Another connection holds the session now: this one writes nothing more."""
+        self.link.superseded = True
+        self._abort(CLOSE_NORMAL, SUPERSEDED)
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -298,24 +390,30 @@ class ClientConnection:
                     continue
                 command = parse_client_text(frame)
                 if command is ClientCommand.FINALIZE and not self.params.listen:
-                    await self._writer.append(self.session_id, FinalizeRequested(time.time()))
+                    await self._writer.append(
+                        self.session_id, FinalizeRequested(time.time()), holder=self.link.nonce
+                    )
                 elif command is ClientCommand.CLOSE:
                     if not self.params.listen:
                         await self._close_stream("close")
                         await self._finish()
                     else:
+                        await self.link.mark_ended()
                         self._enqueue(self.messages.session_end(0.0, 0))
                         self._enqueue(_Close(CLOSE_NORMAL, "session ended"))
                     return
         except ProtocolError as exc:
             logger.info("session %s: %s (%d)", self.session_id, exc.message, exc.close_code)
+            await self.link.mark_ended()
             self._enqueue(self.messages.error(exc.code, exc.message))
             self._enqueue(_Close(exc.close_code, exc.message[:120]))
             await discard_incoming(self.ws)
         except ConnectionClosed:
-            pass
+            # Dropped: the session waits for its client to resume, unless resuming is off.
+            self.detached = self._options.resume_window_s > 0
         finally:
-            if not self.stream_closed and not self.params.listen:
+            ours = not self.link.superseded and not self.detached
+            if ours and not self.stream_closed and not self.params.listen:
                 await self._close_stream("disconnect")
 
     async def _next_frame(self) -> str | bytes:
@@ -338,19 +436,26 @@ class ClientConnection:
             now=time.monotonic(),
         )
         pcm = self._converter.convert(payload)
+        self._client_samples += len(payload) // self.params.encoding.sample_width
         if pcm:
             self._samples_in += len(pcm) // 2
             self._metrics.audio_seconds.inc(len(pcm) / 2 / PIPELINE_SAMPLE_RATE)
-            await self._writer.append(self.session_id, AudioAppended(pcm, time.time()))
+            await self._writer.append(
+                self.session_id,
+                AudioAppended(pcm, time.time()),
+                holder=self.link.nonce,
+                samples=self._client_samples,
+            )
 
     async def _close_stream(self, reason: str) -> None:
         self.stream_closed = True
         tail = self._converter.flush()
         now = time.time()
+        holder = self.link.nonce
         if tail:
             self._samples_in += len(tail) // 2
-            await self._writer.append(self.session_id, AudioAppended(tail, now))
-        await self._writer.append(self.session_id, StreamClosed(reason, now))
+            await self._writer.append(self.session_id, AudioAppended(tail, now), holder=holder)
+        await self._writer.append(self.session_id, StreamClosed(reason, now), holder=holder)
 
     async def _finish(self) -> None:
         delivered = asyncio.create_task(self._all_delivered.wait())
@@ -369,7 +474,8 @@ class ClientConnection:
             self._enqueue(self.messages.error("timeout", "transcription did not finish in time"))
             self._enqueue(_Close(CLOSE_INTERNAL, "transcription timed out"))
             return
-        duration = self._samples_in / PIPELINE_SAMPLE_RATE
+        duration = self._client_samples / self.params.sample_rate
+        await self.link.mark_ended()
         self._enqueue(self.messages.session_end(duration, self._delivery.finals_delivered))
         await self._writer.forget_session(self.session_id, self._delivery.expected_utterances or 0)
         self._enqueue(_Close(CLOSE_NORMAL, "session ended"))

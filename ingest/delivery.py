@@ -18,12 +18,15 @@ class DeliveryOrder:
     silently (nothing was said). A partial is released only while its utterance is open and
     only if newer than the last one released."""
 
-    def __init__(self, *, max_pending: int = 1000) -> None:
-        self.next_index = 0
+    def __init__(
+        self, *, max_pending: int = 1000, next_index: int = 0, finals_delivered: int = 0
+    ) -> None:
+        """``next_index`` and ``finals_delivered``: where a resumed session's delivery was."""
+        self.next_index = next_index
         self.expected_utterances: int | None = None
-        self.finals_delivered = 0
+        self.finals_delivered = finals_delivered
         self._pending: dict[int, FinalTranscript | UtteranceFailed] = {}
-        self._last_partial = (-1, -1)
+        self._last_partial = (next_index - 1, 1 << 30)
         self._max_pending = max_pending
 
     @property

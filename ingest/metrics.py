@@ -25,6 +25,11 @@ class IngestMetrics(CommonMetrics):
             "Client connections accepted",
             registry=registry,
         )
+        self.sessions_resumed = Counter(
+            "streamscribe_ingest_sessions_resumed",
+            "Connections that took up a session again after a drop",
+            registry=registry,
+        )
         self.closes = Counter(
             "streamscribe_ingest_closes",
             "Sessions closed, by WebSocket close code",

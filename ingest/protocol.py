@@ -58,6 +58,10 @@ class StreamParams:
     """Target languages for translations of this session's finals."""
     token: str | None = field(default=None, repr=False)
     """The access token from the query string, if any (never logged)."""
+    resume: str | None = field(default=None, repr=False)
+    """The resume token of the session to take up again (never logged)."""
+    last_seq: int = 0
+    """With ``resume``: the highest seq the client holds."""
 
 
 def bad_parameter(name: str, problem: str) -> ProtocolError:
@@ -122,9 +126,7 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
     if translate and listen:
         raise bad_parameter("translate", "a listener sends no speech to translate")
 
-    for later in ("resume", "last_seq"):
-        if later in value:
-            raise bad_parameter(later, "not supported by this server yet")
+    resume, last_seq = _resume(value)
 
     return StreamParams(
         sample_rate=sample_rate,
@@ -136,7 +138,21 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
         listen=listen,
         translate=tuple(translate),
         token=value.get("token") or None,
+        resume=resume,
+        last_seq=last_seq,
     )
+
+
+def _resume(value: Mapping[str, str]) -> tuple[str | None, int]:
+    resume = value.get("resume") or None
+    raw_last_seq = value.get("last_seq")
+    if raw_last_seq is not None and resume is None:
+        raise bad_parameter("last_seq", "only with resume")
+    if resume is not None and raw_last_seq is None:
+        raise bad_parameter("resume", "needs last_seq")
+    if raw_last_seq is not None and (not raw_last_seq.isdigit() or len(raw_last_seq) > 12):
+        raise bad_parameter("last_seq", "must be a non-negative integer")
+    return resume, int(raw_last_seq or 0)
 
 
 def _flag(value: Mapping[str, str], name: str, *, default: bool) -> bool:
@@ -188,6 +204,22 @@ def check_audio_frame(payload: bytes, encoding: Encoding, max_bytes: int) -> Non
         )
 
 
+def _begin_fields(params: StreamParams, model: str, resume_token: str | None) -> dict[str, Any]:
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "resume_token": resume_token,
+        "sample_rate": params.sample_rate,
+        "encoding": params.encoding.value,
+        "language": params.language or "auto",
+        "model": model,
+        "room": params.room,
+        "listen": params.listen,
+        "translate": list(params.translate),
+        "partials": params.partials,
+        "name": params.name,
+    }
+
+
 def utterance_id(session_id: str, index: int) -> str:
     return f"{session_id}-{index}"
 
@@ -195,9 +227,15 @@ def utterance_id(session_id: str, index: int) -> str:
 class MessageBuilder:
     """Builds the server's messages for one connection, numbering them with ``seq``."""
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(self, session_id: str, *, last_seq: int = 0) -> None:
+        """``last_seq``: the seq of the session's last message (of a resumed session)."""
         self.session_id = session_id
-        self._seq = 0
+        self._seq = last_seq
+
+    @property
+    def seq(self) -> int:
+        """The seq of the latest message built."""
+        return self._seq
 
     def _message(self, kind: str, *, about: str | None = None, **fields: Any) -> str:
         """``about``: the session the message is about, when not this connection's own."""
@@ -205,21 +243,21 @@ class MessageBuilder:
         body = {"type": kind, "session_id": about or self.session_id, "seq": self._seq, **fields}
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
-    def session_begin(self, params: StreamParams, model: str) -> str:
-        return self._message(
-            "session.begin",
-            protocol=PROTOCOL_VERSION,
-            resume_token=None,
-            sample_rate=params.sample_rate,
-            encoding=params.encoding.value,
-            language=params.language or "auto",
-            model=model,
-            room=params.room,
-            listen=params.listen,
-            translate=list(params.translate),
-            partials=params.partials,
-            name=params.name,
-        )
+    def session_begin(
+        self, params: StreamParams, model: str, resume_token: str | None = None
+    ) -> str:
+        return self._message("session.begin", **_begin_fields(params, model, resume_token))
+
+    def session_resumed(
+        self, params: StreamParams, model: str, resume_token: str, *, client_seq: int, samples: int
+    ) -> str:
+        """The first message of a resumed connection: numbered with the client's own last seq
+        (it is not a new message; the missed ones follow with their own numbers), saying how
+        many of the client's samples the server holds, so the client resends the rest."""
+        fields = _begin_fields(params, model, resume_token)
+        body = {"type": "session.begin", "session_id": self.session_id, "seq": client_seq}
+        body |= fields | {"resumed": True, "samples_received": samples, "last_seq": self._seq}
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
     def partial(self, result: TranscriptResult, speaker: str) -> str:
         return self._message(

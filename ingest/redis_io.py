@@ -26,10 +26,32 @@ AUDIO_STREAM_MAX_ENTRIES = 30000
 """Safety cap per session stream (the segmenter deletes entries as it consumes them)."""
 
 
+# KEYS: attachment, audio stream, resumable record. ARGV: the writer's nonce, maxlen, client
+# samples stored after this entry ('' when unchanged), then the entry's fields.
+# 1: written; 0: another connection holds the session now; -1: the stream is gone.
+_APPEND_AUDIO = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return -1
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 4))
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[3], 'samples', ARGV[3])
+end
+return 1
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class _Append:
     session_id: str
     entry: AudioStreamEntry
+    holder: str
+    """The nonce of the connection that holds the session (see :mod:`ingest.session_link`)."""
+    samples: int | None
+    """Client samples stored once this entry is; None for entries that carry no audio."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +74,12 @@ class RedisWriter:
         *,
         max_queued: int = 10000,
         on_lost: Callable[[], None] = lambda: None,
+        on_superseded: Callable[[str], None] = lambda holder: None,
     ) -> None:
         self._redis = client
         self._queue: asyncio.Queue[_Append | _Publish] = asyncio.Queue(max_queued)
         self._on_lost = on_lost
+        self._on_superseded = on_superseded
 
     async def open_session(self, opened: SessionOpened) -> None:
         pipe = self._redis.pipeline(transaction=False)
@@ -74,8 +98,12 @@ class RedisWriter:
         except REDIS_DOWN:
             logger.warning("could not remove the keys of %s; they expire", session_id)
 
-    async def append(self, session_id: str, entry: AudioStreamEntry) -> None:
-        await self._queue.put(_Append(session_id, entry))
+    async def append(
+        self, session_id: str, entry: AudioStreamEntry, *, holder: str, samples: int | None = None
+    ) -> None:
+        """Queues an entry for the session's audio stream, written only while ``holder`` still
+        holds the session; ``samples``: the client's samples stored once it is written."""
+        await self._queue.put(_Append(session_id, entry, holder, samples))
 
     def publish(self, channel: str, data: bytes) -> None:
         """Queued behind everything appended before it; raises QueueFull when Redis lags."""
@@ -104,7 +132,9 @@ class RedisWriter:
                     joined = AudioAppended(
                         previous.entry.pcm + item.entry.pcm, item.entry.received_at
                     )
-                    merged[index] = _Append(item.session_id, joined)  # type: ignore[index]
+                    merged[index] = _Append(  # type: ignore[index]
+                        item.session_id, joined, item.holder, item.samples
+                    )
                     continue
                 last_audio[item.session_id] = len(merged)
             elif isinstance(item, _Append):
@@ -115,14 +145,27 @@ class RedisWriter:
             if isinstance(item, _Publish):
                 pipe.publish(item.channel, item.data)
             else:
-                pipe.xadd(
-                    keys.audio_stream(item.session_id),
-                    item.entry.encode(),  # type: ignore[arg-type]
-                    maxlen=AUDIO_STREAM_MAX_ENTRIES,
-                    approximate=True,
-                    nomkstream=True,  # a stream lost with Redis's data is not made anew
+                sid = item.session_id
+                fields = [part for pair in item.entry.encode().items() for part in pair]
+                pipe.eval(  # a stream lost with Redis's data is not made anew
+                    _APPEND_AUDIO,
+                    3,
+                    keys.attachment(sid),
+                    keys.audio_stream(sid),
+                    keys.resumable_session(sid),
+                    item.holder,
+                    AUDIO_STREAM_MAX_ENTRIES,
+                    "" if item.samples is None else item.samples,
+                    *fields,
                 )
-        await pipe.execute()
+        answers = await pipe.execute()
+        superseded = {
+            item.holder
+            for item, answer in zip(merged, answers, strict=True)
+            if isinstance(item, _Append) and answer == 0
+        }
+        for holder in superseded:
+            self._on_superseded(holder)
 
 
 EventHandler = Callable[[PipelineEvent], None]

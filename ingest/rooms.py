@@ -23,17 +23,22 @@ class RoomMembership:
         relay: EventRelay,
         room: str,
         me: Participant,
+        *,
+        subscriber: str,
     ) -> None:
+        """``subscriber``: the connection's own id (two connections of a session may overlap
+        while one resumes)."""
         self._redis = client
         self._writer = writer
         self._relay = relay
         self.room = room
         self.me = me
         self._channel = keys.room_channel(room)
+        self._subscriber = subscriber
 
     async def join(self, handler: EventHandler) -> list[Participant]:
         """Subscribes, announces itself and returns who is in the room (itself included)."""
-        await self._relay.subscribe(self._channel, self.me.session_id, handler)
+        await self._relay.subscribe(self._channel, self._subscriber, handler)
         members = keys.room_members(self.room)
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(members, self.me.session_id, self.me.encode())
@@ -52,7 +57,9 @@ class RoomMembership:
     def share(self, is_final: bool, result: TranscriptResult) -> None:
         self._writer.publish(self._channel, RoomTranscript(self.me, is_final, result).encode())
 
-    async def leave(self) -> None:
-        await self._redis.hdel(keys.room_members(self.room), self.me.session_id)
-        self._writer.publish(self._channel, RoomPresence(False, self.me).encode())
-        await self._relay.unsubscribe(self._channel, self.me.session_id)
+    async def leave(self, *, announce: bool = True) -> None:
+        """``announce``: False when the session lives on in another connection."""
+        if announce:
+            await self._redis.hdel(keys.room_members(self.room), self.me.session_id)
+            self._writer.publish(self._channel, RoomPresence(False, self.me).encode())
+        await self._relay.unsubscribe(self._channel, self._subscriber)

@@ -8,6 +8,7 @@ import os
 import secrets
 import socket
 import time
+from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,26 +20,42 @@ from websockets.http11 import Request, Response
 
 from ingest import logger
 from ingest.auth import bearer_token, check_room, origin_allowed, verify_token
-from ingest.connection import ClientConnection, discard_incoming
+from ingest.connection import LOST_REDIS, ClientConnection, discard_incoming
 from ingest.limits import overloaded, unavailable
 from ingest.metrics import IngestMetrics
-from ingest.protocol import CLOSE_INTERNAL, MessageBuilder, StreamParams, parse_stream_params
+from ingest.protocol import (
+    CLOSE_INTERNAL,
+    CLOSE_OVERLOADED,
+    MessageBuilder,
+    StreamParams,
+    parse_stream_params,
+)
 from ingest.redis_io import EventRelay, RedisWriter
 from ingest.rooms import RoomMembership
+from ingest.session_link import (
+    ResumePoint,
+    SessionLink,
+    results_log,
+    resume_failed,
+    session_of_token,
+)
 from ingest.static_files import StaticFiles
 from ingest.translations import TranslationQueue
 from shared import keys
 from shared.addresses import url_host
+from shared.audio import Encoding
 from shared.cloudwatch import CloudWatchReporter
-from shared.errors import ProtocolError
+from shared.errors import ProtocolError, SchemaError
 from shared.observability import Heartbeat, PartLoad
 from shared.redis_client import connect, connect_async
 from shared.resilience import REDIS_DOWN
-from shared.schema import SessionOpened
+from shared.schema import ResumableSession, SessionOpened, decode_event
 from shared.settings import IngestOptions
 
 STREAM_PATH = "/v1/stream"
-LOST_REDIS = "the server lost its connection to Redis; this session's state may be gone"
+RENEW_EVERY_S = 2.0
+MIN_ATTACHMENT_S = 10
+"""With resuming off, a session still lapses this long after its node stopped renewing it."""
 
 
 class IngestServer:
@@ -54,7 +71,9 @@ class IngestServer:
         self.metrics = IngestMetrics(self._registry)
         self._redis_url = redis_url
         self._redis = connect_async(redis_url)
-        self._writer = RedisWriter(self._redis, on_lost=self._redis_lost)
+        self._writer = RedisWriter(
+            self._redis, on_lost=self._redis_lost, on_superseded=self._superseded
+        )
         node = f"{socket.gethostname()}-{os.getpid()}"
         self._relay = EventRelay(self._redis, f"ss:ingest:{node}", on_lost=self._redis_lost)
         self._clients: dict[str, ClientConnection] = {}
@@ -80,6 +99,7 @@ class IngestServer:
         async with asyncio.TaskGroup() as tasks:
             writer = tasks.create_task(self._writer.run())
             relay = tasks.create_task(self._relay.run())
+            renewer = tasks.create_task(self._renew_links())
             async with serve(
                 self._handle,
                 self.options.host,
@@ -98,6 +118,7 @@ class IngestServer:
                 await self._stop.wait()
             writer.cancel()
             relay.cancel()
+            renewer.cancel()
         await asyncio.to_thread(heartbeat.stop)
         await self._relay.close()
         await self._redis.aclose()
@@ -132,14 +153,14 @@ class IngestServer:
     def ready(self) -> bool:
         return self._redis_ok and self._heartbeat is not None and self._heartbeat.redis_ok
 
-    def _authorize(self, ws: ServerConnection, params: StreamParams) -> bool:
+    def _authorize(self, ws: ServerConnection, token: str | None, room: str | None) -> bool:
         """Checks the token when auth is on; whether the client may send audio."""
         if self.options.auth is None:
             return True
         headers = ws.request.headers if ws.request else None
-        token = bearer_token(params.token, headers.get("Authorization") if headers else None)
-        grant = verify_token(token, self.options.auth)
-        check_room(grant, params.room)
+        bearer = bearer_token(token, headers.get("Authorization") if headers else None)
+        grant = verify_token(bearer, self.options.auth)
+        check_room(grant, room)
         return grant.may_speak
 
     def _start_heartbeat(self) -> Heartbeat:
@@ -186,50 +207,112 @@ class IngestServer:
         return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
 
     async def _handle(self, ws: ServerConnection) -> None:
-        session_id = "s" + secrets.token_urlsafe(12).replace("-", "x").replace("_", "y")
+        refusal_id = "s" + secrets.token_urlsafe(12).replace("-", "x").replace("_", "y")
         if self._connected >= self.options.limits.max_sessions or not self._redis_ok:
             full = overloaded() if self._redis_ok else unavailable()
             self.metrics.closes.labels(str(full.close_code)).inc()
-            await _refuse(ws, session_id, full)
+            await _refuse(ws, refusal_id, full)
             return
         query = parse_qs(
             urlsplit(ws.request.path if ws.request else "").query, keep_blank_values=True
         )
         try:
             params = parse_stream_params(query, english_only=self.options.english_only)
-            may_speak = self._authorize(ws, params)
+            if params.resume is None:
+                may_speak = self._authorize(ws, params.token, params.room)
+                start = Start(params, may_speak, self._link(refusal_id), None)
+            else:
+                start = await self._resume(ws, params)
         except ProtocolError as exc:
             self.metrics.closes.labels(str(exc.close_code)).inc()
-            await _refuse(ws, session_id, exc)
+            await _refuse(ws, refusal_id, exc)
             return
+        except REDIS_DOWN:
+            self.metrics.closes.labels(str(CLOSE_OVERLOADED)).inc()
+            await _refuse(ws, refusal_id, unavailable())
+            return
+        await self._serve_client(ws, start)
+
+    def _link(self, session_id: str) -> SessionLink:
+        window = max(self.options.resume_window_s, MIN_ATTACHMENT_S)
+        return SessionLink(self._redis, session_id, window_s=window)
+
+    async def _resume(self, ws: ServerConnection, asked: StreamParams) -> Start:
+        """The session the resume token names, taken over from its last connection."""
+        assert asked.resume is not None
+        if self.options.resume_window_s == 0:
+            raise resume_failed("resuming is turned off on this server")
+        link = self._link(session_of_token(asked.resume))
+        record = await link.check_token(asked.resume)
+        may_speak = self._authorize(ws, asked.token, record.room) and record.may_speak
+        point = await link.take_over(asked.last_seq)
+        params = StreamParams(
+            sample_rate=record.sample_rate,
+            encoding=Encoding(record.encoding),
+            language=record.language,
+            partials=record.partials,
+            name=record.name,
+            room=record.room,
+            listen=record.listen,
+            translate=record.translate,
+            resume=asked.resume,
+            last_seq=asked.last_seq,
+        )
+        self.metrics.sessions_resumed.inc()
+        logger.info("session %s resumed after seq %d", link.session_id, asked.last_seq)
+        return Start(params, may_speak, link, point)
+
+    async def _serve_client(self, ws: ServerConnection, start: Start) -> None:
+        params, link, point = start.params, start.link, start.resumed
+        session_id = link.session_id
         client = ClientConnection(
             ws,
             session_id,
             params,
             self.options,
             self._writer,
+            link=link,
+            resumed=point,
             translations=self._translations,
             metrics=self.metrics,
-            may_speak=may_speak,
+            may_speak=start.may_speak,
         )
         self._connected += 1
-        self._clients[session_id] = client
+        self._clients[link.nonce] = client
         self.metrics.sessions_opened.inc()
         self.metrics.sessions.set(self._connected)
         channel = keys.session_channel(session_id)
         sender = asyncio.create_task(client.send_loop())
+        confirmer = asyncio.create_task(client.confirm_loop())
         try:
-            await self._relay.subscribe(channel, session_id, client.on_event)
-            if not params.listen:
-                opened = SessionOpened(session_id, params.language, params.partials, time.time())
-                await self._writer.open_session(opened)
-            client.send_text(client.messages.session_begin(params, self.options.model_name))
+            if point is None:
+                resume_token = await link.create(_record(session_id, params, start.may_speak))
+                await self._relay.subscribe(channel, link.nonce, client.on_event)
+                if not params.listen:
+                    opened = SessionOpened(
+                        session_id, params.language, params.partials, time.time()
+                    )
+                    await self._writer.open_session(opened)
+                client.send_text(
+                    client.messages.session_begin(params, self.options.model_name, resume_token)
+                )
+            else:
+                await self._relay.subscribe(channel, link.nonce, client.on_event)
+                await self._replay(client, start)
             if params.room is not None:
                 membership = RoomMembership(
-                    self._redis, self._writer, self._relay, params.room, client.speaker
+                    self._redis,
+                    self._writer,
+                    self._relay,
+                    params.room,
+                    client.speaker,
+                    subscriber=link.nonce,
                 )
                 await client.join_room(membership)
-            await client.receive_loop()
+            if point is not None and point.ended:
+                client.end_replayed()
+            else:
+                await client.receive_loop()
             if client.close_enqueued:
                 await asyncio.wait_for(sender, timeout=30)
         except (*REDIS_DOWN, TimeoutError):
@@ -237,20 +320,100 @@ class IngestServer:
             client.end_with_error("unavailable", LOST_REDIS, CLOSE_INTERNAL)
             await asyncio.wait({sender}, timeout=5)
         finally:
-            self._clients.pop(session_id, None)
+            self._clients.pop(link.nonce, None)
             self._connected -= 1
             self.metrics.sessions.set(self._connected)
             self.metrics.closes.labels(str(ws.close_code or 1006)).inc()
             sender.cancel()
+            confirmer.cancel()
             await self._forget(client, channel)
 
+    async def _replay(self, client: ClientConnection, start: Start) -> None:
+        """A resumed connection's greeting, the messages its client missed, then whatever
+        was published while no connection listened (delivered once, in order)."""
+        point = start.resumed
+        assert point is not None and start.params.resume is not None
+        client.send_unlogged(
+            client.messages.session_resumed(
+                client.params,
+                self.options.model_name,
+                start.params.resume,
+                client_seq=start.params.last_seq,
+                samples=point.samples_stored,
+            )
+        )
+        for message in point.missed:
+            client.send_unlogged(message)
+        for data in await results_log(self._redis, client.session_id):
+            try:
+                event = decode_event(data)
+            except SchemaError:
+                logger.exception("session %s: undecodable logged result", client.session_id)
+                continue
+            client.on_event(event)
+
+    async def _renew_links(self) -> None:
+        """Keeps every connection's hold on its session; one another connection took over
+        is closed."""
+        while True:
+            await asyncio.sleep(RENEW_EVERY_S)
+            clients = list(self._clients.values())
+            if not clients or not self._redis_ok:
+                continue
+            pipe = self._redis.pipeline(transaction=False)
+            for client in clients:
+                client.link.renew(pipe)
+            try:
+                answers = await pipe.execute()
+            except REDIS_DOWN:
+                logger.warning("could not renew session holds", exc_info=True)
+                continue
+            for client, held in zip(clients, answers, strict=True):
+                if not held and not client.link.superseded:
+                    client.superseded()
+
+    def _superseded(self, holder: str) -> None:
+        client = self._clients.get(holder)
+        if client is not None:
+            client.superseded()
+
     async def _forget(self, client: ClientConnection, channel: str) -> None:
+        ours = not client.link.superseded
         try:
             if client.room is not None:
-                await client.room.leave()
-            await self._relay.unsubscribe(channel, client.session_id)
+                await client.room.leave(announce=ours)
+            await self._relay.unsubscribe(channel, client.link.nonce)
+            if ours:
+                await client.link.let_go()
         except REDIS_DOWN:
             logger.info("session %s left without Redis to tell", client.session_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """How a connection begins: its session's parameters, and where it resumes from."""
+
+    params: StreamParams
+    may_speak: bool
+    link: SessionLink
+    resumed: ResumePoint | None
+
+
+def _record(session_id: str, params: StreamParams, may_speak: bool) -> ResumableSession:
+    return ResumableSession(
+        session_id=session_id,
+        secret_sha256="",
+        sample_rate=params.sample_rate,
+        encoding=params.encoding.value,
+        language=params.language,
+        partials=params.partials,
+        name=params.name,
+        room=params.room,
+        listen=params.listen,
+        translate=params.translate,
+        may_speak=may_speak,
+        opened_at=time.time(),
+    )
 
 
 async def _refuse(ws: ServerConnection, session_id: str, error: ProtocolError) -> None:

@@ -19,7 +19,7 @@ from redis.client import Pipeline
 from segmenter.core import IdleState
 from shared import keys
 from shared.errors import SchemaError
-from shared.schema import SegmenterCheckpoint, SessionOpened
+from shared.schema import SegmenterCheckpoint, SessionOpened, StreamClosed
 
 LEASE_MS = 6000
 """Three heartbeats: a session is orphaned this long after its owner's last renewal."""
@@ -32,6 +32,24 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
+"""
+
+
+# KEYS: the session's resumable record, its attachment, its audio stream. ARGV: the fields
+# of a StreamClosed entry. A session whose client neither came back within the resume window
+# nor closed it is closed once, as if the client had said so.
+_CLOSE_ABANDONED = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+if redis.call('HSETNX', KEYS[1], 'abandoned', '1') == 0 then
+  return 0
+end
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  return 0
+end
+redis.call('XADD', KEYS[3], '*', unpack(ARGV))
+return 1
 """
 
 
@@ -102,6 +120,21 @@ class Ownership:
     def renew(self, pipe: Pipeline, session_ids: tuple[str, ...]) -> None:
         for sid in session_ids:
             pipe.eval(_RENEW, 1, keys.session_owner(sid), self._consumer, self._lease_ms)
+
+    def close_abandoned(self, pipe: Pipeline, session_ids: tuple[str, ...], now: float) -> None:
+        """Ends the sessions whose client's resume window has passed (audio it sent is
+        transcribed; the results wait in the session's log until its keys expire)."""
+        closed = StreamClosed("abandoned", now).encode()
+        args = [item for pair in closed.items() for item in pair]
+        for sid in session_ids:
+            pipe.eval(
+                _CLOSE_ABANDONED,
+                3,
+                keys.resumable_session(sid),
+                keys.attachment(sid),
+                keys.audio_stream(sid),
+                *args,
+            )
 
     def release(self, pipe: Pipeline, session_id: str) -> None:
         pipe.delete(keys.session_owner(session_id), keys.session_checkpoint(session_id))

@@ -34,7 +34,7 @@ from segmenter.vad import WebRtcSpeechDetector
 from shared import keys
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.errors import SchemaError
-from shared.redis_client import commit_speculation, ensure_consumer, read_group
+from shared.redis_client import commit_speculation, ensure_consumer, publish_result, read_group
 from shared.resilience import REDIS_DOWN, Backoff, serve
 from shared.schema import (
     AudioAppended,
@@ -178,8 +178,11 @@ class SegmenterWorker:
         pipe.execute()
 
     def renew_leases(self, pipe: Pipeline) -> None:
-        """For the heartbeat: this segmenter still owns its sessions."""
-        self.ownership.renew(pipe, tuple(self._sessions))
+        """For the heartbeat: this segmenter still owns its sessions; those whose client did
+        not come back within its resume window are closed."""
+        owned = tuple(self._sessions)
+        self.ownership.renew(pipe, owned)
+        self.ownership.close_abandoned(pipe, owned, time.time())
 
     def _open(self, pipe: Pipeline, fields: dict[bytes, bytes]) -> None:
         try:
@@ -374,7 +377,7 @@ class SegmenterWorker:
     def _close(self, pipe: Pipeline, session: _Session) -> None:
         sid = session.opened.session_id
         finished = SegmentationFinished(sid, session.segmenter.utterances_ended)
-        pipe.publish(keys.session_channel(sid), finished.encode())
+        publish_result(pipe, sid, finished.encode())
         pipe.delete(keys.audio_stream(sid))
         self.ownership.release(pipe, sid)
         del self._sessions[sid]

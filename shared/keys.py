@@ -78,3 +78,31 @@ def session_owner(session_id: str) -> str:
 def session_checkpoint(session_id: str) -> str:
     """The session's latest :class:`SegmenterCheckpoint` (a hash)."""
     return f"ss:{{{session_id}}}:checkpoint"
+
+
+def results_log(session_id: str) -> str:
+    """Stream of the session's finals, failures, translations and end of segmentation, as
+    published: a resumed connection reads what was published while no node listened."""
+    return f"ss:{{{session_id}}}:results"
+
+
+def resumable_session(session_id: str) -> str:
+    """The session's :class:`ResumableSession` and client samples stored (a hash)."""
+    return f"ss:{{{session_id}}}:client"
+
+
+def attachment(session_id: str) -> str:
+    """Which connection holds the session: its nonce, expiring a resume window after the
+    holder stops renewing it. Absent: the window has passed and the session is abandoned."""
+    return f"ss:{{{session_id}}}:attached"
+
+
+def outbox(session_id: str) -> str:
+    """Stream of every message sent to the client, with id ``<seq>-0``, written before it is
+    sent; trimmed once the client has confirmed receipt (a pong after the message)."""
+    return f"ss:{{{session_id}}}:outbox"
+
+
+def translations_sent(session_id: str) -> str:
+    """Set of ``<utterance index>:<language>`` of translations already in the outbox."""
+    return f"ss:{{{session_id}}}:translated"

@@ -14,6 +14,11 @@ from shared.schema import FINAL_ENVELOPE_HEAD, FINAL_ENVELOPE_MIDDLE, Commit
 
 SPECULATION_TTL_S = 120
 COMMIT_TTL_S = 900
+RESULTS_KEPT = 2000
+"""Approximate cap of a session's results log (finals not yet delivered are far fewer)."""
+RESULTS_TTL_S = 3600
+"""A results log outlives its last write by this long; whatever it holds by then was
+delivered long ago or belongs to a session past its resume window."""
 
 
 def connect(url: str) -> redis.Redis:
@@ -26,30 +31,55 @@ def connect_async(url: str) -> redis.asyncio.Redis:
 
 # The segmenter commits revision R of utterance U; the transcriber finishes speculation R.
 # Whichever comes second publishes the final, so it is published once whatever the order.
-# KEYS: commit key, speculation key, session channel.
-_COMMIT = """
+# KEYS: commit key, speculation key, session channel, results log.
+_LOG_AND_PUBLISH = f"""
+local function log_and_publish(event)
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', {RESULTS_KEPT}, '*', 'e', event)
+  redis.call('EXPIRE', KEYS[4], {RESULTS_TTL_S})
+  redis.call('PUBLISH', KEYS[3], event)
+end
+"""
+
+_COMMIT = (
+    _LOG_AND_PUBLISH
+    + """
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 local result = redis.call('GET', KEYS[2])
 if result then
-  redis.call('PUBLISH', KEYS[3], ARGV[3] .. ARGV[1] .. ARGV[4] .. result .. '}')
+  log_and_publish(ARGV[3] .. ARGV[1] .. ARGV[4] .. result .. '}')
   redis.call('DEL', KEYS[2])
   return 1
 end
 return 0
 """
+)
 
-_SPECULATION_DONE = """
+_SPECULATION_DONE = (
+    _LOG_AND_PUBLISH
+    + """
 local commit = redis.call('GET', KEYS[1])
 if commit then
   local revision = string.match(commit, '"revision":(%d+)')
   if revision == ARGV[1] then
-    redis.call('PUBLISH', KEYS[3], ARGV[3] .. commit .. ARGV[4] .. ARGV[2] .. '}')
+    log_and_publish(ARGV[3] .. commit .. ARGV[4] .. ARGV[2] .. '}')
     return 1
   end
 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[5])
 return 0
 """
+)
+
+
+def publish_result(
+    client: redis.Redis | redis.client.Pipeline, session_id: str, event: bytes
+) -> None:
+    """Publishes a session event that must reach the client (a final, a failure, the end of
+    segmentation, a translation) and logs it for a connection that resumes later."""
+    log = keys.results_log(session_id)
+    client.xadd(log, {"e": event}, maxlen=RESULTS_KEPT, approximate=True)
+    client.expire(log, RESULTS_TTL_S)
+    client.publish(keys.session_channel(session_id), event)
 
 
 def commit_speculation(
@@ -58,10 +88,11 @@ def commit_speculation(
     """Record the segmenter's decision; publishes the final if the transcription is ready."""
     client.eval(
         _COMMIT,
-        3,
+        4,
         keys.commit_key(session_id, commit.utterance_index),
         keys.speculation_key(session_id, commit.utterance_index, commit.revision),
         keys.session_channel(session_id),
+        keys.results_log(session_id),
         commit.encode(),
         COMMIT_TTL_S,
         FINAL_ENVELOPE_HEAD,
@@ -75,10 +106,11 @@ def speculation_done(
     """Store a speculative result; publishes it as final if the segmenter already committed."""
     published = client.eval(
         _SPECULATION_DONE,
-        3,
+        4,
         keys.commit_key(session_id, utterance_index),
         keys.speculation_key(session_id, utterance_index, revision),
         keys.session_channel(session_id),
+        keys.results_log(session_id),
         str(revision),
         result_json,
         FINAL_ENVELOPE_HEAD,

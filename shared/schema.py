@@ -653,3 +653,53 @@ class SegmenterCheckpoint:
             )
         except (ValueError, UnicodeDecodeError) as exc:
             raise SchemaError(f"bad checkpoint: {exc}") from exc
+
+
+# --- resumable sessions: the ingest node holding a client -> the one it resumes on ---------
+
+
+@dataclass(frozen=True, slots=True)
+class ResumableSession:
+    """What an ingest node needs to take over a session whose client reconnects to it."""
+
+    session_id: str
+    secret_sha256: str
+    """Hex digest of the resume token's secret part; the secret itself is never stored."""
+    sample_rate: int
+    encoding: str
+    language: str | None
+    partials: bool
+    name: str
+    room: str | None
+    listen: bool
+    translate: tuple[str, ...]
+    may_speak: bool
+    opened_at: float
+
+    def encode(self) -> bytes:
+        obj = asdict(self)
+        obj["translate"] = list(self.translate)
+        return _dumps({"v": SCHEMA_VERSION, **obj})
+
+    @classmethod
+    def decode(cls, data: bytes) -> Self:
+        obj = json_object(data, "resumable session")
+        if obj.get("v") != SCHEMA_VERSION:
+            raise SchemaError(f"unsupported schema version {obj.get('v')!r}")
+        translate = _get(obj, "translate", list)
+        if not all(isinstance(code, str) for code in translate):
+            raise SchemaError("field 'translate' must hold strings")
+        return cls(
+            session_id=_get(obj, "session_id", str),
+            secret_sha256=_get(obj, "secret_sha256", str),
+            sample_rate=_get(obj, "sample_rate", int),
+            encoding=_get(obj, "encoding", str),
+            language=_get(obj, "language", (str, type(None))),
+            partials=_get(obj, "partials", bool),
+            name=_get(obj, "name", str),
+            room=_get(obj, "room", (str, type(None))),
+            listen=_get(obj, "listen", bool),
+            translate=tuple(translate),
+            may_speak=_get(obj, "may_speak", bool),
+            opened_at=_get(obj, "opened_at", (int, float)),
+        )

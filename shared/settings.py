@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     max_audio_rate: float = Field(default=2.0, ge=1.0)
     """Seconds of audio accepted per second; faster closes with 4029."""
     audio_burst_s: float = Field(default=10.0, ge=0)
+    resume_window_s: int = Field(default=60, ge=0, le=3600)
+    """How long a session whose connection dropped waits for its client to resume; 0: a
+    dropped connection ends its session."""
 
     auth: Literal["auto", "on", "off"] = "auto"
     """auto: tokens are required unless ingest listens on loopback only."""
@@ -189,6 +192,7 @@ class IngestOptions:
     """None: no token needed."""
     allowed_origins: tuple[str, ...] = ()
     limits: SessionLimits = field(default_factory=SessionLimits)
+    resume_window_s: int = 60
 
 
 def model_options(settings: Settings) -> ModelOptions:
@@ -229,6 +233,7 @@ def ingest_options(settings: Settings) -> IngestOptions:
         allowed_origins=tuple(
             o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip()
         ),
+        resume_window_s=settings.resume_window_s,
     )
 
 

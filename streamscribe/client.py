@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,12 @@ class StreamRun:
     received: list[Received] = field(default_factory=list)
     close_code: int | None = None
     close_reason: str = ""
+    resumes: int = 0
+    """Times the connection dropped and the session was taken up again."""
+    audio_resent_s: float = 0.0
+    """Audio sent again after a resume because the server had not stored it."""
+    audio_lost_s: float = 0.0
+    """Audio the server had not stored and the client no longer kept."""
 
     @property
     def session_id(self) -> str | None:
@@ -103,6 +110,10 @@ def stream_url(base: str, params: Mapping[str, str]) -> str:
     return base + ("&" if "?" in base else "?") + urlencode(params)
 
 
+RESUMABLE_CLOSES = frozenset({1001, 1006, 1012})
+"""Close codes after which the session may live on: going away, no close frame, restart."""
+
+
 async def stream_audio(
     url: str,
     audio: Audio,
@@ -113,53 +124,171 @@ async def stream_audio(
     params: Mapping[str, str] | None = None,
     on_message: Callable[[Received], None] | None = None,
     finish_timeout_s: float = 120.0,
+    fallback_urls: Sequence[str] = (),
+    resume_for_s: float = 60.0,
+    keep_audio_s: float = 120.0,
 ) -> StreamRun:
-    """Streams ``audio``, then ``tail_silence_s`` of silence, then ``close``; waits for the end."""
+    """Streams ``audio``, then ``tail_silence_s`` of silence, then ``close``; waits for the end.
+
+    When the connection drops, resumes the session (on ``url`` or any of ``fallback_urls``,
+    for up to ``resume_for_s``): missed messages arrive once, and the audio the server did
+    not store is sent again from the last ``keep_audio_s`` kept.
+    """
     if speed <= 0:
         raise ClientError("speed must be positive")
+    frame_bytes = audio.sample_rate * frame_ms // 1000 * 2
+    tail = bytes(int(tail_silence_s * audio.sample_rate) * 2)
+    streamer = _ResumingStreamer(
+        audio.pcm + tail,
+        audio.sample_rate,
+        frame_bytes=frame_bytes,
+        seconds_per_frame=frame_ms / 1000 / speed,
+        audio_end=len(audio.pcm),
+        keep_bytes=int(keep_audio_s * audio.sample_rate) * 2,
+        on_message=on_message,
+    )
     query = {"sample_rate": str(audio.sample_rate), **(params or {})}
-    run = StreamRun()
+    urls = [url, *fallback_urls]
+    ws = await _connect(stream_url(url, query), url)
     try:
-        ws = await connect(stream_url(url, query), max_size=2**22, open_timeout=10)
-    except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-        raise ClientError(f"cannot connect to {url}: {exc}") from exc
-    async with ws:
-        receiver = asyncio.create_task(_receive(ws, run, on_message))
-        frame_bytes = audio.sample_rate * frame_ms // 1000 * 2
-        silence = bytes(frame_bytes)
-        tail_frames = int(tail_silence_s * 1000 / frame_ms)
-        chunks = [audio.pcm[i : i + frame_bytes] for i in range(0, len(audio.pcm), frame_bytes)]
-        run.started_at = time.time()
-        clock = time.monotonic()
-        try:
-            for number, chunk in enumerate(chunks + [silence] * tail_frames):
-                if receiver.done():
+        streaming_s = len(streamer.pcm) / frame_bytes * frame_ms / 1000 / speed
+        async with asyncio.timeout(streaming_s + finish_timeout_s + resume_for_s):
+            while True:
+                await streamer.attend(ws)
+                code = streamer.run.close_code
+                if code not in RESUMABLE_CLOSES or streamer.resume_token is None:
                     break
-                delay = clock + number * frame_ms / 1000 / speed - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                await ws.send(chunk)
-                if number == len(chunks) - 1:
-                    run.audio_end_sent_at = time.time()
+                ws = await _reconnect(urls, query, streamer, resume_for_s)
+    except TimeoutError:
+        raise ClientError(f"no end of session from {url} within {finish_timeout_s} s") from None
+    return streamer.run
+
+
+async def _connect(address: str, shown: str) -> Any:
+    try:
+        return await connect(address, max_size=2**22, open_timeout=10)
+    except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+        raise ClientError(f"cannot connect to {shown}: {exc}") from exc
+
+
+async def _reconnect(
+    urls: Sequence[str], query: Mapping[str, str], streamer: _ResumingStreamer, for_s: float
+) -> Any:
+    """A connection that resumes the session, trying each address in turn with backoff."""
+    deadline = time.monotonic() + for_s
+    delay = 0.1
+    attempt = 0
+    while True:
+        url = urls[(attempt + 1) % len(urls)]  # the next node first: the last one failed
+        attempt += 1
+        resume = {**query, "resume": str(streamer.resume_token), "last_seq": str(streamer.last_seq)}
+        try:
+            ws = await _connect(stream_url(url, resume), url)
+        except ClientError:
+            if time.monotonic() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)
+            continue
+        streamer.run.resumes += 1
+        return ws
+
+
+class _ResumingStreamer:
+    """Sends audio at its pace and gathers messages across the connections of one session."""
+
+    def __init__(
+        self,
+        pcm: bytes,
+        sample_rate: int,
+        *,
+        frame_bytes: int,
+        seconds_per_frame: float,
+        audio_end: int,
+        keep_bytes: int,
+        on_message: Callable[[Received], None] | None,
+    ) -> None:
+        self.pcm = pcm
+        self.sample_rate = sample_rate
+        self.run = StreamRun()
+        self.resume_token: str | None = None
+        self.last_seq = 0
+        self._frame_bytes = frame_bytes
+        self._seconds_per_frame = seconds_per_frame
+        self._audio_end = audio_end
+        self._keep_bytes = keep_bytes
+        self._on_message = on_message
+        self._sent = 0
+        """Bytes of ``pcm`` sent (the next to send)."""
+        self._close_sent = False
+        self._clock = 0.0
+
+    async def attend(self, ws: Any) -> None:
+        """One connection: until it ends, cleanly or not."""
+        begun = asyncio.Event()
+        receiver = asyncio.create_task(self._receive(ws, begun))
+        try:
+            async with asyncio.timeout(30):
+                await begun.wait()
+        except TimeoutError:
             if not receiver.done():
-                await ws.send(json.dumps({"type": "close"}))
+                raise ClientError("no session.begin from the server") from None
+        if not receiver.done():
+            with contextlib.suppress(ConnectionClosed):
+                await self._send(ws, receiver)
+        await receiver
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
+            await asyncio.wait_for(ws.close(), 5)
+
+    async def _send(self, ws: Any, receiver: asyncio.Task[None]) -> None:
+        if not self._clock:
+            self.run.started_at = time.time()
+            self._clock = time.monotonic()
+        while self._sent < len(self.pcm) and not receiver.done():
+            number = self._sent // self._frame_bytes
+            delay = self._clock + number * self._seconds_per_frame - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            chunk = self.pcm[self._sent : self._sent + self._frame_bytes]
+            await ws.send(chunk)
+            self._sent += len(chunk)
+            if self._sent >= self._audio_end and not self.run.audio_end_sent_at:
+                self.run.audio_end_sent_at = time.time()
+        if not receiver.done():
+            await ws.send(json.dumps({"type": "close"}))
+            self._close_sent = True
+
+    async def _receive(self, ws: Any, begun: asyncio.Event) -> None:
+        try:
+            async for text in ws:
+                message = json.loads(text)
+                if message.get("type") == "session.begin":
+                    self._begin(message)
+                    begun.set()
+                    if message.get("resumed"):
+                        continue  # the session goes on: not a new beginning
+                elif int(message.get("seq", 0)) <= self.last_seq:
+                    continue  # already held
+                self.last_seq = max(self.last_seq, int(message.get("seq", 0)))
+                received = Received(time.time(), message)
+                self.run.received.append(received)
+                if self._on_message is not None:
+                    self._on_message(received)
         except ConnectionClosed:
             pass
-        try:
-            await asyncio.wait_for(receiver, finish_timeout_s)
-        except TimeoutError:
-            raise ClientError(f"no end of session from {url} within {finish_timeout_s} s") from None
-    return run
+        finally:
+            begun.set()
+        self.run.close_code = ws.close_code
+        self.run.close_reason = ws.close_reason or ""
 
-
-async def _receive(ws: Any, run: StreamRun, on_message: Callable[[Received], None] | None) -> None:
-    try:
-        async for text in ws:
-            received = Received(time.time(), json.loads(text))
-            run.received.append(received)
-            if on_message is not None:
-                on_message(received)
-    except ConnectionClosed:
-        pass
-    run.close_code = ws.close_code
-    run.close_reason = ws.close_reason or ""
+    def _begin(self, message: Mapping[str, Any]) -> None:
+        self.resume_token = message.get("resume_token") or self.resume_token
+        if not message.get("resumed"):
+            return
+        stored = int(message.get("samples_received", 0)) * 2
+        kept_from = max(0, self._sent - self._keep_bytes)
+        if stored < kept_from:
+            self.run.audio_lost_s += (kept_from - stored) / 2 / self.sample_rate
+            stored = kept_from
+        self.run.audio_resent_s += max(0, self._sent - stored) / 2 / self.sample_rate
+        self._sent = min(stored, self._sent)

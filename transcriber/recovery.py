@@ -16,6 +16,7 @@ from typing import Any, cast
 import redis
 
 from shared import keys
+from shared.redis_client import publish_result
 from shared.schema import TranscriptionJob, UtteranceFailed
 
 DEAD_LETTERS_KEPT = 10000
@@ -110,5 +111,5 @@ class JobRecovery:
         pipe.xdel(keys.FINAL_JOBS_STREAM, entry_id)
         if job is not None:
             failed = UtteranceFailed(job.session_id, job.utterance_index, reason)
-            pipe.publish(keys.session_channel(job.session_id), failed.encode())
+            publish_result(pipe, job.session_id, failed.encode())
         pipe.execute()

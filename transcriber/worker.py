@@ -15,7 +15,13 @@ from prometheus_client import CollectorRegistry
 from shared import keys
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.errors import SchemaError
-from shared.redis_client import StreamEntry, ensure_consumer, read_group, speculation_done
+from shared.redis_client import (
+    StreamEntry,
+    ensure_consumer,
+    publish_result,
+    read_group,
+    speculation_done,
+)
 from shared.resilience import REDIS_DOWN, Backoff, serve
 from shared.schema import (
     Commit,
@@ -311,7 +317,7 @@ class TranscriberWorker:
             )
         else:
             commit = Commit(job.utterance_index, 0, job.endpoint_at, job.enqueued_at)
-            self._redis.publish(channel, FinalTranscript(result, commit).encode())
+            publish_result(self._redis, job.session_id, FinalTranscript(result, commit).encode())
         self.jobs_done += 1
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import redis
 
 from shared import keys
+from shared.redis_client import publish_result
 from shared.schema import TranslationDone, TranslationJob
 from translator import logger
 from translator.backends import TranslationError, Translator
@@ -51,7 +52,7 @@ class TranslationService:
             return
         data = done.encode()
         pipe = self.redis.pipeline(transaction=False)
-        pipe.publish(keys.session_channel(job.session_id), data)
+        publish_result(pipe, job.session_id, data)
         if job.room is not None:
             pipe.publish(keys.room_channel(job.room), data)
         pipe.hincrby(STATS_KEY, f"error:{done.error_code}" if done.error_code else "ok", 1)

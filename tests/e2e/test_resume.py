@@ -1,0 +1,218 @@
+"""Resuming (PROTOCOL.md): the ingest node holding clients is killed with kill -9 while they
+stream; each resumes on a second node and gets every final once, with no audio lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import redis
+from websockets.asyncio.client import connect
+
+from shared import keys
+from streamscribe.client import StreamRun, read_audio, stream_audio
+from streamscribe.redis_server import free_port
+from tests.conftest import DATA, RunningPipeline
+
+pytestmark = pytest.mark.e2e
+
+FILES = [
+    "jfk-inaugural-1961.wav",
+    "ls-test-clean-1089-134686-0000.wav",
+    "ls-test-other-3080-5032-0002.wav",
+    "vad-pause-3s-1988-24833-0000-0002.wav",
+]
+
+
+@dataclass(frozen=True)
+class IngestNode:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+def start_ingest(redis_url: str, **env: str) -> IngestNode:
+    """A standalone ingest node (``streamscribe ingest``) on the pipeline's Redis."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamscribe", "ingest"],
+        env={
+            **os.environ,
+            "STREAMSCRIBE_REDIS_URL": redis_url,
+            "STREAMSCRIBE_PORT": str(port),
+            "STREAMSCRIBE_MAX_AUDIO_RATE": "8",
+            "STREAMSCRIBE_LOG_LEVEL": "WARNING",
+            **env,
+        },
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return IngestNode(f"ws://127.0.0.1:{port}/v1/stream", process)
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("ingest node did not become ready")
+
+
+@pytest.fixture
+def two_nodes(pipeline: RunningPipeline) -> Iterator[tuple[IngestNode, IngestNode]]:
+    nodes = (start_ingest(pipeline.redis_url), start_ingest(pipeline.redis_url))
+    yield nodes
+    for node in nodes:
+        if node.process.poll() is None:
+            node.process.send_signal(signal.SIGTERM)
+            node.process.wait(timeout=30)
+
+
+def finals(run: StreamRun) -> list[tuple[str, str]]:
+    return [(str(f.message["utterance_id"]), str(f.message["text"])) for f in run.finals]
+
+
+def stream_all(first: str, fallback: str, kill: subprocess.Popen[bytes] | None) -> list[StreamRun]:
+    async def main() -> list[StreamRun]:
+        runs = asyncio.gather(
+            *(
+                stream_audio(
+                    first,
+                    read_audio(DATA / name),
+                    speed=1.0,
+                    tail_silence_s=1.0,
+                    fallback_urls=[fallback],
+                )
+                for name in FILES
+            )
+        )
+        if kill is not None:
+            await asyncio.sleep(4.0)  # mid-utterance for every recording
+            kill.send_signal(signal.SIGKILL)
+        return await runs
+
+    return asyncio.run(main())
+
+
+def test_kill_9_the_ingest_node_clients_resume_on_another_losing_and_doubling_nothing(
+    two_nodes: tuple[IngestNode, IngestNode],
+) -> None:
+    node_a, node_b = two_nodes
+    baseline = stream_all(node_b.url, node_a.url, kill=None)
+    assert all(run.close_code == 1000 and run.resumes == 0 for run in baseline)
+
+    faulted = stream_all(node_a.url, node_b.url, kill=node_a.process)
+
+    assert node_a.process.wait(timeout=10) == -signal.SIGKILL
+    expected = sum(len(finals(run)) for run in baseline)
+    received = [final for run in faulted for final in finals(run)]
+    ids = [uid for uid, _ in received]
+    resent = sum(run.audio_resent_s for run in faulted)
+    print(
+        f"fault kill-9 ingest node: {len(FILES)} sessions, finals expected {expected}, "
+        f"received {len(received)}, duplicated {len(ids) - len(set(ids))}, "
+        f"audio resent {resent:.2f} s, lost {sum(r.audio_lost_s for r in faulted):.2f} s"
+    )
+    assert len(received) == expected  # 0 lost
+    assert len(set(ids)) == len(ids)  # 0 duplicated
+    for before, after in zip(baseline, faulted, strict=True):
+        assert after.resumes == 1 and after.audio_lost_s == 0
+        assert after.close_code == 1000 and not after.errors
+        assert [text for _, text in finals(after)] == [text for _, text in finals(before)]
+        seqs = [int(r.message["seq"]) for r in after.received]
+        assert seqs == sorted(set(seqs))  # every message once, in order
+        assert after.received[-1].message["type"] == "session.end"
+
+
+async def _open(url: str) -> tuple[dict[str, object], int]:
+    """Opens a session, sends a second of audio, and drops the connection without a close."""
+    async with connect(url + "?partials=false") as ws:
+        begin = json.loads(await ws.recv())
+        await ws.send(bytes(16000 * 2))
+        await asyncio.sleep(0.5)
+        ws.transport.abort()  # no close frame: as when the network goes
+    return begin, 1
+
+
+def test_a_session_nobody_resumes_is_closed_after_the_window_and_its_keys_expire(
+    pipeline: RunningPipeline,
+) -> None:
+    node = start_ingest(pipeline.redis_url, STREAMSCRIBE_RESUME_WINDOW_S="2")
+    try:
+        begin, _ = asyncio.run(_open(node.url))
+        session_id = str(begin["session_id"])
+        client = redis.Redis.from_url(pipeline.redis_url)
+        assert client.exists(keys.attachment(session_id))
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and client.exists(
+            keys.attachment(session_id), keys.outbox(session_id), keys.resumable_session(session_id)
+        ):
+            time.sleep(0.2)
+        assert not client.exists(keys.outbox(session_id), keys.resumable_session(session_id))
+        assert not client.exists(keys.audio_stream(session_id))  # the segmenter closed it
+        assert client.zscore(keys.LIVE_SESSIONS, session_id) is None
+        late = asyncio.run(_resume(node.url, str(begin["resume_token"]), 1))
+        assert late == (4400, "resume_failed")
+    finally:
+        node.process.send_signal(signal.SIGTERM)
+        node.process.wait(timeout=30)
+
+
+async def _resume(url: str, token: str, last_seq: int) -> tuple[int | None, str]:
+    async with connect(f"{url}?resume={token}&last_seq={last_seq}") as ws:
+        message = json.loads(await ws.recv())
+        await ws.wait_closed()
+        return ws.close_code, str(message.get("code") or message["type"])
+
+
+def test_resume_refuses_a_wrong_token_and_a_last_seq_from_the_future(
+    pipeline: RunningPipeline,
+) -> None:
+    async def scenario() -> list[tuple[int | None, str]]:
+        async with connect(pipeline.url + "?partials=false") as ws:
+            begin = json.loads(await ws.recv())
+            token = str(begin["resume_token"])
+            session_id = str(begin["session_id"])
+            forged = session_id + "." + "A" * 32
+            outcomes = [
+                await _resume(pipeline.url, forged, 0),
+                await _resume(pipeline.url, "not-a-token", 0),
+                await _resume(pipeline.url, token, 999),
+            ]
+            await ws.send(json.dumps({"type": "keepalive"}))  # the real client is untouched
+            await ws.send(json.dumps({"type": "close"}))
+            async for text in ws:
+                if json.loads(text)["type"] == "session.end":
+                    outcomes.append((1000, "session.end"))
+            return outcomes
+
+    outcomes = asyncio.run(scenario())
+    assert outcomes[:2] == [(4400, "resume_failed"), (4400, "resume_failed")]
+    assert outcomes[2] == (4400, "invalid_parameter")
+    assert outcomes[3] == (1000, "session.end")
+
+
+def test_resuming_an_ended_session_replays_what_was_missed_and_closes(
+    pipeline: RunningPipeline,
+) -> None:
+    async def scenario() -> tuple[list[dict[str, object]], list[dict[str, object]], int | None]:
+        audio = read_audio(DATA / "ls-test-clean-1089-134686-0000.wav")
+        run = await stream_audio(pipeline.url, audio, speed=4.0, params={"partials": "false"})
+        first = [dict(r.message) for r in run.received]
+        token = str(first[0]["resume_token"])
+        async with connect(f"{pipeline.url}?resume={token}&last_seq=1") as again:
+            replayed = [json.loads(text) async for text in again]
+            return first, replayed, again.close_code
+
+    first, replayed, code = asyncio.run(scenario())
+    assert code == 1000
+    assert replayed[0]["type"] == "session.begin" and replayed[0]["resumed"] is True
+    assert replayed[1:] == first[1:]  # the same messages, the same numbers
+    assert [m["type"] for m in first[1:]][-1] == "session.end"
