@@ -84,10 +84,23 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
         if getattr(args, name):
             params[name] = getattr(args, name)
     run = asyncio.run(
-        stream_audio(args.url, audio, speed=args.speed, params=params, on_message=show)
+        stream_audio(
+            args.url,
+            audio,
+            speed=args.speed,
+            params=params,
+            on_message=show,
+            fallback_urls=args.fallback_url,
+        )
     )
     if not args.json:
         print(run.transcript, flush=True)
+    if run.resumes:
+        print(
+            f"the connection dropped and the session resumed {run.resumes} time(s); "
+            f"{run.audio_resent_s:.2f} s of audio sent again, {run.audio_lost_s:.2f} s lost",
+            file=sys.stderr,
+        )
     if run.close_code != 1000:
         print(f"session closed with {run.close_code} {run.close_reason}", file=sys.stderr)
         return 4
@@ -222,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     stream = sub.add_parser("stream", help="stream an audio file to a server")
     stream.add_argument("file")
     stream.add_argument("--url", default=DEFAULT_URL)
+    stream.add_argument(
+        "--fallback-url",
+        action="append",
+        default=[],
+        help="another ingest node to resume on when the connection drops (repeat)",
+    )
     stream.add_argument("--speed", type=float, default=1.0, help="times real time")
     stream.add_argument("--language", default=None)
     stream.add_argument("--room", default=None, help="join this room")

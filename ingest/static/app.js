@@ -18,11 +18,15 @@ const CLOSE_MESSAGES = {
   4400: "The server refused a setting",
 };
 const FINAL_CODES = new Set([1000, 1003, 1007, 1009, 4001, 4003, 4400]);
+const KEEP_AUDIO_S = 120; // audio kept for resending after a dropped connection
 
 // Exposed for tests and debugging: what the page has shown and when.
 const state = {
   ws: null, sessionId: null, joined: false, leaving: false, reconnectDelay: 500, reconnectTimer: null,
   mic: null, fileStreaming: false, finals: [], shown: [], audioStartedAt: null,
+  // Resuming: the session's token, the highest seq held, and the audio sent lately.
+  resumeToken: null, lastSeq: 0, samplesSent: 0, kept: [], resumes: 0, lastErrorCode: null,
+  finalMessages: 0, // final transcript messages taken in (a duplicate would count twice)
 };
 window.streamscribe = state;
 
@@ -47,6 +51,10 @@ function streamUrl() {
   if ($("listen").checked) params.set("listen", "true");
   const token = new URLSearchParams(location.search).get("token");
   if (token) params.set("token", token); // a link with ?token=... from `streamscribe token`
+  if (state.resumeToken) {
+    params.set("resume", state.resumeToken);
+    params.set("last_seq", String(state.lastSeq));
+  }
   const translate = $("translate").value.replace(/\s+/g, "");
   if (translate && !$("listen").checked) params.set("translate", translate);
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -70,15 +78,29 @@ function connect() {
 }
 
 function onMessage(message) {
+  if (message.type !== "session.begin") {
+    if (message.seq <= state.lastSeq) return; // replayed after a resume, already shown
+    state.lastSeq = message.seq;
+  }
   switch (message.type) {
     case "session.begin":
-      state.sessionId = message.session_id;
-      state.audioStartedAt = null; // a new session counts audio time from zero
+      if (message.resumed) {
+        state.resumes += 1;
+        resendFrom(message.samples_received);
+      } else {
+        state.sessionId = message.session_id;
+        state.resumeToken = message.resume_token;
+        state.lastSeq = message.seq;
+        state.samplesSent = 0;
+        state.kept = [];
+        state.audioStartedAt = null; // a new session counts audio time from zero
+      }
       setState("connected", `Connected to room ${message.room}`);
       showMessage("");
       setJoined(true);
       break;
     case "transcript":
+      if (message.is_final) state.finalMessages += 1;
       showTranscript(message);
       break;
     case "translation":
@@ -91,6 +113,7 @@ function onMessage(message) {
     case "room.leave":
       break; // the participant list that follows says it
     case "error":
+      state.lastErrorCode = message.code;
       showMessage(message.code === "invalid_parameter"
         ? `${CLOSE_MESSAGES[4400]}: ${message.message}`
         : `${message.message} (${message.code})`);
@@ -103,14 +126,24 @@ function onMessage(message) {
 function onClose(ws, event) {
   if (ws !== state.ws) return;
   state.ws = null;
-  stopMic();
+  const resumeFailed = state.lastErrorCode === "resume_failed";
+  state.lastErrorCode = null;
   if (state.leaving || event.code === 1000) {
+    stopMic();
+    forgetSession();
     setState("disconnected", "Not connected");
     setJoined(false);
     state.leaving = false;
     return;
   }
+  if (resumeFailed) {
+    forgetSession(); // the session is gone: start a new one at once
+    state.reconnectTimer = setTimeout(connect, 0);
+    return;
+  }
   if (FINAL_CODES.has(event.code)) {
+    stopMic();
+    forgetSession();
     setState("error", "Disconnected");
     if (!$("message").textContent) showMessage(CLOSE_MESSAGES[event.code] || `Closed (${event.code}).`);
     setJoined(false);
@@ -122,6 +155,13 @@ function onClose(ws, event) {
   showMessage(`${reason} Reconnecting in ${Math.round(delay / 100) / 10} s…`);
   setState("reconnecting", "Reconnecting…");
   state.reconnectTimer = setTimeout(connect, delay);
+}
+
+function forgetSession() {
+  state.resumeToken = null;
+  state.lastSeq = 0;
+  state.kept = [];
+  state.samplesSent = 0;
 }
 
 function setJoined(joined) {
@@ -225,8 +265,22 @@ function download(format) {
 
 // ---- microphone ------------------------------------------------------------------------
 
+// Audio is kept (the last KEEP_AUDIO_S) so that what the server did not store before a drop
+// is sent again when the session resumes; audio captured while reconnecting waits there too.
 function send(buffer) {
+  state.kept.push({ start: state.samplesSent, pcm: new Int16Array(buffer) });
+  state.samplesSent += buffer.byteLength / 2;
+  while (state.kept.length && state.kept[0].start < state.samplesSent - KEEP_AUDIO_S * TARGET_RATE) {
+    state.kept.shift();
+  }
   if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(buffer);
+}
+
+function resendFrom(samplesReceived) {
+  for (const { start, pcm } of state.kept) {
+    const skip = Math.max(0, samplesReceived - start);
+    if (skip < pcm.length) state.ws.send(pcm.subarray(skip).slice().buffer);
+  }
 }
 
 async function startMic() {
@@ -302,7 +356,7 @@ async function streamFile(file) {
   const frame = (TARGET_RATE * FRAME_MS) / 1000;
   const started = performance.now();
   if (state.audioStartedAt === null) state.audioStartedAt = Date.now();
-  for (let i = 0, n = 0; i < samples.length && state.ws; i += frame, n++) {
+  for (let i = 0, n = 0; i < samples.length && (state.ws || state.reconnectTimer); i += frame, n++) {
     const wait = started + n * FRAME_MS - performance.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     const chunk = samples.subarray(i, i + frame);

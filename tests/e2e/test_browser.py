@@ -331,6 +331,48 @@ def test_page_reconnects_when_the_server_comes_back(playwright: Playwright, tmp_
         stop_up(server)
 
 
+def test_page_resumes_its_session_when_the_ingest_node_is_killed(
+    playwright: Playwright, tmp_path: Path
+) -> None:
+    """kill -9 of the ingest process mid-file: ``up`` restarts it, the page resumes the same
+    session on it, and every final arrives once, the audio sent around the drop included."""
+    import psutil
+
+    from streamscribe.redis_server import free_port
+    from tests.conftest import start_up, stop_up
+
+    port = free_port()
+    server = start_up(port, transcribers=1)
+    browser = launch(playwright, tmp_path, None)
+    jfk = BY_ID["jfk-inaugural-1961"]
+    try:
+        page = join(browser, f"http://127.0.0.1:{port}/", "resume-demo", "Gus")
+        session_id = page.evaluate("window.streamscribe.sessionId")
+        (ingest,) = [c for c in psutil.Process(server.pid).children() if "ingest" in c.cmdline()]
+        page.set_input_files("#file", str(jfk.audio))
+        page.wait_for_timeout(5000)  # mid-sentence
+        ingest.kill()
+        page.wait_for_selector("#state[data-state=reconnecting]", timeout=15000)
+        page.wait_for_function(
+            "window.streamscribe.resumes === 1 && !window.streamscribe.fileStreaming",
+            timeout=60000,
+        )
+        page.wait_for_function(
+            "window.streamscribe.finals.length > 0 && window.streamscribe.finals.at(-1).end > 10.0",
+            timeout=60000,
+        )
+        page.wait_for_timeout(1500)
+        finals = page.evaluate("window.streamscribe.finals")
+        assert page.evaluate("window.streamscribe.sessionId") == session_id
+        assert page.evaluate("window.streamscribe.finalMessages") == len(finals)
+        ids = [f["utterance_id"] for f in finals]
+        assert len(ids) == len(set(ids))
+        assert corpus_wer([jfk.text], [text_of(finals, "Gus")]) < 0.2
+    finally:
+        browser.close()
+        stop_up(server)
+
+
 def test_listener_joins_without_a_microphone(
     pipeline: RunningPipeline, playwright: Playwright, tmp_path: Path
 ) -> None:

@@ -54,3 +54,13 @@ def test_partials_newer_only_and_never_after_their_final() -> None:
     order.accept(final(0))
     assert order.accept(PartialTranscript(result(0, seq=3))) == []
     assert order.accept(PartialTranscript(result(1, "", seq=1))) == []  # empty text
+
+
+def test_a_resumed_order_goes_on_where_the_last_connection_left_off() -> None:
+    order = DeliveryOrder(next_index=2, finals_delivered=2)
+    replayed_log = [final(0), final(1), final(3), final(2)]
+    released = [item for event in replayed_log for item in order.accept(event)]
+    assert released == [final(2), final(3)]
+    assert order.finals_delivered == 4
+    stale_partial = PartialTranscript(result(1, "old", seq=5))
+    assert order.accept(stale_partial) == []

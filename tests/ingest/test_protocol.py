@@ -57,6 +57,10 @@ def test_valid_parameters() -> None:
         ({"translate": "cy,fr,de,es,it,nl"}, "translate"),
         ({"room": "1", "listen": "true", "translate": "cy"}, "translate"),
         ({"resume": "abc"}, "resume"),
+        ({"last_seq": "3"}, "last_seq"),
+        ({"resume": "s1.abc", "last_seq": "-1"}, "last_seq"),
+        ({"resume": "s1.abc", "last_seq": "x"}, "last_seq"),
+        ({"resume": "s1.abc", "last_seq": "9" * 13}, "last_seq"),
     ],
 )
 def test_bad_parameters_name_the_parameter(query: dict[str, str], named: str) -> None:
@@ -119,3 +123,20 @@ def test_messages_carry_type_session_and_increasing_seq() -> None:
     assert begin["type"] == "session.begin" and begin["protocol"] == 1
     assert final["utterance_id"] == "s9-4" and final["is_final"] is True
     assert final["words"] == [{"word": "hi", "start": 1.0, "end": 1.5, "probability": 0.9}]
+
+
+def test_resume_and_last_seq_are_read_together() -> None:
+    p = params(resume="s1.secret", last_seq="17")
+    assert (p.resume, p.last_seq) == ("s1.secret", 17)
+    assert "secret" not in repr(p)  # never logged
+
+
+def test_a_resumed_greeting_keeps_the_clients_seq_and_numbers_go_on_from_the_servers() -> None:
+    builder = MessageBuilder("s1", last_seq=9)
+    greeting = json.loads(
+        builder.session_resumed(params(), "tiny.en", "s1.t", client_seq=7, samples=320)
+    )
+    assert greeting["seq"] == 7 and greeting["resumed"] is True
+    assert (greeting["samples_received"], greeting["last_seq"]) == (320, 9)
+    assert greeting["resume_token"] == "s1.t"
+    assert json.loads(builder.error("x", "y"))["seq"] == 10
