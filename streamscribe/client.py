@@ -267,8 +267,8 @@ class _ResumingStreamer:
                     begun.set()
                     if message.get("resumed"):
                         continue  # the session goes on: not a new beginning
-                elif int(message.get("seq", 0)) <= self.last_seq:
-                    continue  # already held
+                elif message.get("type") != "error" and int(message.get("seq", 0)) <= self.last_seq:
+                    continue  # already held (a refused resume's error has its own numbering)
                 self.last_seq = max(self.last_seq, int(message.get("seq", 0)))
                 received = Received(time.time(), message)
                 self.run.received.append(received)

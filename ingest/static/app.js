@@ -78,10 +78,10 @@ function connect() {
 }
 
 function onMessage(message) {
-  if (message.type !== "session.begin") {
-    if (message.seq <= state.lastSeq) return; // replayed after a resume, already shown
-    state.lastSeq = message.seq;
-  }
+  // Replayed after a resume and already shown: skipped. A refusal of the resume comes on a
+  // connection of its own with its own numbering, so errors are always taken.
+  if (message.type !== "session.begin" && message.type !== "error" && message.seq <= state.lastSeq) return;
+  if (message.type !== "session.begin") state.lastSeq = Math.max(state.lastSeq, message.seq);
   switch (message.type) {
     case "session.begin":
       if (message.resumed) {
