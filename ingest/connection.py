@@ -31,7 +31,7 @@ from ingest.protocol import (
 )
 from ingest.redis_io import RedisWriter
 from ingest.rooms import RoomMembership
-from ingest.session_link import OutboxEntry, ResumePoint, SessionLink
+from ingest.session_link import Hold, OutboxEntry, ResumePoint, SessionLink
 from ingest.translations import CharacterBudget, TranslationQueue
 from shared.audio import PIPELINE_SAMPLE_RATE, PcmConverter
 from shared.errors import ProtocolError
@@ -55,6 +55,7 @@ from shared.settings import IngestOptions
 
 LOST_REDIS = "the server lost its connection to Redis; this session's state may be gone"
 SUPERSEDED = "the session was resumed on another connection"
+STATE_GONE = "this session's state is gone from Redis (lost, or not renewed in time)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,8 +331,8 @@ class ClientConnection:
                 while not self._outgoing.empty() and not isinstance(batch[-1], _Close):
                     batch.append(self._outgoing.get_nowait())
                 logged = [item for item in batch if isinstance(item, OutboxEntry)]
-                if logged and not await self.link.append(logged):
-                    await self.ws.close(CLOSE_NORMAL, SUPERSEDED)
+                if logged and await self.link.append(logged) is not Hold.HELD:
+                    await self._close_unheld()
                     return
                 for item in batch:
                     if isinstance(item, _Close):
@@ -347,6 +348,16 @@ class ClientConnection:
             with contextlib.suppress(ConnectionClosed):
                 await self.ws.send(self.messages.error("unavailable", LOST_REDIS))
                 await self.ws.close(CLOSE_INTERNAL, "redis unavailable")
+
+    async def _close_unheld(self) -> None:
+        """Closes a connection that no longer holds its session, writing nothing more."""
+        if self.link.hold is Hold.SUPERSEDED:
+            await self.ws.close(CLOSE_NORMAL, SUPERSEDED)
+            return
+        logger.error("session %s: its state is gone from Redis", self.session_id)
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.send(self.messages.error("unavailable", STATE_GONE))
+            await self.ws.close(CLOSE_INTERNAL, "session state lost")
 
     async def confirm_loop(self) -> None:
         """Pings the client now and then; its pong confirms every message sent before the
@@ -365,10 +376,12 @@ class ClientConnection:
     def send_unlogged(self, text: str) -> None:
         self._enqueue(_Unlogged(text))
 
-    def superseded(self) -> None:
-        """Another connection holds the session now: this one writes nothing more."""
-        self.link.superseded = True
-        self._abort(CLOSE_NORMAL, SUPERSEDED)
+    def hold_lost(self, hold: Hold) -> None:
+        """Another connection holds the session now, or its state is gone: this one writes
+        nothing more and closes."""
+        if self.link.held:
+            self.link.hold = hold
+            self._spawn(self._close_unheld())
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -412,7 +425,7 @@ class ClientConnection:
             # Dropped: the session waits for its client to resume, unless resuming is off.
             self.detached = self._options.resume_window_s > 0
         finally:
-            ours = not self.link.superseded and not self.detached
+            ours = self.link.held and not self.detached
             if ours and not self.stream_closed and not self.params.listen:
                 await self._close_stream("disconnect")
 

@@ -11,6 +11,7 @@ import redis.asyncio
 import redis.exceptions
 
 from ingest import logger
+from ingest.session_link import HOLDER_CHECK, Hold
 from shared import keys
 from shared.errors import SchemaError
 from shared.resilience import REDIS_DOWN
@@ -28,11 +29,10 @@ AUDIO_STREAM_MAX_ENTRIES = 30000
 
 # KEYS: attachment, audio stream, resumable record. ARGV: the writer's nonce, maxlen, client
 # samples stored after this entry ('' when unchanged), then the entry's fields.
-# 1: written; 0: another connection holds the session now; -1: the stream is gone.
-_APPEND_AUDIO = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 0
-end
+# 1: written; -1: the stream is gone (the session closed); else a Hold.
+_APPEND_AUDIO = (
+    HOLDER_CHECK
+    + """
 if redis.call('EXISTS', KEYS[2]) == 0 then
   return -1
 end
@@ -42,6 +42,7 @@ if ARGV[3] ~= '' then
 end
 return 1
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +75,12 @@ class RedisWriter:
         *,
         max_queued: int = 10000,
         on_lost: Callable[[], None] = lambda: None,
-        on_superseded: Callable[[str], None] = lambda holder: None,
+        on_hold_lost: Callable[[str, Hold], None] = lambda holder, hold: None,
     ) -> None:
         self._redis = client
         self._queue: asyncio.Queue[_Append | _Publish] = asyncio.Queue(max_queued)
         self._on_lost = on_lost
-        self._on_superseded = on_superseded
+        self._on_hold_lost = on_hold_lost
 
     async def open_session(self, opened: SessionOpened) -> None:
         pipe = self._redis.pipeline(transaction=False)
@@ -159,13 +160,13 @@ class RedisWriter:
                     *fields,
                 )
         answers = await pipe.execute()
-        superseded = {
-            item.holder
+        lost = {
+            item.holder: Hold(answer)
             for item, answer in zip(merged, answers, strict=True)
-            if isinstance(item, _Append) and answer == 0
+            if isinstance(item, _Append) and answer in (Hold.GONE, Hold.SUPERSEDED)
         }
-        for holder in superseded:
-            self._on_superseded(holder)
+        for holder, hold in lost.items():
+            self._on_hold_lost(holder, hold)
 
 
 EventHandler = Callable[[PipelineEvent], None]

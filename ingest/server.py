@@ -33,6 +33,7 @@ from ingest.protocol import (
 from ingest.redis_io import EventRelay, RedisWriter
 from ingest.rooms import RoomMembership
 from ingest.session_link import (
+    Hold,
     ResumePoint,
     SessionLink,
     results_log,
@@ -72,7 +73,7 @@ class IngestServer:
         self._redis_url = redis_url
         self._redis = connect_async(redis_url)
         self._writer = RedisWriter(
-            self._redis, on_lost=self._redis_lost, on_superseded=self._superseded
+            self._redis, on_lost=self._redis_lost, on_hold_lost=self._hold_lost
         )
         node = f"{socket.gethostname()}-{os.getpid()}"
         self._relay = EventRelay(self._redis, f"ss:ingest:{node}", on_lost=self._redis_lost)
@@ -369,16 +370,16 @@ class IngestServer:
                 logger.warning("could not renew session holds", exc_info=True)
                 continue
             for client, held in zip(clients, answers, strict=True):
-                if not held and not client.link.superseded:
-                    client.superseded()
+                if held != Hold.HELD:
+                    client.hold_lost(Hold(held))
 
-    def _superseded(self, holder: str) -> None:
+    def _hold_lost(self, holder: str, hold: Hold) -> None:
         client = self._clients.get(holder)
         if client is not None:
-            client.superseded()
+            client.hold_lost(hold)
 
     async def _forget(self, client: ClientConnection, channel: str) -> None:
-        ours = not client.link.superseded
+        ours = client.link.held
         try:
             if client.room is not None:
                 await client.room.leave(announce=ours)

@@ -16,6 +16,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
 import redis.asyncio
@@ -31,14 +32,37 @@ KEYS_OUTLIVE_WINDOW_S = 10
 """A session's keys outlive its attachment by this long, so the segmenter (which looks every
 two seconds) sees the attachment lapse while the record is still there."""
 
+HOLDER_CHECK = """
+local holder = redis.call('GET', KEYS[1])
+if not holder then
+  return -2
+end
+if holder ~= ARGV[1] then
+  return 0
+end
+"""
+"""Lua prelude of every write a connection makes for its session: KEYS[1] the attachment,
+ARGV[1] the writer's nonce; answers -2 (the session's state is gone) or 0 (another connection
+holds it) unless the writer still holds the session."""
+
+
+class Hold(IntEnum):
+    """A connection's hold on its session, as a fenced write answers it."""
+
+    GONE = -2
+    """The attachment is gone: Redis lost the data, or the window passed unrenewed."""
+    SUPERSEDED = 0
+    """Another connection took the session over."""
+    HELD = 1
+
+
 _TOKEN = re.compile(r"^(s[A-Za-z0-9]{1,64})\.([A-Za-z0-9_-]{16,128})$")
 
 # KEYS: attachment, outbox, translations sent. ARGV: nonce, ttl, maxlen, then
 # (seq, message, next index, finals delivered, translation mark) for each message.
-_APPEND_OUTBOX = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 0
-end
+_APPEND_OUTBOX = (
+    HOLDER_CHECK
+    + """
 for i = 4, #ARGV, 5 do
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], ARGV[i] .. '-0',
              'm', ARGV[i + 1], 'n', ARGV[i + 2], 'f', ARGV[i + 3])
@@ -50,18 +74,19 @@ end
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return 1
 """
+)
 
 # KEYS: attachment, then the session's other keys. ARGV: nonce, window, keys' ttl.
-_RENEW = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 0
-end
+_RENEW = (
+    HOLDER_CHECK
+    + """
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 for i = 2, #KEYS do
   redis.call('EXPIRE', KEYS[i], ARGV[3])
 end
 return 1
 """
+)
 
 # KEYS: attachment. ARGV: nonce, ttl. Takes the session over while the window is open.
 _ATTACH = """
@@ -118,7 +143,7 @@ class SessionLink:
         self.session_id = session_id
         self.nonce = secrets.token_hex(8)
         self.window_s = max(1, round(window_s))
-        self.superseded = False
+        self.hold = Hold.HELD
         self._record: ResumableSession | None = None
 
     @property
@@ -146,10 +171,14 @@ class SessionLink:
         await pipe.execute()
         return f"{self.session_id}.{secret}"
 
-    async def append(self, entries: Sequence[OutboxEntry]) -> bool:
-        """Writes messages to the outbox before they are sent; False once superseded."""
-        if self.superseded:
-            return False
+    @property
+    def held(self) -> bool:
+        return self.hold is Hold.HELD
+
+    async def append(self, entries: Sequence[OutboxEntry]) -> Hold:
+        """Writes messages to the outbox before they are sent, while the session is held."""
+        if not self.held:
+            return self.hold
         args: list[Any] = [self.nonce, self._keys_ttl, OUTBOX_MAX_ENTRIES]
         for e in entries:
             args += [e.seq, e.message, e.next_index, e.finals_delivered, e.mark]
@@ -162,11 +191,11 @@ class SessionLink:
             keys.translations_sent(sid),
             *args,
         )
-        self.superseded = not held
-        return bool(held)
+        self.hold = Hold(held)
+        return self.hold
 
     def renew(self, pipe: redis.asyncio.client.Pipeline) -> None:
-        """Queues the renewal of the hold; the pipeline's answer is 0 once superseded."""
+        """Queues the renewal of the hold; the pipeline's answer is a :class:`Hold`."""
         pipe.eval(
             _RENEW,
             1 + len(self._session_keys()),

@@ -25,8 +25,19 @@ def connect(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
 
 
+ASYNC_POOL_CONNECTIONS = 64
+"""Connections an asyncio client opens at most; more concurrent commands wait for one."""
+
+
 def connect_async(url: str) -> redis.asyncio.Redis:
-    return redis.asyncio.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url,
+        max_connections=ASYNC_POOL_CONNECTIONS,
+        timeout=10,
+        health_check_interval=30,
+        socket_keepalive=True,
+    )
+    return redis.asyncio.Redis.from_pool(pool)
 
 
 # The segmenter commits revision R of utterance U; the transcriber finishes speculation R.

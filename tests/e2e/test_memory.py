@@ -27,7 +27,9 @@ ARTIFACTS = Path(__file__).parents[2] / "artifacts"
 
 @pytest.fixture(scope="module")
 def busy() -> Iterator[RunningPipeline]:
-    running = start_up(free_port(), transcribers=1, env={"STREAMSCRIBE_MAX_AUDIO_RATE": "20"})
+    # a short resume window: what a resume needs expires 2 + 10 s after each session
+    env = {"STREAMSCRIBE_MAX_AUDIO_RATE": "20", "STREAMSCRIBE_RESUME_WINDOW_S": "2"}
+    running = start_up(free_port(), transcribers=1, env=env)
     yield running
     stop_up(running)
 
@@ -44,6 +46,14 @@ def measure(pipeline: RunningPipeline, client: redis.Redis) -> dict[str, Any]:
         "redis_keys": client.dbsize(),
         "rss_mib": rss,
     }
+
+
+def settle(client: redis.Redis, keys_at_most: int) -> None:
+    """Waits (up to a minute) for the sessions' resume keys to expire."""
+    deadline = time.monotonic() + 60
+    while client.dbsize() > keys_at_most and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # one heartbeat and the segmenter's last closes
 
 
 def test_a_thousand_sessions_leave_nothing_behind(busy: RunningPipeline) -> None:
@@ -64,12 +74,12 @@ def test_a_thousand_sessions_leave_nothing_behind(busy: RunningPipeline) -> None
     # the second thousand must then leave memory where the first one left it.
     cold = measure(busy, client)
     assert set(asyncio.run(waves(SESSIONS))) == {1000}
-    time.sleep(3)
+    settle(client, cold["redis_keys"] + 2)
     baseline = measure(busy, client)
     started = time.monotonic()
     codes = asyncio.run(waves(SESSIONS))
     elapsed = time.monotonic() - started
-    time.sleep(3)  # one heartbeat and the segmenter's last closes
+    settle(client, baseline["redis_keys"] + 2)
     after = measure(busy, client)
     report = {
         "cold": cold,
