@@ -114,7 +114,8 @@ class ClientConnection:
         """Samples at 16 kHz this connection put in the pipeline."""
         self._client_samples = point.samples_stored if point else 0
         """The client's samples (at its own rate) in the pipeline since the session began."""
-        self._sent_seq = self.messages.seq
+        self._sent_seq = params.last_seq
+        """The highest seq handed to the socket (a resumed client already holds its last_seq)."""
         self.stream_closed = False
         self.detached = False
         """The connection dropped and the session waits for a resume."""

@@ -146,6 +146,9 @@ class IngestServer:
             except REDIS_DOWN:
                 delay = min(8.0, delay * 2)
                 continue
+            # Idle connections opened before the loss are dead; none may serve a new session
+            # (the pub/sub connection in use reconnects by itself).
+            await self._redis.connection_pool.disconnect(inuse_connections=False)
             logger.info("Redis is back; accepting sessions")
             self._redis_ok = True
             return

@@ -216,3 +216,30 @@ def test_resuming_an_ended_session_replays_what_was_missed_and_closes(
     assert replayed[0]["type"] == "session.begin" and replayed[0]["resumed"] is True
     assert replayed[1:] == first[1:]  # the same messages, the same numbers
     assert [m["type"] for m in first[1:]][-1] == "session.end"
+
+
+def test_a_resume_while_the_old_connection_lingers_takes_the_session_from_it(
+    pipeline: RunningPipeline,
+) -> None:
+    """A half-open old connection (the client moved on, the server has not noticed) is
+    fenced off: it is closed, and only the new connection's session goes on."""
+
+    async def scenario() -> tuple[int | None, str, list[str]]:
+        audio = read_audio(DATA / "ls-test-clean-1089-134691-0000.wav")
+        async with connect(pipeline.url + "?partials=false") as old:
+            begin = json.loads(await old.recv())
+            await old.send(audio.pcm[:32000])
+            await asyncio.sleep(0.5)
+            token = begin["resume_token"]
+            async with connect(f"{pipeline.url}?resume={token}&last_seq=1") as new:
+                greeting = json.loads(await new.recv())
+                assert greeting["resumed"] is True
+                await old.wait_closed()  # the server closes the old one within a renewal
+                await new.send(audio.pcm[greeting["samples_received"] * 2 :])
+                await new.send(json.dumps({"type": "close"}))
+                kinds = [json.loads(text)["type"] async for text in new]
+            return old.close_code, old.close_reason, kinds
+
+    code, reason, kinds = asyncio.run(scenario())
+    assert (code, reason) == (1000, "the session was resumed on another connection")
+    assert kinds[-1] == "session.end" and "transcript" in kinds
