@@ -95,6 +95,10 @@ def stream_all(first: str, fallback: str, kill: subprocess.Popen[bytes] | None) 
         )
         if kill is not None:
             await asyncio.sleep(4.0)  # mid-utterance for every recording
+            # Frozen first: the audio clients send meanwhile reaches the node's socket buffers
+            # and dies with it, so it must be sent again after the resume.
+            kill.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(1.0)
             kill.send_signal(signal.SIGKILL)
         return await runs
 
@@ -120,6 +124,7 @@ def test_kill_9_the_ingest_node_clients_resume_on_another_losing_and_doubling_no
         f"received {len(received)}, duplicated {len(ids) - len(set(ids))}, "
         f"audio resent {resent:.2f} s, lost {sum(r.audio_lost_s for r in faulted):.2f} s"
     )
+    assert resent >= 0.5 * len(FILES)  # what the frozen node never stored was sent again
     assert len(received) == expected  # 0 lost
     assert len(set(ids)) == len(ids)  # 0 duplicated
     for before, after in zip(baseline, faulted, strict=True):
