@@ -126,14 +126,8 @@ class ClientConnection:
         self._translations = translations
         self._budget = CharacterBudget(options.translate_chars_per_minute, now=time.monotonic())
         self._told_unavailable = False
-        self._translations_seen: set[tuple[str, int, str]] = (
-            {
-                (session_id, int(index), language)
-                for index, _, language in (m.partition(":") for m in point.translations_sent)
-            }
-            if point
-            else set()
-        )
+        self._marks: set[str] = set(point.marks) if point else set()
+        """Messages outside the delivery order already sent once (see ``_mark``)."""
         self._metrics = metrics or IngestMetrics(CollectorRegistry())
         self._may_speak = may_speak
         self._opened_at = time.monotonic()
@@ -150,10 +144,10 @@ class ClientConnection:
             self._on_room_event(event)
             return
         if isinstance(event, TranslationDone):
-            key = (event.session_id, event.utterance_index, event.target_language)
-            if key not in self._translations_seen:  # the speaker's comes on two channels
-                self._translations_seen.add(key)
-                mark = f"{key[1]}:{key[2]}" if event.session_id == self.session_id else ""
+            # the speaker's own comes on two channels, and again from the log on a resume
+            mark = _mark("t", event.session_id, event.utterance_index, event.target_language)
+            if mark not in self._marks:
+                self._marks.add(mark)
                 self._enqueue(self.messages.translation(event), mark=mark)
             return
         try:
@@ -203,15 +197,23 @@ class ClientConnection:
         if event.speaker.session_id == self.session_id:
             return  # our own, already delivered in order
         if event.is_final:
-            self._enqueue(self.messages.final(event.result, event.speaker.name))
+            mark = _mark("r", event.speaker.session_id, event.result.utterance_index)
+            if mark not in self._marks:  # live, and again from the room's log on a resume
+                self._marks.add(mark)
+                self._enqueue(self.messages.final(event.result, event.speaker.name), mark=mark)
         elif self.params.partials:
             self._enqueue(self.messages.partial(event.result, event.speaker.name))
 
-    async def join_room(self, membership: RoomMembership) -> None:
+    async def join_room(self, membership: RoomMembership, *, missed_since: float | None) -> None:
+        """``missed_since``: for a resumed session, when it began: the others' finals since
+        then that it has not had yet come from the room's log."""
         self.room = membership
         for participant in await membership.join(self.on_event):
             self._participants[participant.session_id] = participant
         self.send_participants()
+        if missed_since is not None:
+            for final in await membership.finals_since(missed_since):
+                self.on_event(final)
 
     def send_participants(self) -> None:
         assert self.room is not None
@@ -493,6 +495,12 @@ class ClientConnection:
         self._enqueue(self.messages.session_end(duration, self._delivery.finals_delivered))
         await self._writer.forget_session(self.session_id, self._delivery.expected_utterances or 0)
         self._enqueue(_Close(CLOSE_NORMAL, "session ended"))
+
+
+def _mark(kind: str, *parts: str | int) -> str:
+    """The outbox mark of a message sent once outside the delivery order: ``t`` a
+    translation, ``r`` another participant's final."""
+    return ":".join((kind, *map(str, parts)))
 
 
 def _timing(final: FinalTranscript) -> dict[str, float]:

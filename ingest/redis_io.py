@@ -55,10 +55,17 @@ class _Append:
     """Client samples stored once this entry is; None for entries that carry no audio."""
 
 
+ROOM_LOG_KEPT = 1000
+"""Approximate cap of a room's log of finals."""
+ROOM_LOG_TTL_S = 24 * 3600
+
+
 @dataclass(frozen=True, slots=True)
 class _Publish:
     channel: str
     data: bytes
+    log: str | None = None
+    """A stream the message is also appended to (a room's log of finals)."""
 
 
 class RedisWriter:
@@ -106,9 +113,10 @@ class RedisWriter:
         holds the session; ``samples``: the client's samples stored once it is written."""
         await self._queue.put(_Append(session_id, entry, holder, samples))
 
-    def publish(self, channel: str, data: bytes) -> None:
-        """Queued behind everything appended before it; raises QueueFull when Redis lags."""
-        self._queue.put_nowait(_Publish(channel, data))
+    def publish(self, channel: str, data: bytes, *, log: str | None = None) -> None:
+        """Queued behind everything appended before it; raises QueueFull when Redis lags.
+        ``log``: a stream to append the message to as well (capped, expiring)."""
+        self._queue.put_nowait(_Publish(channel, data, log))
 
     async def run(self) -> None:
         while True:
@@ -142,10 +150,15 @@ class RedisWriter:
                 last_audio.pop(item.session_id, None)
             merged.append(item)
         pipe = self._redis.pipeline(transaction=False)
+        fenced: list[tuple[int, str]] = []  # (answer index, holder) of each fenced append
         for item in merged:
             if isinstance(item, _Publish):
+                if item.log is not None:
+                    pipe.xadd(item.log, {"e": item.data}, maxlen=ROOM_LOG_KEPT, approximate=True)
+                    pipe.expire(item.log, ROOM_LOG_TTL_S)
                 pipe.publish(item.channel, item.data)
             else:
+                fenced.append((len(pipe.command_stack), item.holder))
                 sid = item.session_id
                 fields = [part for pair in item.entry.encode().items() for part in pair]
                 pipe.eval(  # a stream lost with Redis's data is not made anew
@@ -161,9 +174,9 @@ class RedisWriter:
                 )
         answers = await pipe.execute()
         lost = {
-            item.holder: Hold(answer)
-            for item, answer in zip(merged, answers, strict=True)
-            if isinstance(item, _Append) and answer in (Hold.GONE, Hold.SUPERSEDED)
+            holder: Hold(answers[index])
+            for index, holder in fenced
+            if answers[index] in (Hold.GONE, Hold.SUPERSEDED)
         }
         for holder, hold in lost.items():
             self._on_hold_lost(holder, hold)

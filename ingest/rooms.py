@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio
 
 from ingest.redis_io import EventHandler, EventRelay, RedisWriter
 from shared import keys
 from shared.errors import SchemaError
-from shared.schema import Participant, RoomPresence, RoomTranscript, TranscriptResult
+from shared.schema import (
+    Participant,
+    RoomPresence,
+    RoomTranscript,
+    TranscriptResult,
+    decode_event,
+)
 
 MEMBERS_TTL_S = 24 * 3600
 
@@ -55,7 +63,24 @@ class RoomMembership:
         return sorted(participants, key=lambda p: (p.name, p.session_id))
 
     def share(self, is_final: bool, result: TranscriptResult) -> None:
-        self._writer.publish(self._channel, RoomTranscript(self.me, is_final, result).encode())
+        self._writer.publish(
+            self._channel,
+            RoomTranscript(self.me, is_final, result).encode(),
+            log=keys.room_log(self.room) if is_final else None,
+        )
+
+    async def finals_since(self, since: float) -> list[RoomTranscript]:
+        """The room's finals shared since ``since`` (epoch seconds) still in its log."""
+        entries: Any = await self._redis.xrange(keys.room_log(self.room), min=int(since * 1000))
+        finals = []
+        for _, fields in entries:
+            try:
+                event = decode_event(fields[b"e"])
+            except SchemaError:
+                continue  # written by an incompatible version
+            if isinstance(event, RoomTranscript):
+                finals.append(event)
+        return finals
 
     async def leave(self, *, announce: bool = True) -> None:
         """``announce``: False when the session lives on in another connection."""

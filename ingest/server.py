@@ -312,7 +312,9 @@ class IngestServer:
                     client.speaker,
                     subscriber=link.nonce,
                 )
-                await client.join_room(membership)
+                await client.join_room(
+                    membership, missed_since=point.record.opened_at if point else None
+                )
             if point is not None and point.ended:
                 client.end_replayed()
             else:

@@ -58,8 +58,8 @@ class Hold(IntEnum):
 
 _TOKEN = re.compile(r"^(s[A-Za-z0-9]{1,64})\.([A-Za-z0-9_-]{16,128})$")
 
-# KEYS: attachment, outbox, translations sent. ARGV: nonce, ttl, maxlen, then
-# (seq, message, next index, finals delivered, translation mark) for each message.
+# KEYS: attachment, outbox, delivered marks. ARGV: nonce, ttl, maxlen, then
+# (seq, message, next index, finals delivered, mark) for each message.
 _APPEND_OUTBOX = (
     HOLDER_CHECK
     + """
@@ -106,7 +106,8 @@ class OutboxEntry:
     """The delivery order's next utterance index once this message is out."""
     finals_delivered: int
     mark: str = ""
-    """For a translation, ``<utterance index>:<language>``: it is not sent twice."""
+    """For a message outside the delivery order (a translation, another participant's final),
+    what says it was sent: it is not sent again on a resume."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,8 @@ class ResumePoint:
     finals_delivered: int
     missed: tuple[str, ...]
     """Messages with a seq above the client's ``last_seq``, in order."""
-    translations_sent: frozenset[str]
+    marks: frozenset[str]
+    """Marks of the messages sent outside the delivery order (translations, others' finals)."""
 
 
 def resume_failed(message: str) -> ProtocolError:
@@ -155,7 +157,7 @@ class SessionLink:
         return [
             keys.resumable_session(sid),
             keys.outbox(sid),
-            keys.translations_sent(sid),
+            keys.delivered_marks(sid),
             keys.results_log(sid),
         ]
 
@@ -188,7 +190,7 @@ class SessionLink:
             3,
             keys.attachment(sid),
             keys.outbox(sid),
-            keys.translations_sent(sid),
+            keys.delivered_marks(sid),
             *args,
         )
         self.hold = Hold(held)
@@ -235,8 +237,8 @@ class SessionLink:
         pipe.hmget(keys.resumable_session(sid), ["samples", "ended"])
         pipe.xrevrange(keys.outbox(sid), count=1)
         pipe.xrange(keys.outbox(sid), min=f"{last_seq + 1}-0")
-        pipe.smembers(keys.translations_sent(sid))
-        (samples, ended), last, missed, translated = await pipe.execute()
+        pipe.smembers(keys.delivered_marks(sid))
+        (samples, ended), last, missed, marks = await pipe.execute()
         last_id, last_fields = last[0]
         top = _seq(last_id)
         return ResumePoint(
@@ -247,7 +249,7 @@ class SessionLink:
             next_index=int(last_fields[b"n"]),
             finals_delivered=int(last_fields[b"f"]),
             missed=tuple(fields[b"m"].decode() for _, fields in missed),
-            translations_sent=frozenset(m.decode() for m in translated),
+            marks=frozenset(m.decode() for m in marks),
         )
 
     async def _check_position(self, last_seq: int) -> None:

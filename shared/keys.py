@@ -103,6 +103,13 @@ def outbox(session_id: str) -> str:
     return f"ss:{{{session_id}}}:outbox"
 
 
-def translations_sent(session_id: str) -> str:
-    """Set of ``<utterance index>:<language>`` of translations already in the outbox."""
-    return f"ss:{{{session_id}}}:translated"
+def delivered_marks(session_id: str) -> str:
+    """Set of the marks of messages in the outbox that are outside the delivery order
+    (translations, other participants' finals), so a resume sends none of them twice."""
+    return f"ss:{{{session_id}}}:marks"
+
+
+def room_log(room: str) -> str:
+    """Stream of the room's finals as shared, capped: a participant resuming reads the
+    others' finals it missed."""
+    return f"ss:room:{{{_room_tag(room)}}}:log"

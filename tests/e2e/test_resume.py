@@ -4,6 +4,7 @@ stream; each resumes on a second node and gets every final once, with no audio l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -248,3 +249,66 @@ def test_a_resume_while_the_old_connection_lingers_takes_the_session_from_it(
     code, reason, kinds = asyncio.run(scenario())
     assert (code, reason) == (1000, "the session was resumed on another connection")
     assert kinds[-1] == "session.end" and "transcript" in kinds
+
+
+def test_a_room_participant_resuming_gets_the_others_finals_it_missed_once(
+    pipeline: RunningPipeline,
+) -> None:
+    """Bo listens in a room while Ana speaks; Bo's connection drops for 10 s; on resuming,
+    Bo has each of Ana's finals exactly once, in order, the missed ones from the room's log."""
+    room = "resume-room"
+
+    async def listen(got: list[dict[str, object]], ana_done: asyncio.Event) -> int:
+        url = f"{pipeline.url}?room={room}&listen=true&partials=false&name=Bo"
+        async with connect(url) as ws:
+            begin = json.loads(await ws.recv())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(3):
+                    async for text in ws:
+                        got.append(json.loads(text))
+            ws.transport.abort()
+        await asyncio.sleep(10)
+        last_seq = max(int(str(m["seq"])) for m in got)
+        resume = f"{pipeline.url}?resume={begin['resume_token']}&last_seq={last_seq}"
+        async with connect(resume) as ws:
+            assert json.loads(await ws.recv())["resumed"] is True
+            while not ana_done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        got.append(json.loads(await ws.recv()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):  # anything still on its way
+                    async for text in ws:
+                        got.append(json.loads(text))
+        return last_seq
+
+    async def scenario() -> tuple[StreamRun, list[dict[str, object]], int]:
+        got: list[dict[str, object]] = []
+        ana_done = asyncio.Event()
+        listener = asyncio.create_task(listen(got, ana_done))
+        await asyncio.sleep(1)
+        ana = await stream_audio(
+            pipeline.url,
+            read_audio(DATA / "long-ljspeech-LJ001-0001-0008.wav"),
+            speed=2.0,
+            tail_silence_s=1.0,
+            params={"room": room, "name": "Ana", "partials": "false"},
+        )
+        ana_done.set()
+        return ana, got, await listener
+
+    ana, got, dropped_at = asyncio.run(scenario())
+    ana_finals = [str(f.message["utterance_id"]) for f in ana.finals]
+    bo_finals = [
+        str(m["utterance_id"])
+        for m in got
+        if m["type"] == "transcript" and m["is_final"] and m["session_id"] == ana.session_id
+    ]
+    print(
+        f"room resume: Ana {len(ana_finals)} finals, Bo {len(bo_finals)} "
+        f"(dropped after seq {dropped_at})"
+    )
+    assert len(ana_finals) >= 4
+    assert bo_finals == ana_finals  # each once, in order, none missing
+    seqs = [int(str(m["seq"])) for m in got]
+    assert seqs == sorted(set(seqs))
