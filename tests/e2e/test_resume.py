@@ -80,7 +80,9 @@ def finals(run: StreamRun) -> list[tuple[str, str]]:
     return [(str(f.message["utterance_id"]), str(f.message["text"])) for f in run.finals]
 
 
-def stream_all(first: str, fallback: str, kill: subprocess.Popen[bytes] | None) -> list[StreamRun]:
+def stream_all(
+    first: str, fallback: str, kill: subprocess.Popen[bytes] | None, *, graceful: bool = False
+) -> list[StreamRun]:
     async def main() -> list[StreamRun]:
         runs = asyncio.gather(
             *(
@@ -94,7 +96,10 @@ def stream_all(first: str, fallback: str, kill: subprocess.Popen[bytes] | None) 
                 for name in FILES
             )
         )
-        if kill is not None:
+        if kill is not None and graceful:
+            await asyncio.sleep(4.0)
+            kill.send_signal(signal.SIGTERM)  # as a rolling deploy stops a task
+        elif kill is not None:
             await asyncio.sleep(4.0)  # mid-utterance for every recording
             # Frozen first: the audio clients send meanwhile reaches the node's socket buffers
             # and dies with it, so it must be sent again after the resume.
@@ -104,6 +109,32 @@ def stream_all(first: str, fallback: str, kill: subprocess.Popen[bytes] | None) 
         return await runs
 
     return asyncio.run(main())
+
+
+def check_nothing_lost_or_doubled(
+    fault: str, baseline: list[StreamRun], faulted: list[StreamRun]
+) -> float:
+    """Every session resumed once and got the unfaulted run's finals, each once, in order;
+    returns the seconds of audio sent again."""
+    expected = sum(len(finals(run)) for run in baseline)
+    received = [final for run in faulted for final in finals(run)]
+    ids = [uid for uid, _ in received]
+    resent = sum(run.audio_resent_s for run in faulted)
+    print(
+        f"fault {fault}: {len(FILES)} sessions, finals expected {expected}, "
+        f"received {len(received)}, duplicated {len(ids) - len(set(ids))}, "
+        f"audio resent {resent:.2f} s, lost {sum(r.audio_lost_s for r in faulted):.2f} s"
+    )
+    assert len(received) == expected  # 0 lost
+    assert len(set(ids)) == len(ids)  # 0 duplicated
+    for before, after in zip(baseline, faulted, strict=True):
+        assert after.resumes == 1 and after.audio_lost_s == 0
+        assert after.close_code == 1000 and not after.errors
+        assert [text for _, text in finals(after)] == [text for _, text in finals(before)]
+        seqs = [int(r.message["seq"]) for r in after.received]
+        assert seqs == sorted(set(seqs))  # every message once, in order
+        assert after.received[-1].message["type"] == "session.end"
+    return resent
 
 
 def test_kill_9_the_ingest_node_clients_resume_on_another_losing_and_doubling_nothing(
@@ -116,25 +147,20 @@ def test_kill_9_the_ingest_node_clients_resume_on_another_losing_and_doubling_no
     faulted = stream_all(node_a.url, node_b.url, kill=node_a.process)
 
     assert node_a.process.wait(timeout=10) == -signal.SIGKILL
-    expected = sum(len(finals(run)) for run in baseline)
-    received = [final for run in faulted for final in finals(run)]
-    ids = [uid for uid, _ in received]
-    resent = sum(run.audio_resent_s for run in faulted)
-    print(
-        f"fault kill-9 ingest node: {len(FILES)} sessions, finals expected {expected}, "
-        f"received {len(received)}, duplicated {len(ids) - len(set(ids))}, "
-        f"audio resent {resent:.2f} s, lost {sum(r.audio_lost_s for r in faulted):.2f} s"
-    )
+    resent = check_nothing_lost_or_doubled("kill-9 ingest node", baseline, faulted)
     assert resent >= 0.5 * len(FILES)  # what the frozen node never stored was sent again
-    assert len(received) == expected  # 0 lost
-    assert len(set(ids)) == len(ids)  # 0 duplicated
-    for before, after in zip(baseline, faulted, strict=True):
-        assert after.resumes == 1 and after.audio_lost_s == 0
-        assert after.close_code == 1000 and not after.errors
-        assert [text for _, text in finals(after)] == [text for _, text in finals(before)]
-        seqs = [int(r.message["seq"]) for r in after.received]
-        assert seqs == sorted(set(seqs))  # every message once, in order
-        assert after.received[-1].message["type"] == "session.end"
+
+
+def test_an_ingest_node_stopping_hands_its_clients_to_another(
+    two_nodes: tuple[IngestNode, IngestNode],
+) -> None:
+    """SIGTERM (a rolling deploy): the node closes its connections with 1001 and the clients
+    resume elsewhere."""
+    node_a, node_b = two_nodes
+    baseline = stream_all(node_b.url, node_a.url, kill=None)
+    faulted = stream_all(node_a.url, node_b.url, kill=node_a.process, graceful=True)
+    assert node_a.process.wait(timeout=30) == 0
+    check_nothing_lost_or_doubled("SIGTERM ingest node", baseline, faulted)
 
 
 async def _open(url: str) -> tuple[dict[str, object], int]:
