@@ -21,6 +21,7 @@ from websockets.asyncio.client import connect
 
 from shared import keys
 from streamscribe.client import StreamRun, read_audio, stream_audio
+from streamscribe.metrics import normalize
 from streamscribe.redis_server import free_port
 from tests.conftest import DATA, RunningPipeline
 
@@ -338,3 +339,26 @@ def test_a_room_participant_resuming_gets_the_others_finals_it_missed_once(
     assert bo_finals == ana_finals  # each once, in order, none missing
     seqs = [int(str(m["seq"])) for m in got]
     assert seqs == sorted(set(seqs))
+
+
+def test_the_stream_command_resumes_on_a_fallback_node(
+    two_nodes: tuple[IngestNode, IngestNode],
+) -> None:
+    node_a, node_b = two_nodes
+    command = [sys.executable, "-m", "streamscribe", "stream", str(DATA / "jfk-inaugural-1961.wav")]
+    command += ["--url", node_a.url, "--fallback-url", node_b.url, "--json"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as streaming:
+        time.sleep(5)  # mid-sentence
+        node_a.process.send_signal(signal.SIGKILL)
+        out, err = streaming.communicate(timeout=120)
+    assert streaming.returncode == 0, err
+    messages = [json.loads(line) for line in out.splitlines()]
+    finals = [m for m in messages if m["type"] == "transcript" and m["is_final"]]
+    assert "resumed 1 time(s)" in err
+    assert len({m["utterance_id"] for m in finals}) == len(finals)
+    assert "ask not what your country can do for you" in normalize(
+        " ".join(m["text"] for m in finals)
+    )
+    assert messages[-1]["type"] == "session.end"
