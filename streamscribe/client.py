@@ -259,17 +259,22 @@ class _ResumingStreamer:
             self._close_sent = True
 
     async def _receive(self, ws: Any, begun: asyncio.Event) -> None:
+        greeted = False
+        """Before ``session.begin`` only a refusal comes, numbered on its own: taken as is."""
         try:
             async for text in ws:
                 message = json.loads(text)
+                seq = int(message.get("seq", 0))
                 if message.get("type") == "session.begin":
+                    greeted = True
                     self._begin(message)
                     begun.set()
                     if message.get("resumed"):
                         continue  # the session goes on: not a new beginning
-                elif message.get("type") != "error" and int(message.get("seq", 0)) <= self.last_seq:
-                    continue  # already held (a refused resume's error has its own numbering)
-                self.last_seq = max(self.last_seq, int(message.get("seq", 0)))
+                elif greeted and seq <= self.last_seq:
+                    continue  # replayed after a resume, already held
+                if greeted:
+                    self.last_seq = max(self.last_seq, seq)
                 received = Received(time.time(), message)
                 self.run.received.append(received)
                 if self._on_message is not None:

@@ -25,7 +25,7 @@ const state = {
   ws: null, sessionId: null, joined: false, leaving: false, reconnectDelay: 500, reconnectTimer: null,
   mic: null, fileStreaming: false, finals: [], shown: [], audioStartedAt: null,
   // Resuming: the session's token, the highest seq held, and the audio sent lately.
-  resumeToken: null, lastSeq: 0, samplesSent: 0, kept: [], resumes: 0, lastErrorCode: null,
+  resumeToken: null, lastSeq: 0, greeted: false, samplesSent: 0, kept: [], resumes: 0, lastErrorCode: null,
   finalMessages: 0, // final transcript messages taken in (a duplicate would count twice)
 };
 window.streamscribe = state;
@@ -67,6 +67,7 @@ function connect() {
   const ws = new WebSocket(streamUrl());
   ws.binaryType = "arraybuffer";
   state.ws = ws;
+  state.greeted = false;
   ws.onopen = () => { state.reconnectDelay = 500; };
   // A listener (or a muted speaker) sends nothing else: keep the session from idling out.
   const keepalive = setInterval(() => {
@@ -78,10 +79,11 @@ function connect() {
 }
 
 function onMessage(message) {
-  // Replayed after a resume and already shown: skipped. A refusal of the resume comes on a
-  // connection of its own with its own numbering, so errors are always taken.
-  if (message.type !== "session.begin" && message.type !== "error" && message.seq <= state.lastSeq) return;
-  if (message.type !== "session.begin") state.lastSeq = Math.max(state.lastSeq, message.seq);
+  // Replayed after a resume and already shown: skipped. Before its session.begin a connection
+  // only gets a refusal, numbered on its own: taken as is.
+  if (message.type === "session.begin") state.greeted = true;
+  else if (state.greeted && message.seq <= state.lastSeq) return;
+  else if (state.greeted) state.lastSeq = message.seq;
   switch (message.type) {
     case "session.begin":
       if (message.resumed) {
