@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ingest import logger
 from ingest.auth import listen_only
-from ingest.delivery import DeliveryOrder
+from ingest.delivery import DeliveryOrder, ReleasedTurn
 from ingest.limits import AudioRateLimiter, session_timeout
 from ingest.metrics import IngestMetrics
 from ingest.protocol import (
@@ -45,6 +45,7 @@ from shared.schema import (
     PipelineEvent,
     RoomPresence,
     RoomTranscript,
+    RoomTurn,
     StreamClosed,
     TranscriptResult,
     TranslationDone,
@@ -107,6 +108,8 @@ class ClientConnection:
         self._delivery = DeliveryOrder(
             next_index=point.next_index if point else 0,
             finals_delivered=point.finals_delivered if point else 0,
+            next_turn=point.next_turn if point else 0,
+            settled_until=point.settled_until if point else 0,
         )
         self._outgoing: asyncio.Queue[Outgoing] = asyncio.Queue(options.outgoing_queue_messages)
         self._all_delivered = asyncio.Event()
@@ -140,12 +143,13 @@ class ClientConnection:
     # -- results from Redis (called by the relay) -------------------------------------------
 
     def on_event(self, event: PipelineEvent) -> None:
-        if isinstance(event, RoomTranscript | RoomPresence):
+        if isinstance(event, RoomTranscript | RoomPresence | RoomTurn):
             self._on_room_event(event)
             return
         if isinstance(event, TranslationDone):
             # the speaker's own comes on two channels, and again from the log on a resume
-            mark = _mark("t", event.session_id, event.utterance_index, event.target_language)
+            about = event.utterance_index if event.turn_index < 0 else f"t{event.turn_index}"
+            mark = _mark("t", event.session_id, about, event.target_language)
             if mark not in self._marks:
                 self._marks.add(mark)
                 self._enqueue(self.messages.translation(event), mark=mark)
@@ -169,8 +173,16 @@ class ClientConnection:
                 self._enqueue(self.messages.final(item.result, self.params.name, timing))
                 if self.room is not None:
                     self.room.share(True, item.result)
-                if self.params.translate and item.result.text:
-                    self._spawn(self._request_translations(item.result))
+            elif isinstance(item, ReleasedTurn):
+                message = self.messages.turn(item, self.params.name)
+                self._metrics.turns.inc()
+                self._enqueue(message.text)
+                if self.room is not None:
+                    self.room.share_turn(
+                        item.turn.turn_index, item.utterance_indexes, message.result
+                    )
+                if self.params.translate and message.result.text:
+                    self._spawn(self._request_translations(message.result, item.turn.turn_index))
             elif isinstance(item, UtteranceFailed):
                 self._enqueue(
                     self.messages.error(
@@ -182,7 +194,7 @@ class ClientConnection:
         if self._delivery.complete:
             self._all_delivered.set()
 
-    def _on_room_event(self, event: RoomTranscript | RoomPresence) -> None:
+    def _on_room_event(self, event: RoomTranscript | RoomPresence | RoomTurn) -> None:
         assert self.room is not None
         if isinstance(event, RoomPresence):
             who = event.participant
@@ -196,6 +208,12 @@ class ClientConnection:
             return
         if event.speaker.session_id == self.session_id:
             return  # our own, already delivered in order
+        if isinstance(event, RoomTurn):
+            mark = _mark("rt", event.speaker.session_id, event.turn_index)
+            if mark not in self._marks:
+                self._marks.add(mark)
+                self._enqueue(self.messages.room_turn(event), mark=mark)
+            return
         if event.is_final:
             mark = _mark("r", event.speaker.session_id, event.result.utterance_index)
             if mark not in self._marks:  # live, and again from the room's log on a resume
@@ -232,6 +250,8 @@ class ClientConnection:
                 self._delivery.next_index,
                 self._delivery.finals_delivered,
                 mark,
+                self._delivery.next_turn,
+                self._delivery.settled_until,
             )
             if isinstance(message, str)
             else message
@@ -262,7 +282,8 @@ class ClientConnection:
 
     # -- translations -----------------------------------------------------------------------
 
-    async def _request_translations(self, result: TranscriptResult) -> None:
+    async def _request_translations(self, result: TranscriptResult, turn_index: int) -> None:
+        """Translations of a turn's settled text (``result.utterance_index``: its last)."""
         targets = self.params.translate
         try:
             if self._translations is None or not await self._translations.available():
@@ -272,7 +293,7 @@ class ClientConnection:
                 for target in targets:
                     self._enqueue(
                         self.messages.translation(
-                            self._translation_refused(result, target, "rate_limited")
+                            self._translation_refused(result, turn_index, target, "rate_limited")
                         )
                     )
                 return
@@ -288,6 +309,7 @@ class ClientConnection:
                         source_language=result.language,
                         target_language=target,
                         enqueued_at=now,
+                        turn_index=turn_index,
                     )
                     for target in targets
                 ]
@@ -307,7 +329,7 @@ class ClientConnection:
             )
 
     def _translation_refused(
-        self, result: TranscriptResult, target: str, code: str
+        self, result: TranscriptResult, turn_index: int, target: str, code: str
     ) -> TranslationDone:
         return TranslationDone(
             session_id=self.session_id,
@@ -321,6 +343,7 @@ class ClientConnection:
                 f"more than {self._options.translate_chars_per_minute} characters a minute "
                 "asked for translation"
             ),
+            turn_index=turn_index,
         )
 
     # -- sending --------------------------------------------------------------------------

@@ -46,6 +46,11 @@ class IngestMetrics(CommonMetrics):
             "Final transcripts sent to their speaker",
             registry=registry,
         )
+        self.turns = Counter(
+            "streamscribe_turns_delivered",
+            "Turns (settled text) sent to their speaker",
+            registry=registry,
+        )
         self.partials = Counter(
             "streamscribe_partials_delivered",
             "Partial transcripts sent to their speaker",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -9,9 +10,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ingest.delivery import ReleasedTurn
 from shared.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Encoding
 from shared.errors import ProtocolError
-from shared.schema import Participant, TranscriptResult, TranslationDone
+from shared.schema import Participant, RoomTurn, TranscriptResult, TranslationDone
 
 PROTOCOL_VERSION = 1
 
@@ -224,6 +226,34 @@ def utterance_id(session_id: str, index: int) -> str:
     return f"{session_id}-{index}"
 
 
+def turn_id(session_id: str, index: int) -> str:
+    return f"{session_id}-t{index}"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnMessage:
+    text: str
+    """The message as sent."""
+    result: TranscriptResult
+    """What it says: the settled text, or the finals' own where the turn fell back to them."""
+
+
+def settled_result(released: ReleasedTurn) -> TranscriptResult:
+    """The turn's text, or its finals' text joined where it could not be settled."""
+    turn = released.turn
+    if not turn.fallback:
+        return turn.result
+    finals = released.finals
+    return dataclasses.replace(
+        turn.result,
+        text=" ".join(f.text for f in finals),
+        start=finals[0].start if finals else turn.result.start,
+        end=finals[-1].end if finals else turn.result.end,
+        language=finals[0].language if finals else turn.result.language,
+        words=tuple(w for f in finals for w in f.words),
+    )
+
+
 class MessageBuilder:
     """Builds the server's messages for one connection, numbering them with ``seq``."""
 
@@ -293,6 +323,55 @@ class MessageBuilder:
             **extra,
         )
 
+    def turn(self, released: ReleasedTurn, speaker: str) -> TurnMessage:
+        result = settled_result(released)
+        sid = result.session_id
+        text = self._turn(
+            result,
+            turn_id(sid, released.turn.turn_index),
+            [utterance_id(sid, i) for i in released.utterance_indexes],
+            speaker,
+            settled=not released.turn.fallback,
+        )
+        return TurnMessage(text, result)
+
+    def room_turn(self, turn: RoomTurn) -> str:
+        sid = turn.speaker.session_id
+        return self._turn(
+            turn.result,
+            turn_id(sid, turn.turn_index),
+            [utterance_id(sid, i) for i in turn.utterance_indexes],
+            turn.speaker.name,
+            settled=True,
+        )
+
+    def _turn(
+        self,
+        result: TranscriptResult,
+        the_turn_id: str,
+        utterance_ids: list[str],
+        speaker: str,
+        *,
+        settled: bool,
+    ) -> str:
+        return self._message(
+            "turn",
+            about=result.session_id,
+            turn_id=the_turn_id,
+            utterance_ids=utterance_ids,
+            text=result.text,
+            start=result.start,
+            end=result.end,
+            language=result.language,
+            language_probability=result.language_probability,
+            words=[
+                {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
+                for w in result.words
+            ],
+            speaker=speaker,
+            settled=settled,
+        )
+
     def presence(self, room: str, joined: bool, participant: Participant) -> str:
         return self._message(
             "room.join" if joined else "room.leave",
@@ -316,6 +395,8 @@ class MessageBuilder:
         extra: dict[str, Any] = {}
         if done.error_code:
             extra["error"] = {"code": done.error_code, "message": done.error_message}
+        if done.turn_index >= 0:
+            extra["turn_id"] = turn_id(done.session_id, done.turn_index)
         return self._message(
             "translation",
             about=done.session_id,

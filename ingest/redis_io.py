@@ -99,7 +99,11 @@ class RedisWriter:
 
     async def forget_session(self, session_id: str, utterances: int) -> None:
         """Every final is delivered: the session's keys go now instead of at their expiry."""
-        names = [keys.session_state(session_id), keys.audio_stream(session_id)]
+        names = [
+            keys.session_state(session_id),
+            keys.audio_stream(session_id),
+            keys.turn_context(session_id),
+        ]
         names += [keys.commit_key(session_id, index) for index in range(utterances)]
         try:
             await self._redis.unlink(*names)

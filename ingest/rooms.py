@@ -13,6 +13,7 @@ from shared.schema import (
     Participant,
     RoomPresence,
     RoomTranscript,
+    RoomTurn,
     TranscriptResult,
     decode_event,
 )
@@ -69,8 +70,18 @@ class RoomMembership:
             log=keys.room_log(self.room) if is_final else None,
         )
 
-    async def finals_since(self, since: float) -> list[RoomTranscript]:
-        """The room's finals shared since ``since`` (epoch seconds) still in its log."""
+    def share_turn(
+        self, turn_index: int, utterance_indexes: tuple[int, ...], result: TranscriptResult
+    ) -> None:
+        self._writer.publish(
+            self._channel,
+            RoomTurn(self.me, turn_index, utterance_indexes, result).encode(),
+            log=keys.room_log(self.room),
+        )
+
+    async def finals_since(self, since: float) -> list[RoomTranscript | RoomTurn]:
+        """The room's finals and turns shared since ``since`` (epoch seconds) still in its
+        log, in the order shared."""
         entries: Any = await self._redis.xrange(keys.room_log(self.room), min=int(since * 1000))
         finals = []
         for _, fields in entries:
@@ -78,7 +89,7 @@ class RoomMembership:
                 event = decode_event(fields[b"e"])
             except SchemaError:
                 continue  # written by an incompatible version
-            if isinstance(event, RoomTranscript):
+            if isinstance(event, RoomTranscript | RoomTurn):
                 finals.append(event)
         return finals
 

@@ -58,14 +58,15 @@ class Hold(IntEnum):
 
 _TOKEN = re.compile(r"^(s[A-Za-z0-9]{1,64})\.([A-Za-z0-9_-]{16,128})$")
 
-# KEYS: attachment, outbox, delivered marks. ARGV: nonce, ttl, maxlen, then
-# (seq, message, next index, finals delivered, mark) for each message.
+# KEYS: attachment, outbox, delivered marks. ARGV: nonce, ttl, maxlen, then (seq, message,
+# next index, finals delivered, mark, next turn, settled until) for each message.
 _APPEND_OUTBOX = (
     HOLDER_CHECK
     + """
-for i = 4, #ARGV, 5 do
+for i = 4, #ARGV, 7 do
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], ARGV[i] .. '-0',
-             'm', ARGV[i + 1], 'n', ARGV[i + 2], 'f', ARGV[i + 3])
+             'm', ARGV[i + 1], 'n', ARGV[i + 2], 'f', ARGV[i + 3],
+             't', ARGV[i + 5], 'u', ARGV[i + 6])
   if ARGV[i + 4] ~= '' then
     redis.call('SADD', KEYS[3], ARGV[i + 4])
     redis.call('EXPIRE', KEYS[3], ARGV[2])
@@ -108,6 +109,10 @@ class OutboxEntry:
     mark: str = ""
     """For a message outside the delivery order (a translation, another participant's final),
     what says it was sent: it is not sent again on a resume."""
+    next_turn: int = 0
+    """The delivery order's next turn once this message is out."""
+    settled_until: int = 0
+    """Utterances before this one are settled by turns sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,8 @@ class ResumePoint:
     last_seq: int
     next_index: int
     finals_delivered: int
+    next_turn: int
+    settled_until: int
     missed: tuple[str, ...]
     """Messages with a seq above the client's ``last_seq``, in order."""
     marks: frozenset[str]
@@ -183,7 +190,15 @@ class SessionLink:
             return self.hold
         args: list[Any] = [self.nonce, self._keys_ttl, OUTBOX_MAX_ENTRIES]
         for e in entries:
-            args += [e.seq, e.message, e.next_index, e.finals_delivered, e.mark]
+            args += [
+                e.seq,
+                e.message,
+                e.next_index,
+                e.finals_delivered,
+                e.mark,
+                e.next_turn,
+                e.settled_until,
+            ]
         sid = self.session_id
         held = await self._redis.eval(
             _APPEND_OUTBOX,
@@ -248,6 +263,8 @@ class SessionLink:
             last_seq=top,
             next_index=int(last_fields[b"n"]),
             finals_delivered=int(last_fields[b"f"]),
+            next_turn=int(last_fields.get(b"t", b"0")),
+            settled_until=int(last_fields.get(b"u", b"0")),
             missed=tuple(fields[b"m"].decode() for _, fields in missed),
             marks=frozenset(m.decode() for m in marks),
         )

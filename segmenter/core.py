@@ -16,6 +16,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from segmenter.options import SegmenterOptions
+from segmenter.turns import OpenTurn, TurnEnded, TurnTracker
 
 
 class SpeechDetector(Protocol):
@@ -60,7 +61,7 @@ class UtteranceEnded:
     """The speculation whose audio is this utterance (nothing but silence came after it)."""
 
 
-SegmenterEvent = PartialReady | SpeculationReady | SpeechResumed | UtteranceEnded
+SegmenterEvent = PartialReady | SpeculationReady | SpeechResumed | UtteranceEnded | TurnEnded
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,9 @@ class IdleState:
     """The pre-speech padding so far: (frame, was speech)."""
     onset: tuple[bool, ...]
     utterances_ended: int
+    turns_ended: int = 0
+    turn: OpenTurn | None = None
+    """The turn in progress (its utterances so far and the pause after them)."""
 
 
 @dataclass(slots=True)
@@ -107,6 +111,7 @@ class UtteranceSegmenter:
         self._partial_seq = 0
         self._speech_since_partial = 0
         self.utterances_ended = 0
+        self._turns = TurnTracker(options)
 
     def snapshot(self) -> IdleState | None:
         """The state between utterances, or None while an utterance is open."""
@@ -118,6 +123,8 @@ class UtteranceSegmenter:
             recent=tuple((f.pcm, f.speech) for f in self._recent),
             onset=tuple(self._onset),
             utterances_ended=self.utterances_ended,
+            turns_ended=self._turns.turns_ended,
+            turn=self._turns.open_turn,
         )
 
     @classmethod
@@ -131,11 +138,17 @@ class UtteranceSegmenter:
         segmenter._recent.extend(_Frame(pcm, speech, _energy(pcm)) for pcm, speech in state.recent)
         segmenter._onset.extend(state.onset)
         segmenter.utterances_ended = state.utterances_ended
+        segmenter._turns = TurnTracker(options, turns_ended=state.turns_ended)
+        segmenter._turns.restore(state.turn)
         return segmenter
 
     @property
     def position_s(self) -> float:
         return self._position / 16000
+
+    @property
+    def turns_ended(self) -> int:
+        return self._turns.turns_ended
 
     @property
     def in_utterance(self) -> bool:
@@ -154,8 +167,10 @@ class UtteranceSegmenter:
         return events
 
     def finalize(self) -> list[SegmenterEvent]:
-        """End the current utterance now (client ``finalize``)."""
-        return self._end("finalize")
+        """End the current utterance and turn now (client ``finalize``)."""
+        events = self._end("finalize")
+        events.extend(self._turns.end("finalize"))
+        return events
 
     def flush(self) -> list[SegmenterEvent]:
         """End of stream: the partial frame left over joins the last utterance."""
@@ -163,13 +178,16 @@ class UtteranceSegmenter:
             tail = bytes(self._pending)
             self._utterance.append(_Frame(tail, False, _energy(tail)))
         self._pending.clear()
-        return self._end("end_of_stream")
+        events = self._end("end_of_stream")
+        events.extend(self._turns.end("end_of_stream"))
+        return events
 
     # -- per frame ---------------------------------------------------------------------
 
     def _frame(self, pcm: bytes) -> Iterable[SegmenterEvent]:
         frame = _Frame(pcm, self._detector.is_speech(pcm), _energy(pcm))
         self._position += len(pcm) // 2
+        self._turns.frame(pcm)
         if self._utterance is None:
             return self._silence_frame(frame)
         return self._speech_frame(frame)
@@ -181,12 +199,14 @@ class UtteranceSegmenter:
         if len(self._onset) < self._onset_frames or speech < self.options.onset_ratio * len(
             self._onset
         ):
-            return []
+            return list(self._turns.idle_frame())
         frames = list(self._recent)
-        self._begin(frames, self._position - sum(len(f.pcm) for f in frames) // 2)
-        return []
+        return list(self._begin(frames, self._position - sum(len(f.pcm) for f in frames) // 2))
 
-    def _begin(self, frames: list[_Frame], start_sample: int) -> None:
+    def _begin(self, frames: list[_Frame], start_sample: int) -> list[TurnEnded]:
+        turn_events = self._turns.utterance_begins(
+            b"".join(f.pcm for f in frames), start_sample, self.utterances_ended
+        )
         self._utterance = frames
         self._start_sample = start_sample
         self._speech_frames = sum(f.speech for f in frames)
@@ -197,6 +217,7 @@ class UtteranceSegmenter:
         self._partial_seq = 0
         self._recent.clear()
         self._onset.clear()
+        return turn_events
 
     def _speech_frame(self, frame: _Frame) -> list[SegmenterEvent]:
         assert self._utterance is not None
@@ -260,17 +281,27 @@ class UtteranceSegmenter:
             return []
         event: list[SegmenterEvent] = []
         if self._has_enough_speech():
+            pcm = self._pcm()
             event.append(
                 UtteranceEnded(
                     self.utterances_ended,
                     self._start_sample,
-                    self._pcm(),
+                    pcm,
                     self._speech_ratio(),
                     reason,
                     self._revision if self._speculating else None,
                 )
             )
+            self._turns.utterance_ended(
+                self.utterances_ended,
+                self._start_sample,
+                len(pcm) // 2,
+                self._speech_frames,
+                self._trailing_silence,
+            )
             self.utterances_ended += 1
+        else:
+            self._turns.utterance_dropped()
         self._utterance = None
         self._speculating = False
         self._recent.clear()
@@ -289,7 +320,7 @@ class UtteranceSegmenter:
         self._utterance = frames[:cut]
         self._speculating = False
         events = self._end("max_length")
-        self._begin(rest, rest_start)
+        events.extend(self._begin(rest, rest_start))
         return events
 
     # -- helpers -----------------------------------------------------------------------
@@ -313,6 +344,8 @@ class UtteranceSegmenter:
     def _partial_interval_frames(self) -> int:
         """Longer utterances cost more per partial, so their partials come less often."""
         assert self._utterance is not None
+        if self._partial_seq == 0:
+            return self.options.frames(self.options.first_partial_ms)
         base = self.options.frames(self.options.partial_interval_ms)
         return max(base, len(self._utterance) // 10)
 

@@ -34,6 +34,15 @@ class SegmenterOptions:
     partial_interval_ms: int = 600
     """New speech between partial jobs (0: no partials)."""
     min_partial_ms: int = 500
+    first_partial_ms: int = 600
+    """Speech before an utterance's first partial (later ones follow ``partial_interval_ms``)."""
+    turn_gap_ms: int = 1000
+    """A pause this long (from the end of speech) ends the speaker's turn."""
+    max_turn_s: float = 28.0
+    """A turn ends before an utterance that starts more than ``max_turn_s - max_utterance_s``
+    into it, so a turn never passes one Whisper window."""
+    turn_pad_ms: int = 300
+    """Audio kept after a turn's last utterance (within the pause that ended it)."""
 
     def __post_init__(self) -> None:
         if self.frame_ms not in (10, 20, 30):
@@ -48,6 +57,10 @@ class SegmenterOptions:
             raise ValueError("long_hangover_ms must be between frame_ms and hangover_ms")
         if self.speculate_after_ms >= self.long_hangover_ms:
             raise ValueError("speculate_after_ms must be shorter than long_hangover_ms")
+        if self.turn_gap_ms < self.hangover_ms:
+            raise ValueError("turn_gap_ms must be at least hangover_ms")
+        if self.max_turn_s <= self.max_utterance_s:
+            raise ValueError("max_turn_s must be longer than max_utterance_s")
         if self.cut_search_s >= self.max_utterance_s:
             raise ValueError("cut_search_s must be shorter than max_utterance_s")
 

@@ -10,6 +10,7 @@ delivers once.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ import redis
 from redis.client import Pipeline
 
 from segmenter.core import IdleState
+from segmenter.turns import OpenTurn
 from shared import keys
 from shared.errors import SchemaError
 from shared.schema import SegmenterCheckpoint, SessionOpened, StreamClosed
@@ -63,7 +65,39 @@ def checkpoint_of(opened: SessionOpened, state: IdleState, after_entry: str) -> 
         recent_speech="".join("1" if speech else "0" for _, speech in state.recent),
         onset="".join("1" if speech else "0" for speech in state.onset),
         utterances=state.utterances_ended,
+        turns=state.turns_ended,
+        turn=_turn_meta(state.turn),
+        turn_pcm=state.turn.pcm if state.turn is not None else b"",
     )
+
+
+def _turn_meta(turn: OpenTurn | None) -> str:
+    if turn is None:
+        return ""
+    return json.dumps(
+        {
+            "first": turn.first_utterance,
+            "last": turn.last_utterance,
+            "start": turn.start_sample,
+            "end_bytes": turn.end_bytes,
+            "speech": turn.speech_frames,
+            "pause": turn.pause_frames,
+        }
+    )
+
+
+def _open_turn(meta: str, pcm: bytes) -> OpenTurn | None:
+    if not meta:
+        return None
+    try:
+        obj = json.loads(meta)
+        numbers = [obj[k] for k in ("first", "last", "start", "end_bytes", "speech", "pause")]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise SchemaError(f"bad open turn in checkpoint: {exc}") from exc
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
+        raise SchemaError("bad open turn in checkpoint: numbers expected")
+    first, last, start, end_bytes, speech, pause = numbers
+    return OpenTurn(first, last, start, pcm, end_bytes, speech, pause)
 
 
 def state_of(checkpoint: SegmenterCheckpoint, frame_bytes: int) -> IdleState:
@@ -79,6 +113,8 @@ def state_of(checkpoint: SegmenterCheckpoint, frame_bytes: int) -> IdleState:
         recent=tuple(zip(frames, (c == "1" for c in checkpoint.recent_speech), strict=True)),
         onset=tuple(c == "1" for c in checkpoint.onset),
         utterances_ended=checkpoint.utterances,
+        turns_ended=checkpoint.turns,
+        turn=_open_turn(checkpoint.turn, checkpoint.turn_pcm),
     )
 
 

@@ -30,6 +30,7 @@ from segmenter.ownership import (
     entry_key,
     state_of,
 )
+from segmenter.turns import TurnEnded
 from segmenter.vad import WebRtcSpeechDetector
 from shared import keys
 from shared.audio import PIPELINE_SAMPLE_RATE
@@ -324,6 +325,21 @@ class SegmenterWorker:
             pipe.xadd(keys.FINAL_JOBS_STREAM, job.encode())  # type: ignore[arg-type]
         elif isinstance(event, SpeechResumed):
             pipe.hset(state, "rev", -1)
+        elif isinstance(event, TurnEnded):
+            session.checkpoint_due = True
+            job = self._job(
+                session,
+                JobKind.TURN,
+                utterance_index=event.turn_index,
+                start_sample=event.start_sample,
+                pcm=event.pcm,
+                now=now,
+                speech_ratio=event.speech_ratio,
+                endpoint_at=received_at,
+                first_utterance=event.first_utterance,
+                last_utterance=event.last_utterance,
+            )
+            pipe.xadd(keys.TURN_JOBS_STREAM, job.encode())  # type: ignore[arg-type]
         elif isinstance(event, UtteranceEnded):
             self.metrics.utterances.inc()
             session.checkpoint_due = True
@@ -358,6 +374,8 @@ class SegmenterWorker:
         partial_seq: int = 0,
         speech_ratio: float = 1.0,
         endpoint_at: float = 0.0,
+        first_utterance: int = -1,
+        last_utterance: int = -1,
     ) -> TranscriptionJob:
         self.metrics.jobs.labels(kind.value).inc()
         return TranscriptionJob(
@@ -372,11 +390,15 @@ class SegmenterWorker:
             speech_ratio=speech_ratio,
             endpoint_at=endpoint_at,
             enqueued_at=now,
+            first_utterance=first_utterance,
+            last_utterance=last_utterance,
         )
 
     def _close(self, pipe: Pipeline, session: _Session) -> None:
         sid = session.opened.session_id
-        finished = SegmentationFinished(sid, session.segmenter.utterances_ended)
+        finished = SegmentationFinished(
+            sid, session.segmenter.utterances_ended, session.segmenter.turns_ended
+        )
         publish_result(pipe, sid, finished.encode())
         pipe.delete(keys.audio_stream(sid))
         self.ownership.release(pipe, sid)

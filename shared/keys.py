@@ -11,6 +11,8 @@ SESSIONS_STREAM = "ss:sessions"
 SEGMENTER_GROUP = "segmenters"
 FINAL_JOBS_STREAM = "ss:jobs:final"
 """Final and speculative transcription jobs: never shed."""
+TURN_JOBS_STREAM = "ss:jobs:turn"
+"""Turn jobs: never shed; after finals, before partials."""
 PARTIAL_JOBS_STREAM = "ss:jobs:partial"
 """Partial jobs: capped, latest-wins, may be shed."""
 TRANSCRIBER_GROUP = "transcribers"
@@ -29,6 +31,12 @@ def session_channel(session_id: str) -> str:
 def session_state(session_id: str) -> str:
     """Hash with the segmenter's current utterance ``u``, speculation ``rev``, partial ``pseq``."""
     return f"ss:{{{session_id}}}:state"
+
+
+def turn_context(session_id: str) -> str:
+    """Hash: the speaker's recent settled text ``text`` (the next turn's prompt) and the
+    ``turn`` it ends with."""
+    return f"ss:{{{session_id}}}:context"
 
 
 def commit_key(session_id: str, utterance_index: int) -> str:

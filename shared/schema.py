@@ -165,6 +165,9 @@ class JobKind(StrEnum):
     """Transcribe at the first pause; becomes the final only if the segmenter commits it."""
     PARTIAL = "partial"
     """Interim hypothesis; skipped when superseded."""
+    TURN = "turn"
+    """A turn's audio as a whole, with the speaker's earlier text as prompt: settles the
+    finals ``first_utterance``..``last_utterance`` (``utterance_index`` is the turn's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +188,9 @@ class TranscriptionJob:
     endpoint_at: float
     """Wall time ingest received the audio that ended the utterance (FINAL), else 0."""
     enqueued_at: float
+    first_utterance: int = -1
+    """TURN: the first utterance the turn settles; else -1."""
+    last_utterance: int = -1
 
     def encode(self) -> dict[str, bytes]:
         meta = asdict(self)
@@ -220,6 +226,8 @@ class TranscriptionJob:
             speech_ratio=float(_get(meta, "speech_ratio", (int, float))),
             endpoint_at=float(_get(meta, "endpoint_at", (int, float))),
             enqueued_at=float(_get(meta, "enqueued_at", (int, float))),
+            first_utterance=_get({"first_utterance": -1, **meta}, "first_utterance", int),
+            last_utterance=_get({"last_utterance": -1, **meta}, "last_utterance", int),
         )
 
 
@@ -339,11 +347,55 @@ def final_envelope(commit_json: bytes, result_json: bytes) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnTranscript:
+    """The settled text of turn ``turn_index``: utterances ``first_utterance`` to
+    ``last_utterance`` decoded as a whole. Published once per turn (at least once: a
+    reclaimed job may publish again; the edge keeps the first). ``fallback``: no settled
+    text could be made (the decoding looped, or every attempt failed); the finals stand."""
+
+    result: TranscriptResult
+    turn_index: int
+    first_utterance: int
+    last_utterance: int
+    fallback: bool
+    endpoint_at: float
+    """Wall time the turn's end was decided (its pause reached the turn gap)."""
+
+    def to_json_obj(self) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION,
+            "kind": "turn",
+            "result": self.result.to_json_obj(),
+            "turn_index": self.turn_index,
+            "first_utterance": self.first_utterance,
+            "last_utterance": self.last_utterance,
+            "fallback": self.fallback,
+            "endpoint_at": self.endpoint_at,
+        }
+
+    def encode(self) -> bytes:
+        return _dumps(self.to_json_obj())
+
+    @classmethod
+    def from_json_obj(cls, obj: Mapping[str, Any]) -> Self:
+        return cls(
+            result=TranscriptResult.from_json_obj(_get(obj, "result", dict)),
+            turn_index=_get(obj, "turn_index", int),
+            first_utterance=_get(obj, "first_utterance", int),
+            last_utterance=_get(obj, "last_utterance", int),
+            fallback=_get(obj, "fallback", bool),
+            endpoint_at=float(_get(obj, "endpoint_at", (int, float))),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class SegmentationFinished:
-    """The segmenter has flushed a closed stream; ``utterances`` finals were committed."""
+    """The segmenter has flushed a closed stream; ``utterances`` finals and ``turns`` turns
+    were committed (``turns`` -1: a segmenter without turns)."""
 
     session_id: str
     utterances: int
+    turns: int = -1
 
     def encode(self) -> bytes:
         return _dumps({"v": SCHEMA_VERSION, "kind": "segmentation.finished", **asdict(self)})
@@ -361,7 +413,9 @@ class UtteranceFailed:
         return _dumps({"v": SCHEMA_VERSION, "kind": "utterance.failed", **asdict(self)})
 
 
-SessionEvent = PartialTranscript | FinalTranscript | SegmentationFinished | UtteranceFailed
+SessionEvent = (
+    PartialTranscript | FinalTranscript | TurnTranscript | SegmentationFinished | UtteranceFailed
+)
 
 
 # --- room events: an ingest connection -> every participant's connection -----------------
@@ -442,6 +496,8 @@ class TranslationJob:
     source_language: str
     target_language: str
     enqueued_at: float
+    turn_index: int = -1
+    """The turn translated (``utterance_index``: its last utterance); -1: one final."""
 
     def encode(self) -> str:
         return _dumps({"v": SCHEMA_VERSION, **asdict(self)}).decode()
@@ -463,6 +519,7 @@ class TranslationJob:
             source_language=_get(obj, "source_language", str),
             target_language=_get(obj, "target_language", str),
             enqueued_at=float(_get(obj, "enqueued_at", (int, float))),
+            turn_index=_get({"turn_index": -1, **obj}, "turn_index", int),
         )
 
 
@@ -479,6 +536,7 @@ class TranslationDone:
     error_code: str = ""
     error_message: str = ""
     latency_s: float = 0.0
+    turn_index: int = -1
 
     def encode(self) -> bytes:
         return _dumps({"v": SCHEMA_VERSION, "kind": "translation", **asdict(self)})
@@ -495,10 +553,34 @@ class TranslationDone:
             error_code=_get(obj, "error_code", str),
             error_message=_get(obj, "error_message", str),
             latency_s=float(_get(obj, "latency_s", (int, float))),
+            turn_index=_get({"turn_index": -1, **obj}, "turn_index", int),
         )
 
 
-RoomEvent = RoomTranscript | RoomPresence
+@dataclass(frozen=True, slots=True)
+class RoomTurn:
+    """A participant's turn as its own connection delivered it: ``utterance_indexes`` are
+    the speaker's finals (already shared) that it settles."""
+
+    speaker: Participant
+    turn_index: int
+    utterance_indexes: tuple[int, ...]
+    result: TranscriptResult
+
+    def encode(self) -> bytes:
+        return _dumps(
+            {
+                "v": SCHEMA_VERSION,
+                "kind": "room.turn",
+                "speaker": asdict(self.speaker),
+                "turn_index": self.turn_index,
+                "utterance_indexes": list(self.utterance_indexes),
+                "result": self.result.to_json_obj(),
+            }
+        )
+
+
+RoomEvent = RoomTranscript | RoomPresence | RoomTurn
 PipelineEvent = SessionEvent | RoomEvent | TranslationDone
 
 
@@ -520,7 +602,21 @@ def decode_event(data: bytes) -> PipelineEvent:
         )
     if kind == "segmentation.finished":
         return SegmentationFinished(
-            session_id=_get(obj, "session_id", str), utterances=_get(obj, "utterances", int)
+            session_id=_get(obj, "session_id", str),
+            utterances=_get(obj, "utterances", int),
+            turns=_get({"turns": -1, **obj}, "turns", int),
+        )
+    if kind == "turn":
+        return TurnTranscript.from_json_obj(obj)
+    if kind == "room.turn":
+        indexes = _get(obj, "utterance_indexes", list)
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in indexes):
+            raise SchemaError("field 'utterance_indexes' must hold integers")
+        return RoomTurn(
+            speaker=Participant.from_json_obj(_get(obj, "speaker", dict)),
+            turn_index=_get(obj, "turn_index", int),
+            utterance_indexes=tuple(indexes),
+            result=TranscriptResult.from_json_obj(_get(obj, "result", dict)),
         )
     if kind == "utterance.failed":
         return UtteranceFailed(
@@ -623,6 +719,11 @@ class SegmenterCheckpoint:
     """One ``1``/``0`` per padding frame."""
     onset: str
     utterances: int
+    turns: int = 0
+    turn: str = ""
+    """The open turn's numbers as JSON (``first``, ``last``, ``start``, ``end_bytes``,
+    ``speech``, ``pause``), or '' for none."""
+    turn_pcm: bytes = b""
 
     def encode(self) -> dict[str, bytes]:
         fields = self.opened.encode()
@@ -634,6 +735,9 @@ class SegmenterCheckpoint:
             recent_speech=self.recent_speech.encode(),
             onset=self.onset.encode(),
             utterances=str(self.utterances).encode(),
+            turns=str(self.turns).encode(),
+            turn=self.turn.encode(),
+            turn_pcm=self.turn_pcm,
         )
         return fields
 
@@ -650,6 +754,9 @@ class SegmenterCheckpoint:
                 recent_speech=_field(fields, "recent_speech").decode(),
                 onset=_field(fields, "onset").decode(),
                 utterances=int(_field(fields, "utterances")),
+                turns=int(fields.get(b"turns", b"0")),
+                turn=fields.get(b"turn", b"").decode(),
+                turn_pcm=fields.get(b"turn_pcm", b""),
             )
         except (ValueError, UnicodeDecodeError) as exc:
             raise SchemaError(f"bad checkpoint: {exc}") from exc

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,15 @@ from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.settings import Settings, model_options
 from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
 from streamscribe.launcher import LaunchOptions, LocalPipeline
-from streamscribe.metrics import ManifestEntry, corpus_wer, load_manifest, percentile
+from streamscribe.metrics import (
+    ManifestEntry,
+    corpus_wer,
+    group_of,
+    load_manifest,
+    normalize,
+    percentile,
+    repeats_across_cuts,
+)
 from streamscribe.redis_server import free_port
 from transcriber.model import SpeechModel
 
@@ -48,7 +57,7 @@ class StreamResult:
     speed: float
 
     @property
-    def final_latency(self) -> float | None:
+    def last_final_latency(self) -> float | None:
         """Arrival of the last final minus the moment the file's last sample was sent."""
         finals = self.run.finals
         if not finals or not self.run.audio_end_sent_at:
@@ -60,6 +69,13 @@ class StreamResult:
         return [
             f.at - (self.run.started_at + float(f.message["end"]) / self.speed)
             for f in self.run.finals
+        ]
+
+    def turn_latencies(self) -> list[float]:
+        """Per turn: arrival minus when the audio at its ``end`` was sent."""
+        return [
+            t.at - (self.run.started_at + float(t.message["end"]) / self.speed)
+            for t in self.run.turns
         ]
 
     def first_partial_latencies(self) -> list[float]:
@@ -130,10 +146,47 @@ async def _stream_all(
     return results
 
 
-def _summarize(results: list[StreamResult], cpu_s: float) -> dict[str, Any]:
+def _wer_of(results: list[StreamResult], text: Callable[[StreamResult], str]) -> float | None:
     scored = [r for r in results if r.entry.text]
-    latencies = [x for r in results if (x := r.final_latency) is not None]
+    if not scored:
+        return None
+    return round(corpus_wer([r.entry.text for r in scored], [text(r) for r in scored]), 4)
+
+
+def _groups(
+    results: list[StreamResult], offline: Mapping[str, str] | None
+) -> dict[str, dict[str, float | None]]:
+    grouped: dict[str, list[StreamResult]] = {}
+    for r in results:
+        grouped.setdefault(group_of(r.entry.id), []).append(r)
+    out = {}
+    for name, subset in sorted(grouped.items()):
+        row = {
+            "settled_wer": _wer_of(subset, lambda r: r.run.transcript),
+            "fast_final_wer": _wer_of(subset, lambda r: r.run.fast_transcript),
+        }
+        if offline is not None:
+            row["offline_wer"] = _wer_of(subset, lambda r: offline.get(r.entry.id, ""))
+        out[name] = row
+    return out
+
+
+def _cut_repeats(results: list[StreamResult]) -> dict[str, int]:
+    """Words said once (by the reference) that come twice across a cut."""
+    finals = turns = 0
+    for r in results:
+        reference = normalize(r.entry.text)
+        finals += repeats_across_cuts([str(f.message["text"]) for f in r.run.finals], reference)
+        turns += repeats_across_cuts([str(t.message["text"]) for t in r.run.turns], reference)
+    return {"fast_finals": finals, "turns": turns}
+
+
+def _summarize(
+    results: list[StreamResult], cpu_s: float, offline: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    latencies = [x for r in results if (x := r.last_final_latency) is not None]
     eos = [x for r in results for x in r.end_of_speech_latencies()]
+    turn_latency = [x for r in results for x in r.turn_latencies()]
     partial_latency = [x for r in results for x in r.first_partial_latencies()]
     timings = [f.message.get("server_timing", {}) for r in results for f in r.run.finals]
     overhead = [float(t["overhead_s"]) for t in timings if "overhead_s" in t]
@@ -142,15 +195,14 @@ def _summarize(results: list[StreamResult], cpu_s: float) -> dict[str, Any]:
     return {
         "streams": len(results),
         "audio_seconds": round(audio_s, 2),
-        "wer": round(
-            corpus_wer([r.entry.text for r in scored], [r.run.transcript for r in scored]), 4
-        )
-        if scored
-        else None,
-        "final_latency_p50_s": _r(percentile(latencies, 50)),
-        "final_latency_p95_s": _r(percentile(latencies, 95)),
-        "end_of_speech_latency_p50_s": _r(percentile(eos, 50)),
-        "end_of_speech_latency_p95_s": _r(percentile(eos, 95)),
+        "wer": _wer_of(results, lambda r: r.run.transcript),
+        "fast_final_wer": _wer_of(results, lambda r: r.run.fast_transcript),
+        "final_latency_p50_s": _r(percentile(eos, 50)),
+        "final_latency_p95_s": _r(percentile(eos, 95)),
+        "turn_latency_p50_s": _r(percentile(turn_latency, 50)),
+        "turn_latency_p95_s": _r(percentile(turn_latency, 95)),
+        "last_final_after_audio_end_p50_s": _r(percentile(latencies, 50)),
+        "last_final_after_audio_end_p95_s": _r(percentile(latencies, 95)),
         "first_partial_latency_p50_s": _r(percentile(partial_latency, 50)),
         "first_partial_latency_p95_s": _r(percentile(partial_latency, 95)),
         "pipeline_overhead_p50_s": _r(percentile(overhead, 50)),
@@ -159,7 +211,13 @@ def _summarize(results: list[StreamResult], cpu_s: float) -> dict[str, Any]:
         "server_cpu_s_per_audio_s": _r(cpu_s / audio_s if audio_s else None),
         "errors": sum(len(r.run.errors) for r in results),
         "abnormal_closes": sum(r.run.close_code != 1000 for r in results),
+        "finals": sum(len(r.run.finals) for r in results),
+        "turns": sum(len(r.run.turns) for r in results),
+        "repeated_across_cuts": _cut_repeats(results),
+        "groups": _groups(results, offline),
+        "nonspeech_text": {r.entry.id: r.run.transcript for r in results if not r.entry.text},
         "transcripts": {r.entry.id: r.run.transcript for r in results},
+        "fast_transcripts": {r.entry.id: r.run.fast_transcript for r in results},
     }
 
 
@@ -229,7 +287,8 @@ def run_bench(options: BenchOptions, settings: Settings) -> int:
                     tail_silence_s=options.tail_silence_s,
                 )
             )
-            summary = _summarize(results, cpu_seconds(processes) - before)
+            offline = report["offline"]["transcripts"] if "offline" in report else None
+            summary = _summarize(results, cpu_seconds(processes) - before, offline)
             report["runs"][str(concurrency)] = summary
     finally:
         if pipeline is not None:
@@ -246,11 +305,12 @@ def _print_table(report: dict[str, Any]) -> None:
     if "offline" in report:
         print(f"offline ceiling WER: {report['offline']['wer']:.4f}")
     columns = [
-        ("wer", "WER"),
+        ("wer", "settled WER"),
+        ("fast_final_wer", "fast WER"),
         ("final_latency_p50_s", "final p50"),
         ("final_latency_p95_s", "final p95"),
-        ("end_of_speech_latency_p50_s", "eos p50"),
-        ("end_of_speech_latency_p95_s", "eos p95"),
+        ("turn_latency_p50_s", "turn p50"),
+        ("turn_latency_p95_s", "turn p95"),
         ("first_partial_latency_p50_s", "partial p50"),
         ("pipeline_overhead_p50_s", "overhead p50"),
         ("server_cpu_s_per_audio_s", "cpu s/s"),

@@ -10,7 +10,7 @@ import sys
 import time
 
 from shared.errors import ClientError, ConfigError, ModelLoadError
-from shared.settings import Settings, load_settings, require_redis_url
+from shared.settings import Settings, load_settings, model_options, require_redis_url
 from streamscribe import __version__, parts
 from streamscribe.client import DEFAULT_URL, Received, read_audio, stream_audio
 
@@ -72,6 +72,14 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
             start, end = message["start"], message["end"]
             print(
                 f"{clear}[{start:7.2f}-{end:7.2f}] {message['text']}", file=sys.stderr, flush=True
+            )
+        elif kind == "turn":
+            clear = "\r\033[K" if live else ""
+            start, end = message["start"], message["end"]
+            print(
+                f"{clear}[{start:7.2f}-{end:7.2f}] settled: {message['text']}",
+                file=sys.stderr,
+                flush=True,
             )
         elif kind == "translation":
             text = message.get("text") or f"({message.get('error', {}).get('code')})"
@@ -207,6 +215,22 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return run_bench(options, settings)
 
 
+def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
+    from streamscribe.tuning import run_tune
+
+    configs = [c.split(",") for c in args.config] if args.config else [[]]
+    return run_tune(
+        args.manifest,
+        configs,
+        model_options=model_options(settings),
+        processes=args.processes,
+        output=args.output,
+        limit=args.limit,
+        lead_s=args.turn_lead,
+        prompt=not args.no_prompt,
+    )
+
+
 BENCH_OUTPUT = "bench-results/bench.json"
 CAPACITY_OUTPUT = "bench-results/capacity.json"
 
@@ -306,6 +330,22 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.add_argument("--window", type=float, default=40.0, help="capacity: seconds per level")
     bench.add_argument("--levels", type=int, nargs="+", default=None, help="capacity: streams")
     bench.set_defaults(handler=cmd_bench)
+    tune = sub.add_parser(
+        "tune", help="segmentation and turn settings scored by WER, faster than real time"
+    )
+    tune.add_argument("--manifest", required=True)
+    tune.add_argument(
+        "--config",
+        action="append",
+        help="comma-separated segmenter options, e.g. turn_gap_ms=800,hangover_ms=300 "
+        "(repeat for several; none: the defaults)",
+    )
+    tune.add_argument("--processes", type=int, default=2)
+    tune.add_argument("--limit", type=int, default=None)
+    tune.add_argument("--turn-lead", type=float, default=0.3, help="silence before a turn, s")
+    tune.add_argument("--no-prompt", action="store_true", help="turns without the prompt")
+    tune.add_argument("--output", default="bench-results/tune.json")
+    tune.set_defaults(handler=cmd_tune)
 
 
 def main(argv: list[str] | None = None) -> int:

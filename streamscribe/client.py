@@ -100,8 +100,43 @@ class StreamRun:
         return [r.message for r in self.received if r.message.get("type") == "error"]
 
     @property
-    def transcript(self) -> str:
+    def turns(self) -> list[Received]:
+        own = self.session_id
+        return [
+            r
+            for r in self.received
+            if r.message.get("type") == "turn" and r.message.get("session_id") == own
+        ]
+
+    @property
+    def fast_transcript(self) -> str:
+        """The finals alone, as they came."""
         return " ".join(str(r.message["text"]).strip() for r in self.finals).strip()
+
+    @property
+    def transcript(self) -> str:
+        """The settled text: each turn in place of the finals it settles."""
+        return settled_text([r.message for r in self.received], self.session_id)
+
+
+def settled_text(messages: Sequence[Mapping[str, Any]], session_id: str | None) -> str:
+    """A session's transcript from its messages in order: finals, each replaced by the turn
+    that settles it (a turn that settles none of the finals held is added where it comes)."""
+    lines: list[tuple[str, str]] = []
+    """(utterance or turn id, text), in the order shown."""
+    for message in messages:
+        if message.get("session_id") != session_id:
+            continue
+        kind = message.get("type")
+        if kind == "transcript" and message.get("is_final"):
+            lines.append((str(message["utterance_id"]), str(message["text"]).strip()))
+        elif kind == "turn":
+            settled = {str(u) for u in message.get("utterance_ids", ())}
+            at = next((i for i, (uid, _) in enumerate(lines) if uid in settled), len(lines))
+            kept = [line for line in lines[:at]]
+            rest = [line for line in lines[at:] if line[0] not in settled]
+            lines = [*kept, (str(message["turn_id"]), str(message["text"]).strip()), *rest]
+    return " ".join(text for _, text in lines if text).strip()
 
 
 def stream_url(base: str, params: Mapping[str, str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -68,3 +69,30 @@ def load_manifest(path: str | Path, limit: int | None = None) -> list[ManifestEn
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"{manifest}:{number}: bad manifest line: {exc}") from exc
     return entries[:limit] if limit else entries
+
+
+def group_of(entry_id: str) -> str:
+    """The group of a development-set recording, by its id's prefix (``long-``, ``tel-``,
+    ``noisy-``, ``pause-``, ``nonspeech-``; anything else is a single utterance)."""
+    head = entry_id.split("-", 1)[0]
+    names = {
+        "long": "long-form",
+        "tel": "telephone",
+        "noisy": "noisy",
+        "pause": "pauses",
+        "nonspeech": "nonspeech",
+    }
+    return names.get(head, "single")
+
+
+def repeats_across_cuts(pieces: Sequence[str], reference: str) -> int:
+    """How often a piece ends with the word the next one starts with, where the normalized
+    ``reference`` never says that word twice in a row."""
+    words = [normalize(p).split() for p in pieces]
+    words = [w for w in words if w]
+    said_twice = {a for a, b in itertools.pairwise(reference.split()) if a == b}
+    return sum(
+        1
+        for before, after in itertools.pairwise(words)
+        if before[-1] == after[0] and before[-1] not in said_twice
+    )

@@ -17,6 +17,7 @@ from shared.settings import ModelOptions
 from transcriber import logger
 from transcriber.batching import SegmentOutcome, pack_utterances
 from transcriber.results import SegmentStats, Transcription, WordTiming
+from transcriber.turns import SettledTurn, TurnAudio, settle_turn
 
 __all__ = ["SegmentStats", "SpeechModel", "Transcription", "UtteranceAudio", "WordTiming"]
 
@@ -137,6 +138,10 @@ class SpeechModel:
         result = self.transcribe_array(audio, language, final=final, speech_ratio=speech_ratio)
         return result.shifted(-LEAD_SILENCE_S)
 
+    def settle_turn(self, turn: TurnAudio) -> SettledTurn:
+        """A turn's audio as a whole, with its speaker's earlier text as prompt."""
+        return settle_turn(self, turn)
+
     def transcribe_batch(
         self, utterances: Sequence[UtteranceAudio], *, final: bool
     ) -> list[Transcription]:
@@ -204,8 +209,15 @@ class SpeechModel:
         return results
 
     def transcribe_array(
-        self, audio: np.ndarray, language: str | None, *, final: bool, speech_ratio: float = 1.0
+        self,
+        audio: np.ndarray,
+        language: str | None,
+        *,
+        final: bool,
+        speech_ratio: float = 1.0,
+        prompt: str | None = None,
     ) -> Transcription:
+        """``prompt``: the speaker's earlier text, as Whisper's initial prompt."""
         options = self.options
         if not self.multilingual:
             language = "en"
@@ -214,6 +226,7 @@ class SpeechModel:
             language=language,
             beam_size=options.beam_size if final else options.partial_beam_size,
             word_timestamps=final,
+            initial_prompt=prompt or None,
             condition_on_previous_text=False,
             no_speech_threshold=options.no_speech_threshold,
             log_prob_threshold=options.log_prob_threshold,

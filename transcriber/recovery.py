@@ -10,6 +10,7 @@ utterance instead of waiting forever.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -17,7 +18,13 @@ import redis
 
 from shared import keys
 from shared.redis_client import publish_result
-from shared.schema import TranscriptionJob, UtteranceFailed
+from shared.schema import (
+    JobKind,
+    TranscriptionJob,
+    TranscriptResult,
+    TurnTranscript,
+    UtteranceFailed,
+)
 
 DEAD_LETTERS_KEPT = 10000
 
@@ -32,8 +39,13 @@ class RecoveryOptions:
             raise ValueError("reclaim_after_s must be positive and max_attempts at least 1")
 
 
+RELIABLE_STREAMS = (keys.FINAL_JOBS_STREAM, keys.TURN_JOBS_STREAM)
+"""The job streams whose jobs are never lost: reclaimed, or dead-lettered."""
+
+
 @dataclass(frozen=True, slots=True)
 class Reclaimed:
+    stream: str
     entry_id: bytes
     fields: dict[bytes, bytes]
     attempts: int
@@ -47,14 +59,17 @@ class JobRecovery:
         self._next_check = 0.0
 
     def reclaim_due(self) -> list[Reclaimed]:
-        """Final jobs idle past the deadline on any consumer, now this one's; at most every
-        half deadline."""
+        """Final and turn jobs idle past the deadline on any consumer, now this one's; at
+        most every half deadline."""
         now = time.monotonic()
         if now < self._next_check:
             return []
         self._next_check = now + self.options.reclaim_after_s / 2
+        return [r for stream in RELIABLE_STREAMS for r in self._reclaim(stream)]
+
+    def _reclaim(self, stream: str) -> list[Reclaimed]:
         response: Any = self._redis.xautoclaim(
-            keys.FINAL_JOBS_STREAM,
+            stream,
             keys.TRANSCRIBER_GROUP,
             self._consumer,
             min_idle_time=int(self.options.reclaim_after_s * 1000),
@@ -64,14 +79,16 @@ class JobRecovery:
         claimed = [(entry_id, fields) for entry_id, fields in response[1] if fields]
         if not claimed:
             return []
-        counts = self._delivery_counts([entry_id for entry_id, _ in claimed])
-        return [Reclaimed(i, f, counts.get(i, self.options.max_attempts)) for i, f in claimed]
+        counts = self._delivery_counts(stream, [entry_id for entry_id, _ in claimed])
+        return [
+            Reclaimed(stream, i, f, counts.get(i, self.options.max_attempts)) for i, f in claimed
+        ]
 
-    def _delivery_counts(self, entry_ids: list[bytes]) -> dict[bytes, int]:
+    def _delivery_counts(self, stream: str, entry_ids: list[bytes]) -> dict[bytes, int]:
         pipe = self._redis.pipeline(transaction=False)
         for entry_id in entry_ids:
             pipe.xpending_range(
-                keys.FINAL_JOBS_STREAM,
+                stream,
                 keys.TRANSCRIBER_GROUP,
                 min=entry_id,
                 max=entry_id,
@@ -86,30 +103,59 @@ class JobRecovery:
                 )
         return counts
 
-    def keep_fresh(self, pipe: redis.client.Pipeline, entry_ids: list[bytes]) -> None:
-        """Resets the idle time of the jobs in hand (called from the heartbeat)."""
-        if entry_ids:
-            pipe.xclaim(
-                keys.FINAL_JOBS_STREAM,
-                keys.TRANSCRIBER_GROUP,
-                self._consumer,
-                0,
-                cast(Any, entry_ids),
-                justid=True,
-            )
+    def keep_fresh(self, pipe: redis.client.Pipeline, in_hand: Sequence[tuple[str, bytes]]) -> None:
+        """Resets the idle time of the jobs in hand, (stream, entry id) (from the heartbeat)."""
+        for stream in RELIABLE_STREAMS:
+            entry_ids = [entry_id for s, entry_id in in_hand if s == stream]
+            if entry_ids:
+                pipe.xclaim(
+                    stream,
+                    keys.TRANSCRIBER_GROUP,
+                    self._consumer,
+                    0,
+                    cast(Any, entry_ids),
+                    justid=True,
+                )
 
     def dead_letter(
-        self, entry_id: bytes, fields: dict[bytes, bytes], job: TranscriptionJob | None, reason: str
+        self,
+        entry_id: bytes,
+        fields: dict[bytes, bytes],
+        job: TranscriptionJob | None,
+        reason: str,
+        *,
+        stream: str = keys.FINAL_JOBS_STREAM,
     ) -> None:
-        """Moves a job that will not succeed aside and tells its speaker."""
+        """Moves a job that will not succeed aside and tells its speaker (a turn's speaker
+        keeps the turn's finals: its turn is published as a fallback)."""
         pipe = self._redis.pipeline(transaction=True)
         dead = dict(fields)
         dead[b"reason"] = reason.encode()
         dead[b"entry_id"] = entry_id
         pipe.xadd(keys.DEAD_JOBS_STREAM, dead, maxlen=DEAD_LETTERS_KEPT, approximate=True)  # type: ignore[arg-type]
-        pipe.xack(keys.FINAL_JOBS_STREAM, keys.TRANSCRIBER_GROUP, entry_id)
-        pipe.xdel(keys.FINAL_JOBS_STREAM, entry_id)
-        if job is not None:
+        pipe.xack(stream, keys.TRANSCRIBER_GROUP, entry_id)
+        pipe.xdel(stream, entry_id)
+        if job is not None and job.kind is JobKind.TURN:
+            publish_result(pipe, job.session_id, fallback_turn(job).encode())
+        elif job is not None:
             failed = UtteranceFailed(job.session_id, job.utterance_index, reason)
             publish_result(pipe, job.session_id, failed.encode())
         pipe.execute()
+
+
+def fallback_turn(job: TranscriptionJob) -> TurnTranscript:
+    """A turn that could not be settled: its finals stand."""
+    start = job.start_sample / 16000
+    result = TranscriptResult(
+        session_id=job.session_id,
+        utterance_index=job.last_utterance,
+        partial_seq=0,
+        text="",
+        start=start,
+        end=start + len(job.pcm) / 32000,
+        language=job.language or "",
+        language_probability=0.0,
+    )
+    return TurnTranscript(
+        result, job.utterance_index, job.first_utterance, job.last_utterance, True, job.endpoint_at
+    )

@@ -7,7 +7,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 from prometheus_client import CollectorRegistry
@@ -30,20 +30,35 @@ from shared.schema import (
     PartialTranscript,
     TranscriptionJob,
     TranscriptResult,
+    TurnTranscript,
     Word,
     json_object,
 )
 from transcriber import logger
 from transcriber.metrics import TranscriberMetrics
 from transcriber.model import UtteranceAudio
-from transcriber.recovery import JobRecovery, RecoveryOptions
+from transcriber.recovery import RELIABLE_STREAMS, JobRecovery, RecoveryOptions, fallback_turn
 from transcriber.results import Transcription
+from transcriber.turns import SettledTurn, TurnAudio, prompt_from
+
+CONTEXT_TTL_S = 3600
+
+# KEYS: the session's turn context. ARGV: turn index, text, ttl. Keeps the newest turn's.
+_SET_CONTEXT = """
+local held = tonumber(redis.call('HGET', KEYS[1], 'turn') or '-1')
+if tonumber(ARGV[1]) > held then
+  redis.call('HSET', KEYS[1], 'turn', ARGV[1], 'text', ARGV[2])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+"""
 
 
 class Transcribes(Protocol):
     def transcribe_batch(
         self, utterances: Sequence[UtteranceAudio], *, final: bool
     ) -> list[Transcription]: ...
+
+    def settle_turn(self, turn: TurnAudio) -> SettledTurn: ...
 
 
 def default_consumer_name() -> str:
@@ -72,7 +87,7 @@ class _Taken:
 
 
 class TranscriberWorker:
-    """Consumes final and speculative jobs before partials, oldest first, up to
+    """Consumes final and speculative jobs, then turns, then partials, oldest first, up to
     ``batch.max_size`` at a time; partials that are stale are skipped.
 
     ``run()`` blocks until ``stop()``; the batch in hand is always finished (warm shutdown).
@@ -97,7 +112,7 @@ class TranscriberWorker:
         self.metrics = metrics or TranscriberMetrics(CollectorRegistry())
         self.recovery = JobRecovery(client, self.consumer, recovery or RecoveryOptions())
         self._backoff = Backoff()
-        self._in_hand: list[bytes] = []
+        self._in_hand: list[tuple[str, bytes]] = []
         self._retry: set[bytes] = set()
         self.jobs_done = 0
         self.jobs_skipped = 0
@@ -132,37 +147,45 @@ class TranscriberWorker:
 
     def step(self) -> None:
         """Takes over jobs of dead transcribers, waits up to ``block_ms`` for new ones, and
-        handles them: finals, then partials."""
-        finals: list[_Taken] = []
+        handles them: finals, then turns, then partials."""
+        reliable: dict[str, list[_Taken]] = {stream: [] for stream in RELIABLE_STREAMS}
         partials: list[_Taken] = []
         for reclaimed in self.recovery.reclaim_due():
-            taken = self._decode(keys.FINAL_JOBS_STREAM, reclaimed.entry_id, reclaimed.fields)
+            taken = self._decode(reclaimed.stream, reclaimed.entry_id, reclaimed.fields)
             if taken is None:
                 continue
             taken = replace(taken, attempts=reclaimed.attempts)
             if taken.attempts > self.recovery.options.max_attempts:
-                self._dead_letter(taken, "a transcriber died on every attempt at this utterance")
+                self._dead_letter(taken, "a transcriber died on every attempt at this job")
             else:
                 logger.warning("took over job %s (attempt %d)", taken.entry_id, taken.attempts)
-                finals.append(taken)
-        for stream, entry_id, fields in self._next_entries(block=not finals):
+                reliable[taken.stream].append(taken)
+        waiting = any(reliable.values())
+        for stream, entry_id, fields in self._next_entries(block=not waiting):
             taken = self._decode(stream, entry_id, fields)
             if taken is not None:
-                (finals if stream == keys.FINAL_JOBS_STREAM else partials).append(taken)
+                reliable.get(stream, partials).append(taken)
         if partials:  # partials are at most once: a lost one is replaced by the next
             self._ack(keys.PARTIAL_JOBS_STREAM, [t.entry_id for t in partials])
-        self._in_hand = [t.entry_id for t in finals]
+        finals, turns = reliable[keys.FINAL_JOBS_STREAM], reliable[keys.TURN_JOBS_STREAM]
+        self._in_hand = [(t.stream, t.entry_id) for t in finals + turns]
         try:
             for chunk in _chunks(self._current(finals), self._batch.max_size):
                 self._run_batch(chunk, final=True)
-            done = [t.entry_id for t in finals if t.entry_id not in self._retry]
-            if done:
-                self._ack(keys.FINAL_JOBS_STREAM, done)
+            self._ack_done(keys.FINAL_JOBS_STREAM, finals)
+            for turn in turns:
+                self._settle(turn)
+            self._ack_done(keys.TURN_JOBS_STREAM, turns)
         finally:
             self._in_hand = []
             self._retry.clear()
         for chunk in _chunks(self._current(partials), self._batch.max_size):
             self._run_batch(chunk, final=False)
+
+    def _ack_done(self, stream: str, taken: list[_Taken]) -> None:
+        done = [t.entry_id for t in taken if t.entry_id not in self._retry]
+        if done:
+            self._ack(stream, done)
 
     def keep_jobs_fresh(self, pipe: redis.client.Pipeline) -> None:
         """For the heartbeat: the final jobs in hand are not idle, whatever the model takes."""
@@ -186,11 +209,13 @@ class TranscriberWorker:
             taken.attempts,
         )
         self.metrics.errors.labels("dead_letter").inc()
-        self.recovery.dead_letter(taken.entry_id, taken.fields, taken.job, reason)
+        self.recovery.dead_letter(
+            taken.entry_id, taken.fields, taken.job, reason, stream=taken.stream
+        )
 
     def prepare(self) -> None:
         """Creates the consumer groups and this consumer (idempotent)."""
-        for stream in (keys.FINAL_JOBS_STREAM, keys.PARTIAL_JOBS_STREAM):
+        for stream in (*RELIABLE_STREAMS, keys.PARTIAL_JOBS_STREAM):
             ensure_consumer(self._redis, stream, keys.TRANSCRIBER_GROUP, self.consumer)
 
     def _read(self, streams: dict[str, str], count: int, block_ms: int | None) -> list[StreamEntry]:
@@ -204,13 +229,19 @@ class TranscriberWorker:
         )
 
     def _next_entries(self, *, block: bool = True) -> list[StreamEntry]:
-        """Finals first: a non-blocking look at each queue, else a blocking read of both; then,
-        if the batch is not full, up to ``max_wait_ms`` more for company."""
+        """Finals first, then turns, then partials: a non-blocking look at each queue, else a
+        blocking read of all three; then, if the batch is not full, up to ``max_wait_ms``
+        more for company."""
         size = self._batch.max_size
-        both = {keys.FINAL_JOBS_STREAM: ">", keys.PARTIAL_JOBS_STREAM: ">"}
-        entries = self._read({keys.FINAL_JOBS_STREAM: ">"}, size, None)
-        if len(entries) < size:
-            entries += self._read({keys.PARTIAL_JOBS_STREAM: ">"}, size - len(entries), None)
+        both = {
+            keys.FINAL_JOBS_STREAM: ">",
+            keys.TURN_JOBS_STREAM: ">",
+            keys.PARTIAL_JOBS_STREAM: ">",
+        }
+        entries: list[StreamEntry] = []
+        for stream in both:
+            if len(entries) < size:
+                entries += self._read({stream: ">"}, size - len(entries), None)
         if not entries and block:
             entries = self._read(both, size, self._block_ms)
         if entries and self._batch.max_wait_ms and len(entries) < size:
@@ -243,7 +274,7 @@ class TranscriberWorker:
 
     def _is_current(self, job: TranscriptionJob) -> bool:
         state = keys.session_state(job.session_id)
-        if job.kind is JobKind.FINAL:
+        if job.kind in (JobKind.FINAL, JobKind.TURN):
             return True
         if job.kind is JobKind.PARTIAL:
             utterance, seq = self._redis.hmget(state, "u", "pseq")
@@ -278,6 +309,44 @@ class TranscriberWorker:
         self._observe(jobs, started, done)
         for job, transcription in zip(jobs, transcriptions, strict=True):
             self._publish(job, _result(job, transcription, started, done))
+
+    def _settle(self, taken: _Taken) -> None:
+        """Decodes a turn with the speaker's recent settled text as prompt; publishes it and,
+        if nothing about it looked wrong, makes it the context of the next turn."""
+        job = taken.job
+        context = keys.turn_context(job.session_id)
+        stored: Any = self._redis.hget(context, "text")
+        prompt = stored.decode() if isinstance(stored, bytes) else ""
+        started = time.time()
+        try:
+            settled = self._model.settle_turn(
+                TurnAudio(job.pcm, job.language, job.speech_ratio, prompt)
+            )
+        except Exception as exc:  # the model failed: another attempt, or the finals stand
+            self._failed(taken, exc)
+            return
+        done = time.time()
+        self._observe([job], started, done)
+        if settled.usable:
+            result = _result(job, settled.transcription, started, done)
+            turn = TurnTranscript(
+                replace(result, utterance_index=job.last_utterance),
+                job.utterance_index,
+                job.first_utterance,
+                job.last_utterance,
+                False,
+                job.endpoint_at,
+            )
+        else:
+            self.metrics.errors.labels("turn_fallback").inc()
+            turn = fallback_turn(job)
+        pipe = self._redis.pipeline(transaction=False)
+        publish_result(pipe, job.session_id, turn.encode())
+        if settled.clean:
+            text = prompt_from(f"{prompt} {settled.transcription.text}")
+            pipe.eval(_SET_CONTEXT, 1, context, job.utterance_index, text, CONTEXT_TTL_S)
+        pipe.execute()
+        self.jobs_done += 1
 
     def _failed(self, taken: _Taken, exc: Exception) -> None:
         """A partial is dropped; a final is left for another attempt until it has had them

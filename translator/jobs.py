@@ -43,10 +43,9 @@ class TranslationService:
         return done
 
     def _publish(self, job: TranslationJob, done: TranslationDone) -> None:
-        """At most one message per utterance and language, whatever retries happen."""
-        dedup = (
-            f"{keys.session_state(job.session_id)}:tr:{job.utterance_index}:{job.target_language}"
-        )
+        """At most one message per utterance (or turn) and language, whatever retries happen."""
+        about = job.utterance_index if job.turn_index < 0 else f"t{job.turn_index}"
+        dedup = f"{keys.session_state(job.session_id)}:tr:{about}:{job.target_language}"
         if not self.redis.set(dedup, b"1", nx=True, ex=DEDUP_TTL_S):
             logger.info("translation %s already published", dedup)
             return
@@ -73,6 +72,7 @@ def _done(job: TranslationJob, text: str, code: str = "", message: str = "") -> 
         error_code=code,
         error_message=message,
         latency_s=round(time.time() - job.enqueued_at, 4),
+        turn_index=job.turn_index,
     )
 
 

@@ -1,0 +1,213 @@
+"""``streamscribe tune``: the segmenter core and the model over a manifest, in process and
+faster than real time, to choose segmentation and turn settings by their WER.
+
+For each file: the segmenter cuts utterances and turns exactly as the pipeline does; each
+utterance is transcribed as its fast final would be, each turn as the transcriber settles it
+(the file's settled text so far as the prompt). Reports the corpus WER of the fast finals, of
+the settled text and of each whole file offline, overall and per group. Latency is not
+measured here (``bench`` does that, at real-time pace).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soxr
+
+from segmenter.core import UtteranceEnded, UtteranceSegmenter
+from segmenter.options import SegmenterOptions
+from segmenter.turns import TurnEnded
+from segmenter.vad import WebRtcSpeechDetector
+from shared.audio import PIPELINE_SAMPLE_RATE, float_to_s16
+from shared.settings import ModelOptions
+from streamscribe.client import read_audio
+from streamscribe.metrics import ManifestEntry, corpus_wer, group_of, load_manifest
+from transcriber.model import SpeechModel
+from transcriber.turns import TURN_LEAD_S, TurnAudio, prompt_from, settle_turn
+
+CHUNK_MS = 50
+TAIL_SILENCE_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    id: str
+    finals: tuple[str, ...]
+    turns: tuple[str, ...]
+    turn_sizes: tuple[int, ...]
+    """Utterances per turn."""
+    offline: str
+
+    @property
+    def fast_text(self) -> str:
+        return " ".join(t for t in self.finals if t)
+
+    @property
+    def settled_text(self) -> str:
+        return " ".join(t for t in self.turns if t)
+
+
+def pcm_of(entry: ManifestEntry) -> bytes:
+    audio = read_audio(entry.audio)
+    if audio.sample_rate == PIPELINE_SAMPLE_RATE:
+        return audio.pcm
+    samples = np.frombuffer(audio.pcm, "<i2").astype(np.float32) / 32768
+    return float_to_s16(soxr.resample(samples, audio.sample_rate, PIPELINE_SAMPLE_RATE))
+
+
+def segment(pcm: bytes, options: SegmenterOptions) -> list[UtteranceEnded | TurnEnded]:
+    segmenter = UtteranceSegmenter(options, WebRtcSpeechDetector(options.vad_aggressiveness))
+    step = PIPELINE_SAMPLE_RATE * CHUNK_MS // 1000 * 2
+    padded = pcm + bytes(int(TAIL_SILENCE_S * PIPELINE_SAMPLE_RATE) * 2)
+    events = []
+    for offset in range(0, len(padded), step):
+        events += segmenter.feed(padded[offset : offset + step])
+    events += segmenter.flush()
+    return [e for e in events if isinstance(e, UtteranceEnded | TurnEnded)]
+
+
+class _Loaded:
+    """The pool worker's model, loaded once when the process starts."""
+
+    model: SpeechModel | None = None
+
+
+def _init(options: ModelOptions) -> None:
+    _Loaded.model = SpeechModel(options)
+
+
+def _run_file(job: tuple[ManifestEntry, SegmenterOptions, float, bool, bool]) -> FileResult:
+    entry, options, lead_s, prompt, with_offline = job
+    model = _Loaded.model
+    assert model is not None
+    pcm = pcm_of(entry)
+    finals: list[str] = []
+    turns: list[str] = []
+    sizes: list[int] = []
+    by_index: dict[int, str] = {}
+    settled = ""
+    for event in segment(pcm, options):
+        if isinstance(event, UtteranceEnded):
+            text = model.transcribe(
+                event.pcm, None, final=True, speech_ratio=event.speech_ratio
+            ).text
+            finals.append(text)
+            by_index[event.utterance_index] = text
+            continue
+        turn = settle_turn(
+            model,
+            TurnAudio(event.pcm, None, event.speech_ratio, prompt_from(settled) if prompt else ""),
+            lead_s=lead_s,
+        )
+        if turn.usable:
+            text = turn.transcription.text
+        else:
+            span = range(event.first_utterance, event.last_utterance + 1)
+            text = " ".join(by_index.get(i, "") for i in span).strip()
+        turns.append(text)
+        sizes.append(event.last_utterance - event.first_utterance + 1)
+        if turn.clean:
+            settled = f"{settled} {text}".strip()
+    offline = ""
+    if with_offline:
+        samples = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
+        offline = model.transcribe_array(samples, None, final=True).text
+    return FileResult(entry.id, tuple(finals), tuple(turns), tuple(sizes), offline)
+
+
+def _wer(entries: Sequence[ManifestEntry], texts: dict[str, str]) -> float | None:
+    scored = [e for e in entries if e.text]
+    if not scored:
+        return None
+    return round(corpus_wer([e.text for e in scored], [texts[e.id] for e in scored]), 4)
+
+
+def summarize(entries: Sequence[ManifestEntry], results: Sequence[FileResult]) -> dict[str, Any]:
+    by_id = {r.id: r for r in results}
+    groups: dict[str, list[ManifestEntry]] = {}
+    for entry in entries:
+        groups.setdefault(group_of(entry.id), []).append(entry)
+
+    def scores(subset: Sequence[ManifestEntry]) -> dict[str, Any]:
+        fast = _wer(subset, {e.id: by_id[e.id].fast_text for e in subset})
+        settled = _wer(subset, {e.id: by_id[e.id].settled_text for e in subset})
+        offline = _wer(subset, {e.id: by_id[e.id].offline for e in subset})
+        return {
+            "fast_final_wer": fast,
+            "settled_wer": settled,
+            "offline_wer": offline,
+            "settled_over_offline": round(settled / offline, 3)
+            if settled is not None and offline
+            else None,
+        }
+
+    sizes = [s for r in results for s in r.turn_sizes]
+    return {
+        **scores(entries),
+        "finals": sum(len(r.finals) for r in results),
+        "turns": len(sizes),
+        "utterances_per_turn": round(sum(sizes) / len(sizes), 2) if sizes else None,
+        "groups": {name: scores(subset) for name, subset in sorted(groups.items())},
+        "nonspeech_text": {e.id: by_id[e.id].settled_text for e in entries if not e.text},
+    }
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``name=value`` pairs naming :class:`SegmenterOptions` fields."""
+    known = {f.name: f.type for f in fields(SegmenterOptions)}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in known:
+            raise ValueError(f"unknown segmenter option {name!r}")
+        out[name] = float(value) if "." in value else int(value)
+    return out
+
+
+def run_tune(
+    manifest: str,
+    configs: Sequence[Sequence[str]],
+    *,
+    model_options: ModelOptions,
+    processes: int,
+    output: str,
+    limit: int | None = None,
+    lead_s: float = TURN_LEAD_S,
+    prompt: bool = True,
+) -> int:
+    entries = load_manifest(manifest, limit)
+    report: dict[str, Any] = {"manifest": str(Path(manifest).resolve()), "runs": []}
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes, initializer=_init, initargs=(model_options,)) as pool:
+        offline: dict[str, str] | None = None
+        for config in configs or [[]]:
+            options = replace(SegmenterOptions(), **parse_overrides(config))
+            started = time.perf_counter()
+            jobs = [(e, options, lead_s, prompt, offline is None) for e in entries]
+            results = pool.map(_run_file, jobs, chunksize=1)
+            if offline is None:
+                offline = {r.id: r.offline for r in results}
+            results = [replace(r, offline=offline[r.id]) for r in results]
+            summary = summarize(entries, results)
+            summary["options"] = list(config)
+            summary["seconds"] = round(time.perf_counter() - started, 1)
+            report["runs"].append(summary)
+            print(
+                f"{' '.join(config) or 'defaults'}: fast {summary['fast_final_wer']} "
+                f"settled {summary['settled_wer']} offline {summary['offline_wer']} "
+                f"({summary['settled_over_offline']}x) turns {summary['turns']}",
+                file=sys.stderr,
+                flush=True,
+            )
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0

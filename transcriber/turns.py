@@ -1,0 +1,120 @@
+"""Settling a turn: its audio decoded as a whole, with the speaker's earlier text as prompt.
+
+Guards besides the per-segment ones of :mod:`transcriber.model`: a prompt can pull Whisper
+into echoing it or looping, so a turn whose decoding looks wrong with the prompt is decoded
+again without it; text that still looks wrong is never used as the next turn's prompt.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from shared.audio import s16_to_float
+from transcriber.results import Transcription
+
+TURN_LEAD_S = 0.3
+"""Silence put before a turn's audio (chosen on ../shared/audio-dev, see the README)."""
+PROMPT_WORDS = 48
+"""How much of the speaker's settled text goes into the prompt (its last words)."""
+
+_WORD = re.compile(r"[\w']+")
+
+
+class DecodesArrays(Protocol):
+    def transcribe_array(
+        self,
+        audio: np.ndarray,
+        language: str | None,
+        *,
+        final: bool,
+        speech_ratio: float = 1.0,
+        prompt: str | None = None,
+    ) -> Transcription: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TurnAudio:
+    pcm: bytes
+    language: str | None
+    speech_ratio: float
+    prompt: str
+    """The speaker's recent settled text ('' for none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SettledTurn:
+    transcription: Transcription
+    """Times from the start of the turn's audio."""
+    clean: bool
+    """Nothing about it looked wrong: fit to be the next turn's prompt."""
+    prompted: bool
+    """The prompt was kept (not dropped after a suspicious first decoding)."""
+    usable: bool = True
+    """False: even without a prompt the decoding loops; the turn's finals stand instead."""
+
+
+def words_of(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def repetition_loop(text: str) -> bool:
+    """A run of one word five times, or of a 2-6 word phrase three times in a row: Whisper's
+    loop, rarely speech."""
+    words = words_of(text)
+    for n in range(1, 7):
+        needed = 5 if n == 1 else 3
+        for start in range(0, len(words) - n * needed + 1):
+            phrase = words[start : start + n]
+            if all(words[start + k * n : start + (k + 1) * n] == phrase for k in range(needed)):
+                return True
+    return False
+
+
+def echoes_prompt(text: str, prompt: str, *, run: int = 5) -> bool:
+    """The decoding repeats ``run`` consecutive words of the prompt's end."""
+    tail = words_of(prompt)[-24:]
+    words = words_of(text)
+    if len(tail) < run or len(words) < run:
+        return False
+    grams = {tuple(tail[i : i + run]) for i in range(len(tail) - run + 1)}
+    return any(tuple(words[i : i + run]) in grams for i in range(len(words) - run + 1))
+
+
+def suspicious(result: Transcription, prompt: str) -> bool:
+    return (
+        result.dropped_segments > 0
+        or repetition_loop(result.text)
+        or (bool(prompt) and echoes_prompt(result.text, prompt))
+    )
+
+
+def prompt_from(text: str, *, words: int = PROMPT_WORDS) -> str:
+    """The last ``words`` words of a speaker's settled text."""
+    parts = text.split()
+    return " ".join(parts[-words:])
+
+
+def settle_turn(
+    model: DecodesArrays, turn: TurnAudio, *, lead_s: float = TURN_LEAD_S
+) -> SettledTurn:
+    lead = np.zeros(int(lead_s * 16000), np.float32)
+    audio = np.concatenate([lead, s16_to_float(turn.pcm)])
+
+    def decode(prompt: str) -> Transcription:
+        return model.transcribe_array(
+            audio, turn.language, final=True, speech_ratio=turn.speech_ratio, prompt=prompt
+        ).shifted(-lead_s)
+
+    result = decode(turn.prompt)
+    prompted = bool(turn.prompt)
+    if prompted and suspicious(result, turn.prompt):
+        result = decode("")
+        prompted = False
+    if repetition_loop(result.text):
+        return SettledTurn(result, clean=False, prompted=prompted, usable=False)
+    clean = not suspicious(result, "") and bool(result.text)
+    return SettledTurn(result, clean=clean, prompted=prompted)
