@@ -7,6 +7,7 @@ again without it; text that still looks wrong is never used as the next turn's p
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Protocol
@@ -18,6 +19,8 @@ from transcriber.results import Transcription
 
 TURN_LEAD_S = 0.3
 """Silence put before a turn's audio (chosen on ../shared/audio-dev, see the README)."""
+DOUBTFUL_WORD = 0.1
+"""A last word below this probability is taken for the model running on, not speech."""
 PROMPT_WORDS = 48
 """How much of the speaker's settled text goes into the prompt (its last words)."""
 
@@ -92,6 +95,20 @@ def suspicious(result: Transcription, prompt: str) -> bool:
     )
 
 
+def without_doubtful_tail(result: Transcription, *, below: float = DOUBTFUL_WORD) -> Transcription:
+    """Drops the words at the end that the model itself barely believes (a prompt invites
+    Whisper to go on past the speech: "... never been surpassed. rest.")."""
+    words = list(result.words)
+    text = result.text.rstrip()
+    while words and words[-1].probability < below and text.endswith(words[-1].word):
+        text = text[: -len(words[-1].word)].rstrip()
+        words.pop()
+    if len(words) == len(result.words):
+        return result
+    end = words[-1].end if words else result.start
+    return dataclasses.replace(result, text=text, words=tuple(words), end=end)
+
+
 def prompt_from(text: str, *, words: int = PROMPT_WORDS) -> str:
     """The last ``words`` words of a speaker's settled text."""
     parts = text.split()
@@ -105,9 +122,10 @@ def settle_turn(
     audio = np.concatenate([lead, s16_to_float(turn.pcm)])
 
     def decode(prompt: str) -> Transcription:
-        return model.transcribe_array(
+        decoded = model.transcribe_array(
             audio, turn.language, final=True, speech_ratio=turn.speech_ratio, prompt=prompt
-        ).shifted(-lead_s)
+        )
+        return without_doubtful_tail(decoded.shifted(-lead_s))
 
     result = decode(turn.prompt)
     prompted = bool(turn.prompt)

@@ -24,6 +24,8 @@ const KEEP_AUDIO_S = 120; // audio kept for resending after a dropped connection
 const state = {
   ws: null, sessionId: null, joined: false, leaving: false, reconnectDelay: 500, reconnectTimer: null,
   mic: null, fileStreaming: false, finals: [], shown: [], audioStartedAt: null,
+  // The transcript as shown (and downloaded): finals, each replaced by the turn settling it.
+  transcript: [], turns: [],
   // Resuming: the session's token, the highest seq held, and the audio sent lately.
   resumeToken: null, lastSeq: 0, greeted: false, samplesSent: 0, kept: [], resumes: 0, lastErrorCode: null,
   finalMessages: 0, // final transcript messages taken in (a duplicate would count twice)
@@ -104,6 +106,9 @@ function onMessage(message) {
     case "transcript":
       if (message.is_final) state.finalMessages += 1;
       showTranscript(message);
+      break;
+    case "turn":
+      showTurn(message);
       break;
     case "translation":
       showTranslation(message);
@@ -221,13 +226,52 @@ function showTranscript(message) {
       start: message.start, end: message.end, text: message.text,
     };
     state.finals.push(final);
+    state.transcript.push(final);
     state.shown.push({ ...final, shownAt: Date.now(), serverTiming: message.server_timing || null });
   }
   if (follow) box.scrollTop = box.scrollHeight;
 }
 
+// A turn's settled text takes the place of the finals it settles: the first of their lines
+// becomes the turn's line, the others go; nothing else moves.
+function showTurn(message) {
+  if (document.getElementById(`t-${message.turn_id}`)) return; // a turn never changes
+  const box = $("transcript");
+  const follow = nearBottom(box);
+  const settles = new Set(message.utterance_ids);
+  const lines = message.utterance_ids.map((id) => document.getElementById(`u-${id}`)).filter(Boolean);
+  const entry = {
+    speaker: message.speaker, session_id: message.session_id, turn_id: message.turn_id,
+    utterance_ids: message.utterance_ids, start: message.start, end: message.end, text: message.text,
+  };
+  state.turns.push(entry);
+  const at = state.transcript.findIndex((e) => settles.has(e.utterance_id));
+  state.transcript = state.transcript.filter((e) => !settles.has(e.utterance_id));
+  if (!message.text) { // the turn held no speech after all
+    lines.forEach((line) => line.remove());
+    return;
+  }
+  state.transcript.splice(at < 0 ? state.transcript.length : at, 0, entry);
+  let line = lines[0];
+  if (!line) {
+    line = document.createElement("p");
+    line.innerHTML = '<span class="when"></span><span class="who"></span><span class="text"></span>';
+    box.appendChild(line);
+  }
+  for (const other of lines.slice(1)) other.remove();
+  line.querySelectorAll(".translation").forEach((note) => note.remove());
+  line.id = `t-${message.turn_id}`;
+  line.className = "line final turn";
+  line.querySelector(".when").textContent = shortClock(message.start);
+  line.querySelector(".who").textContent = `${message.speaker}:`;
+  line.querySelector(".text").textContent = message.text;
+  if (follow) box.scrollTop = box.scrollHeight;
+}
+
 function showTranslation(message) {
-  const line = document.getElementById(`u-${message.utterance_id}`);
+  const line = message.turn_id
+    ? document.getElementById(`t-${message.turn_id}`)
+    : document.getElementById(`u-${message.utterance_id}`);
   if (!line) return;
   const note = document.createElement("span");
   note.className = "translation";
@@ -236,8 +280,9 @@ function showTranslation(message) {
     ? `${message.target_language}: translation unavailable (${message.error.code})`
     : `${message.target_language}: ${message.text}`;
   line.appendChild(note);
-  const final = state.finals.find((f) => f.utterance_id === message.utterance_id);
-  if (final && !message.error) (final.translations ||= {})[message.target_language] = message.text;
+  const entry = state.transcript.find((e) => message.turn_id
+    ? e.turn_id === message.turn_id : e.utterance_id === message.utterance_id);
+  if (entry && !message.error) (entry.translations ||= {})[message.target_language] = message.text;
 }
 
 function showParticipants(participants) {
@@ -255,7 +300,7 @@ function showParticipants(participants) {
 
 function download(format) {
   const { type, build } = FORMATS[format];
-  const blob = new Blob([build(state.finals)], { type });
+  const blob = new Blob([build(state.transcript)], { type });
   const link = document.createElement("a");
   link.href = URL.createObjectURL(blob);
   link.download = `transcript-${$("room").value.trim() || "room"}.${format}`;

@@ -1,4 +1,6 @@
-// Transcript exports. Each final: {speaker, session_id, utterance_id, start, end, text}.
+// Transcript exports. Each entry is a turn (its settled text, with turn_id and the
+// utterance_ids it settles) or a final no turn has settled yet (utterance_id):
+// {speaker, session_id, start, end, text, ...}.
 
 function pad(n, width = 2) {
   return String(n).padStart(width, "0");
@@ -39,8 +41,8 @@ export function toVtt(finals) {
   return ["WEBVTT\n", ...cues].join("\n");
 }
 
-export function toJson(finals) {
-  return JSON.stringify({ finals }, null, 2) + "\n";
+export function toJson(entries) {
+  return JSON.stringify({ transcript: entries }, null, 2) + "\n";
 }
 
 export const FORMATS = {

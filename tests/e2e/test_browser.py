@@ -138,6 +138,19 @@ def shown(page: Page) -> list[dict[str, Any]]:
     return result
 
 
+def transcript(page: Page) -> list[dict[str, Any]]:
+    """What the page shows (and downloads): finals, each replaced by the turn settling it."""
+    result: list[dict[str, Any]] = page.evaluate("window.streamscribe.transcript")
+    return result
+
+
+SETTLED = (
+    "window.streamscribe.transcript.length > 0"
+    " && window.streamscribe.transcript.every(e => e.turn_id)"
+)
+"""Every line the page shows is a turn: the finals have all been settled."""
+
+
 def text_of(finals: list[dict[str, Any]], speaker: str) -> str:
     return " ".join(f["text"] for f in finals if f["speaker"] == speaker)
 
@@ -163,11 +176,13 @@ def test_two_speakers_in_a_room_see_each_other_and_another_room_sees_nothing(
             page.wait_for_function(
                 "new Set(window.streamscribe.shown.map(f => f.speaker)).size === 2", timeout=15000
             )
+        for page in (ana, ben, dan):
+            page.wait_for_function(SETTLED, timeout=20000)
         time.sleep(1.0)
         ARTIFACTS.mkdir(exist_ok=True)
         ana.screenshot(path=str(ARTIFACTS / "browser-room-42-ana.png"), full_page=True)
 
-        ana_finals, ben_finals, dan_finals = shown(ana), shown(ben), shown(dan)
+        ana_finals, ben_finals, dan_finals = transcript(ana), transcript(ben), transcript(dan)
         for finals in (ana_finals, ben_finals):
             assert {f["speaker"] for f in finals} == {"Ana", "Ben"}
             assert text_of(finals, "Ana") and text_of(finals, "Ben")
@@ -262,9 +277,41 @@ def test_streaming_a_file_from_the_page(
             "window.streamscribe.shown.length > 0 && !window.streamscribe.fileStreaming",
             timeout=int((BEN[0].seconds + 15) * 1000),
         )
-        page.wait_for_timeout(1500)
-        assert corpus_wer([BEN[0].text], [text_of(shown(page), "Eve")]) < 0.2
-        assert page.locator(".line.final").count() == len(shown(page))
+        page.wait_for_function(SETTLED, timeout=20000)
+        assert corpus_wer([BEN[0].text], [text_of(transcript(page), "Eve")]) < 0.2
+        assert page.locator(".line.final").count() == len(transcript(page))
+    finally:
+        browser.close()
+
+
+def test_the_page_replaces_a_turns_finals_with_its_settled_text_in_place(
+    pipeline: RunningPipeline, playwright: Playwright, tmp_path: Path
+) -> None:
+    """JFK's sentence comes as three finals (pauses inside it) and one turn: the first final's
+    line becomes the turn's, the other two go, and the download holds the turn."""
+    jfk = BY_ID["jfk-inaugural-1961"]
+    browser = launch(playwright, tmp_path, None)
+    try:
+        page = join(browser, pipeline.http + "/", "turn-demo", "Hal")
+        page.set_input_files("#file", str(jfk.audio))
+        first = page.wait_for_selector("#transcript .line.final", timeout=30000)
+        assert first is not None
+        page.wait_for_function(SETTLED, timeout=int((jfk.seconds + 20) * 1000))
+        finals = page.evaluate("window.streamscribe.finals")
+        turns = page.evaluate("window.streamscribe.turns")
+        assert len(finals) >= 2 and len(turns) >= 1
+        lines = page.locator("#transcript .line")
+        assert lines.count() == len(transcript(page)) < len(finals)
+        assert page.locator("#transcript .line[id^=u-]").count() == 0
+        # the node that showed the first final is the one that shows the turn now
+        assert first.evaluate("node => node.isConnected && node.id.startsWith('t-')")
+        assert first.evaluate("node => node === node.parentNode.firstElementChild")
+        settled = text_of(transcript(page), "Hal")
+        assert corpus_wer([jfk.text], [settled]) < 0.2
+        with page.expect_download() as download:
+            page.click("[data-format=json]")
+        exported = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+        assert [e["turn_id"] for e in exported["transcript"]] == [t["turn_id"] for t in turns]
     finally:
         browser.close()
 

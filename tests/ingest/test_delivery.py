@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from ingest.delivery import DeliveryOrder
+from ingest.delivery import DeliveryOrder, ReleasedTurn
 from shared.schema import (
     Commit,
     FinalTranscript,
     PartialTranscript,
     SegmentationFinished,
     TranscriptResult,
+    TurnTranscript,
     UtteranceFailed,
 )
 
@@ -64,3 +65,58 @@ def test_a_resumed_order_goes_on_where_the_last_connection_left_off() -> None:
     assert order.finals_delivered == 4
     stale_partial = PartialTranscript(result(1, "old", seq=5))
     assert order.accept(stale_partial) == []
+
+
+def turn(
+    index: int, first: int, last: int, text: str = "settled", *, fallback: bool = False
+) -> TurnTranscript:
+    return TurnTranscript(result(last, text), index, first, last, fallback, 0.0)
+
+
+def test_a_turn_waits_for_its_finals_and_names_those_delivered() -> None:
+    order = DeliveryOrder()
+    assert order.accept(turn(0, 0, 2)) == []
+    assert order.accept(final(0)) == [final(0)]
+    assert order.accept(final(1, "")) == []  # nothing said: no final, and not in the turn
+    [last, released] = order.accept(final(2))
+    assert last == final(2)
+    assert isinstance(released, ReleasedTurn)
+    assert released.utterance_indexes == (0, 2)
+    assert order.accept(turn(0, 0, 2)) == []  # duplicate
+    assert (order.next_turn, order.settled_until) == (1, 3)
+
+
+def test_turns_are_released_in_order() -> None:
+    order = DeliveryOrder()
+    order.accept(final(0))
+    order.accept(final(1))
+    assert order.accept(turn(1, 1, 1)) == []
+    [first, second] = order.accept(turn(0, 0, 0))
+    assert isinstance(first, ReleasedTurn) and isinstance(second, ReleasedTurn)
+    assert (first.turn.turn_index, second.turn.turn_index) == (0, 1)
+
+
+def test_a_turn_with_nothing_said_and_no_finals_is_consumed_silently() -> None:
+    order = DeliveryOrder()
+    order.accept(final(0, ""))
+    assert order.accept(turn(0, 0, 0, "")) == []
+    assert order.accept(turn(1, 1, 1, "", fallback=True)) == []
+    assert order.next_turn == 1  # turn 1 waits for utterance 1
+
+
+def test_complete_waits_for_the_turns_as_well() -> None:
+    order = DeliveryOrder()
+    order.accept(final(0))
+    order.accept(SegmentationFinished("s1", 1, 1))
+    assert not order.complete
+    order.accept(turn(0, 0, 0))
+    assert order.complete
+
+
+def test_a_resumed_order_finds_its_unsettled_finals_again_in_the_log() -> None:
+    order = DeliveryOrder(next_index=3, finals_delivered=3, next_turn=1, settled_until=1)
+    for index in range(3):  # the results log, replayed from its start
+        assert order.accept(final(index)) == []
+    [released] = order.accept(turn(1, 1, 2))
+    assert isinstance(released, ReleasedTurn)
+    assert released.utterance_indexes == (1, 2)

@@ -1,0 +1,128 @@
+"""Settling turns: the guards (pure) and the real tiny.en model on a recording's turns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segmenter.core import UtteranceEnded
+from segmenter.options import SegmenterOptions
+from segmenter.turns import TurnEnded
+from shared.settings import Settings, model_options
+from streamscribe.client import read_audio
+from streamscribe.metrics import corpus_wer, load_manifest
+from streamscribe.tuning import segment
+from transcriber.model import SpeechModel
+from transcriber.results import Transcription
+from transcriber.turns import (
+    TurnAudio,
+    echoes_prompt,
+    prompt_from,
+    repetition_loop,
+    settle_turn,
+)
+
+DATA = Path(__file__).parents[1] / "data"
+
+
+def test_repetition_loops_are_found_and_plain_speech_is_not() -> None:
+    assert repetition_loop("thank you thank you thank you for watching")
+    assert repetition_loop("so so so so so")
+    assert not repetition_loop("no, no, I said it was fine, it was fine")
+    assert not repetition_loop("the cat sat on the mat and the dog sat on the log")
+
+
+def test_echoing_the_prompt_is_found() -> None:
+    prompt = "and so it was that the king of the north rode out at dawn"
+    assert echoes_prompt("the king of the north rode out again", prompt)
+    assert not echoes_prompt("he came back at noon with his men", prompt)
+    assert not echoes_prompt("the king", "")
+
+
+def test_prompt_keeps_the_last_words() -> None:
+    assert prompt_from("one two three four", words=2) == "three four"
+
+
+class ScriptedDecoder:
+    """Answers each decoding with the next scripted text, and records the prompts asked."""
+
+    def __init__(self, *texts: str, dropped: int = 0) -> None:
+        self._texts: Iterator[str] = iter(texts)
+        self._dropped = dropped
+        self.prompts: list[str | None] = []
+
+    def transcribe_array(
+        self,
+        audio: np.ndarray,
+        language: str | None,
+        *,
+        final: bool,
+        speech_ratio: float = 1.0,
+        prompt: str | None = None,
+    ) -> Transcription:
+        self.prompts.append(prompt)
+        return Transcription(next(self._texts), 0.5, 1.5, "en", 1.0, (), self._dropped)
+
+
+AUDIO = TurnAudio(bytes(32000), None, 1.0, "the story so far was told by him")
+
+
+def test_a_clean_turn_keeps_its_prompt_and_may_prompt_the_next() -> None:
+    decoder = ScriptedDecoder("and then he left")
+    settled = settle_turn(decoder, AUDIO)
+    assert decoder.prompts == [AUDIO.prompt]
+    assert (settled.prompted, settled.clean, settled.usable) == (True, True, True)
+    assert settled.transcription.text == "and then he left"
+
+
+def test_a_turn_that_echoes_its_prompt_is_decoded_again_without_it() -> None:
+    decoder = ScriptedDecoder("the story so far was told by him", "and then he left")
+    settled = settle_turn(decoder, AUDIO)
+    assert decoder.prompts == [AUDIO.prompt, ""]
+    assert not settled.prompted and settled.clean
+    assert settled.transcription.text == "and then he left"
+
+
+def test_a_turn_that_still_loops_is_unusable_and_never_a_prompt() -> None:
+    loop = "you know you know you know you know"
+    settled = settle_turn(ScriptedDecoder(loop, loop), AUDIO)
+    assert not settled.usable and not settled.clean
+
+
+def test_text_the_guards_flagged_is_never_a_prompt() -> None:
+    settled = settle_turn(ScriptedDecoder("words", "words", dropped=1), AUDIO)
+    assert settled.usable and not settled.clean
+
+
+@pytest.fixture(scope="module")
+def model() -> SpeechModel:
+    return SpeechModel(model_options(Settings()))
+
+
+def test_turns_of_a_long_recording_settle_at_least_as_well_as_its_finals(
+    model: SpeechModel,
+) -> None:
+    [entry] = [e for e in load_manifest(DATA / "manifest.jsonl") if e.id.startswith("long-ljs")]
+    pcm = read_audio(entry.audio).pcm
+    events = segment(pcm, SegmenterOptions())
+    finals = [e for e in events if isinstance(e, UtteranceEnded)]
+    turns = [e for e in events if isinstance(e, TurnEnded)]
+    assert 1 <= len(turns) < len(finals)
+    fast = " ".join(model.transcribe(f.pcm, None, final=True).text for f in finals)
+    settled_text = ""
+    prompts = 0
+    for turn in turns:
+        settled = settle_turn(
+            model, TurnAudio(turn.pcm, None, turn.speech_ratio, prompt_from(settled_text))
+        )
+        assert settled.usable
+        prompts += settled.prompted
+        settled_text = f"{settled_text} {settled.transcription.text}".strip()
+    assert prompts >= 1  # later turns were decoded with the earlier text as context
+    fast_wer = corpus_wer([entry.text], [fast])
+    settled_wer = corpus_wer([entry.text], [settled_text])
+    print(f"\n{fast}\n{settled_text}")
+    assert settled_wer <= fast_wer + 0.005, (settled_wer, fast_wer)
