@@ -3,7 +3,8 @@ order after the finals it settles, partials never stale."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from shared.schema import (
     FinalTranscript,
@@ -15,6 +16,9 @@ from shared.schema import (
     UtteranceFailed,
 )
 
+LOST_WORDS_RATIO = 0.7
+"""A settled turn with fewer words than this share of its finals' stopped early: its finals
+stand instead (Whisper sometimes ends a prompted decoding mid-turn)."""
 OPEN_FINALS_KEPT = 500
 """Delivered finals waiting for their turn, at most (a turn settles a handful)."""
 
@@ -29,6 +33,12 @@ class ReleasedTurn:
     @property
     def utterance_indexes(self) -> tuple[int, ...]:
         return tuple(f.utterance_index for f in self.finals)
+
+
+def turn_lost_words(turn_text: str, final_texts: Sequence[str]) -> bool:
+    """The turn says clearly less than the finals it settles did."""
+    said = sum(len(t.split()) for t in final_texts)
+    return said >= 6 and len(turn_text.split()) < LOST_WORDS_RATIO * said
 
 
 Deliverable = PartialTranscript | FinalTranscript | UtteranceFailed | ReleasedTurn
@@ -130,6 +140,8 @@ class DeliveryOrder:
             span = range(turn.first_utterance, turn.last_utterance + 1)
             finals = tuple(self._open.pop(i) for i in sorted(self._open) if i in span)
             self.settled_until = max(self.settled_until, turn.last_utterance + 1)
+            if not turn.fallback and turn_lost_words(turn.result.text, [f.text for f in finals]):
+                turn = replace(turn, fallback=True)
             if finals or (turn.result.text and not turn.fallback):
                 released.append(ReleasedTurn(turn, finals))
         return released

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import soxr
 
+from ingest.delivery import turn_lost_words
 from segmenter.core import UtteranceEnded, UtteranceSegmenter
 from segmenter.options import SegmenterOptions
 from segmenter.turns import TurnEnded
@@ -107,11 +108,11 @@ def _run_file(job: tuple[ManifestEntry, SegmenterOptions, float, bool, bool]) ->
             TurnAudio(event.pcm, None, event.speech_ratio, prompt_from(settled) if prompt else ""),
             lead_s=lead_s,
         )
-        if turn.usable:
-            text = turn.transcription.text
-        else:
-            span = range(event.first_utterance, event.last_utterance + 1)
-            text = " ".join(by_index.get(i, "") for i in span).strip()
+        span = range(event.first_utterance, event.last_utterance + 1)
+        said = [by_index[i] for i in span if by_index.get(i)]
+        text = turn.transcription.text
+        if not turn.usable or turn_lost_words(text, said):
+            text = " ".join(said)
         turns.append(text)
         sizes.append(event.last_utterance - event.first_utterance + 1)
         if turn.clean:

@@ -21,6 +21,9 @@ TURN_LEAD_S = 0.3
 """Silence put before a turn's audio (chosen on ../shared/audio-dev, see the README)."""
 DOUBTFUL_WORD = 0.1
 """A last word below this probability is taken for the model running on, not speech."""
+STOPS_SHORT_S = 2.5
+"""A turn's last word ending this long before its audio does means the decoding stopped
+early (the audio ends with at most the hangover and the turn's padding after speech)."""
 PROMPT_WORDS = 48
 """How much of the speaker's settled text goes into the prompt (its last words)."""
 
@@ -87,10 +90,19 @@ def echoes_prompt(text: str, prompt: str, *, run: int = 5) -> bool:
     return any(tuple(words[i : i + run]) in grams for i in range(len(words) - run + 1))
 
 
-def suspicious(result: Transcription, prompt: str) -> bool:
+def stops_short(result: Transcription, duration_s: float) -> bool:
+    """The decoding ended well before the audio did: Whisper gave up mid-turn (seen with a
+    prompt: "... Mr Fish is a" and the rest of a 17 s turn missing)."""
+    if not result.words:
+        return False
+    return duration_s - result.words[-1].end > STOPS_SHORT_S
+
+
+def suspicious(result: Transcription, prompt: str, duration_s: float) -> bool:
     return (
         result.dropped_segments > 0
         or repetition_loop(result.text)
+        or stops_short(result, duration_s)
         or (bool(prompt) and echoes_prompt(result.text, prompt))
     )
 
@@ -127,12 +139,13 @@ def settle_turn(
         )
         return without_doubtful_tail(decoded.shifted(-lead_s))
 
+    duration_s = len(turn.pcm) / 32000
     result = decode(turn.prompt)
     prompted = bool(turn.prompt)
-    if prompted and suspicious(result, turn.prompt):
+    if prompted and suspicious(result, turn.prompt, duration_s):
         result = decode("")
         prompted = False
-    if repetition_loop(result.text):
+    if repetition_loop(result.text) or stops_short(result, duration_s):
         return SettledTurn(result, clean=False, prompted=prompted, usable=False)
-    clean = not suspicious(result, "") and bool(result.text)
+    clean = not suspicious(result, "", duration_s) and bool(result.text)
     return SettledTurn(result, clean=clean, prompted=prompted)

@@ -54,12 +54,21 @@ def finals(run: StreamRun) -> list[tuple[str, str]]:
     return [(str(f.message["utterance_id"]), str(f.message["text"])) for f in run.finals]
 
 
+def turns(run: StreamRun) -> list[tuple[str, tuple[str, ...]]]:
+    return [
+        (str(t.message["turn_id"]), tuple(map(str, t.message["utterance_ids"]))) for t in run.turns
+    ]
+
+
 def kill_a_transcriber_holding_a_job(
-    redis_url: str, killed: list[int], stop: threading.Event
+    redis_url: str,
+    killed: list[int],
+    stop: threading.Event,
+    stream: str = keys.FINAL_JOBS_STREAM,
 ) -> None:
     client = redis.Redis.from_url(redis_url)
     while not stop.is_set():
-        for consumer in client.xinfo_consumers(keys.FINAL_JOBS_STREAM, keys.TRANSCRIBER_GROUP):
+        for consumer in client.xinfo_consumers(stream, keys.TRANSCRIBER_GROUP):
             if consumer["pending"] > 0:
                 pid = int(consumer["name"].decode().rsplit("-", 1)[1])
                 if psutil.pid_exists(pid):
@@ -114,3 +123,37 @@ def test_kill_9_a_transcriber_holding_jobs_loses_and_doubles_nothing(
             break
         time.sleep(0.2)
     assert len(children) == 2
+
+
+def test_kill_9_a_transcriber_holding_a_turn_job_loses_no_turn(
+    healing_pipeline: RunningPipeline,
+) -> None:
+    baseline = stream_all(healing_pipeline.url)
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(
+        target=kill_a_transcriber_holding_a_job,
+        args=(healing_pipeline.redis_url, killed, stop, keys.TURN_JOBS_STREAM),
+    )
+    killer.start()
+    try:
+        faulted = stream_all(healing_pipeline.url)
+    finally:
+        stop.set()
+        killer.join()
+    assert len(killed) == 1, "no transcriber was caught holding a turn job"
+    expected = sum(len(turns(run)) for run in baseline)
+    received = [turn for run in faulted for turn in turns(run)]
+    ids = [tid for tid, _ in received]
+    print(
+        f"fault kill-9 transcriber holding a turn: {len(FILES)} sessions, turns expected "
+        f"{expected}, received {len(received)}, duplicated {len(ids) - len(set(ids))}"
+    )
+    assert len(received) == expected and len(set(ids)) == len(ids)
+    for before, after in zip(baseline, faulted, strict=True):
+        assert after.close_code == 1000 and not after.errors
+        # the same turns settle the same finals (ids are per session, so compare the shape)
+        assert [len(u) for _, u in turns(after)] == [len(u) for _, u in turns(before)]
+        held = {str(f.message["utterance_id"]) for f in after.finals}
+        assert all(set(u) <= held for _, u in turns(after))  # a turn only names finals sent
+        assert after.transcript == before.transcript

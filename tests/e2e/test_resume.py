@@ -24,6 +24,7 @@ from streamscribe.client import StreamRun, read_audio, stream_audio
 from streamscribe.metrics import normalize
 from streamscribe.redis_server import free_port
 from tests.conftest import DATA, RunningPipeline
+from tests.e2e.turn_checks import assert_turns_follow_their_finals
 
 pytestmark = pytest.mark.e2e
 
@@ -135,6 +136,12 @@ def check_nothing_lost_or_doubled(
         seqs = [int(r.message["seq"]) for r in after.received]
         assert seqs == sorted(set(seqs))  # every message once, in order
         assert after.received[-1].message["type"] == "session.end"
+        messages = [r.message for r in after.received]
+        turns_before = assert_turns_follow_their_finals(
+            [r.message for r in before.received], before.session_id
+        )
+        assert assert_turns_follow_their_finals(messages, after.session_id) == turns_before
+        assert after.transcript == before.transcript  # the settled text
     return resent
 
 
@@ -339,6 +346,9 @@ def test_a_room_participant_resuming_gets_the_others_finals_it_missed_once(
     assert bo_finals == ana_finals  # each once, in order, none missing
     seqs = [int(str(m["seq"])) for m in got]
     assert seqs == sorted(set(seqs))
+    bo_turns = [str(m["turn_id"]) for m in got if m["type"] == "turn"]
+    assert bo_turns == [str(t.message["turn_id"]) for t in ana.turns]  # missed ones too, once
+    assert assert_turns_follow_their_finals(got, ana.session_id) == len(ana.turns) >= 2
 
 
 def test_the_stream_command_resumes_on_a_fallback_node(

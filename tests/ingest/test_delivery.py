@@ -120,3 +120,11 @@ def test_a_resumed_order_finds_its_unsettled_finals_again_in_the_log() -> None:
     [released] = order.accept(turn(1, 1, 2))
     assert isinstance(released, ReleasedTurn)
     assert released.utterance_indexes == (1, 2)
+
+
+def test_a_turn_that_lost_many_of_its_finals_words_falls_back_to_them() -> None:
+    order = DeliveryOrder()
+    order.accept(final(0, "this strange change and I am very sorry for it"))
+    order.accept(final(1, "mister fish is a squire of dames with many mistresses"))
+    [released] = order.accept(turn(0, 0, 1, "this strange change mister fish is a"))
+    assert isinstance(released, ReleasedTurn) and released.turn.fallback
