@@ -75,6 +75,8 @@ class _Unlogged:
 
 Outgoing = OutboxEntry | _Unlogged | _Close
 
+TRANSLATIONS_WAIT_S = 10.0
+"""After ``close``, how long the session's end waits for translations still on their way."""
 CONFIRM_EVERY_S = 5.0
 """How often a ping asks the client to confirm what it has, so the outbox can be trimmed."""
 
@@ -113,6 +115,10 @@ class ClientConnection:
         )
         self._outgoing: asyncio.Queue[Outgoing] = asyncio.Queue(options.outgoing_queue_messages)
         self._all_delivered = asyncio.Event()
+        self._translations_asked: set[str] = set()
+        """Marks of the translations asked for and not yet come (or refused)."""
+        self._translations_done = asyncio.Event()
+        self._translations_done.set()
         self._samples_in = 0
         """Samples at 16 kHz this connection put in the pipeline."""
         self._client_samples = point.samples_stored if point else 0
@@ -153,6 +159,9 @@ class ClientConnection:
             if mark not in self._marks:
                 self._marks.add(mark)
                 self._enqueue(self.messages.translation(event), mark=mark)
+            self._translations_asked.discard(mark)
+            if not self._translations_asked:
+                self._translations_done.set()
             return
         try:
             released = self._delivery.accept(event)
@@ -182,6 +191,7 @@ class ClientConnection:
                         item.turn.turn_index, item.utterance_indexes, message.result
                     )
                 if self.params.translate and message.result.text:
+                    self._expect_translations(item.turn.turn_index)
                     self._spawn(self._request_translations(message.result, item.turn.turn_index))
             elif isinstance(item, UtteranceFailed):
                 self._enqueue(
@@ -282,19 +292,29 @@ class ClientConnection:
 
     # -- translations -----------------------------------------------------------------------
 
+    def _expect_translations(self, turn_index: int) -> None:
+        """The session's end waits (a little) for these translations."""
+        marks = {_mark("t", self.session_id, f"t{turn_index}", t) for t in self.params.translate}
+        self._translations_asked |= marks - self._marks
+        if self._translations_asked:
+            self._translations_done.clear()
+
+    def _not_expecting_translations(self) -> None:
+        self._translations_asked.clear()
+        self._translations_done.set()
+
     async def _request_translations(self, result: TranscriptResult, turn_index: int) -> None:
         """Translations of a turn's settled text (``result.utterance_index``: its last)."""
         targets = self.params.translate
         try:
             if self._translations is None or not await self._translations.available():
+                self._not_expecting_translations()
                 self._translation_unavailable()
                 return
             if not self._budget.allow(len(result.text) * len(targets), now=time.monotonic()):
                 for target in targets:
-                    self._enqueue(
-                        self.messages.translation(
-                            self._translation_refused(result, turn_index, target, "rate_limited")
-                        )
+                    self.on_event(
+                        self._translation_refused(result, turn_index, target, "rate_limited")
                     )
                 return
             now = time.time()
@@ -316,6 +336,7 @@ class ClientConnection:
             )
         except redis.RedisError:
             logger.exception("session %s: cannot enqueue translations", self.session_id)
+            self._not_expecting_translations()
             self._translation_unavailable()
 
     def _translation_unavailable(self) -> None:
@@ -513,6 +534,9 @@ class ClientConnection:
             self._enqueue(self.messages.error("timeout", "transcription did not finish in time"))
             self._enqueue(_Close(CLOSE_INTERNAL, "transcription timed out"))
             return
+        if not self._translations_done.is_set():  # the last turn's, asked for just now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._translations_done.wait(), TRANSLATIONS_WAIT_S)
         duration = self._client_samples / self.params.sample_rate
         await self.link.mark_ended()
         self._enqueue(self.messages.session_end(duration, self._delivery.finals_delivered))
