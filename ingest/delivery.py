@@ -16,7 +16,7 @@ from shared.schema import (
     UtteranceFailed,
 )
 
-LOST_WORDS_RATIO = 0.7
+LOST_WORDS_RATIO = 0.85
 """A settled turn with fewer words than this share of its finals' stopped early: its finals
 stand instead (Whisper sometimes ends a prompted decoding mid-turn)."""
 OPEN_FINALS_KEPT = 500

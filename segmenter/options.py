@@ -34,7 +34,7 @@ class SegmenterOptions:
     partial_interval_ms: int = 600
     """New speech between partial jobs (0: no partials)."""
     min_partial_ms: int = 500
-    first_partial_ms: int = 600
+    first_partial_ms: int = 300
     """Speech before an utterance's first partial (later ones follow ``partial_interval_ms``)."""
     turn_gap_ms: int = 1000
     """A pause this long (from the end of speech) ends the speaker's turn."""

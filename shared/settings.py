@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     min_speech_ms: int = Field(default=150, ge=0, le=5000)
     max_utterance_s: float = Field(default=15.0, ge=4.0, le=30.0)
     partial_interval_ms: int = Field(default=600, ge=0, le=10000)
+    first_partial_ms: int = Field(default=300, ge=60, le=10000)
+    """Speech before an utterance's first partial."""
+    turn_gap_ms: int = Field(default=1000, ge=30, le=10000)
+    """A pause this long ends the speaker's turn (its settled text follows)."""
+    max_turn_s: float = Field(default=28.0, ge=5.0, le=60.0)
+    turn_pad_ms: int = Field(default=300, ge=0, le=2000)
 
     # transcriber
     model: str = "tiny.en"
@@ -270,6 +276,10 @@ def segmenter_options(settings: Settings) -> SegmenterOptions:
             min_speech_ms=settings.min_speech_ms,
             max_utterance_s=settings.max_utterance_s,
             partial_interval_ms=settings.partial_interval_ms,
+            first_partial_ms=settings.first_partial_ms,
+            turn_gap_ms=settings.turn_gap_ms,
+            max_turn_s=settings.max_turn_s,
+            turn_pad_ms=settings.turn_pad_ms,
         )
     except ValueError as exc:
         raise ConfigError(f"invalid segmenter settings: {exc}") from exc

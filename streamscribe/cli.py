@@ -228,6 +228,7 @@ def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
         limit=args.limit,
         lead_s=args.turn_lead,
         prompt=not args.no_prompt,
+        offline_cache=args.offline_cache,
     )
 
 
@@ -342,8 +343,9 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     tune.add_argument("--processes", type=int, default=2)
     tune.add_argument("--limit", type=int, default=None)
-    tune.add_argument("--turn-lead", type=float, default=0.3, help="silence before a turn, s")
+    tune.add_argument("--turn-lead", type=float, default=0.2, help="silence before a turn, s")
     tune.add_argument("--no-prompt", action="store_true", help="turns without the prompt")
+    tune.add_argument("--offline-cache", default=None, help="JSON of offline transcripts")
     tune.add_argument("--output", default="bench-results/tune.json")
     tune.set_defaults(handler=cmd_tune)
 

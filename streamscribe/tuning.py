@@ -183,12 +183,23 @@ def run_tune(
     limit: int | None = None,
     lead_s: float = TURN_LEAD_S,
     prompt: bool = True,
+    offline_cache: str | None = None,
 ) -> int:
+    """``offline_cache``: a JSON file of the offline transcripts, read if it is there (they
+    depend only on the model), written otherwise."""
     entries = load_manifest(manifest, limit)
-    report: dict[str, Any] = {"manifest": str(Path(manifest).resolve()), "runs": []}
+    report: dict[str, Any] = {
+        "manifest": str(Path(manifest).resolve()),
+        "turn_lead_s": lead_s,
+        "prompt": prompt,
+        "runs": [],
+    }
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes, initializer=_init, initargs=(model_options,)) as pool:
         offline: dict[str, str] | None = None
+        cache = Path(offline_cache) if offline_cache else None
+        if cache is not None and cache.is_file():
+            offline = json.loads(cache.read_text(encoding="utf-8"))
         for config in configs or [[]]:
             options = replace(SegmenterOptions(), **parse_overrides(config))
             started = time.perf_counter()
@@ -196,7 +207,9 @@ def run_tune(
             results = pool.map(_run_file, jobs, chunksize=1)
             if offline is None:
                 offline = {r.id: r.offline for r in results}
-            results = [replace(r, offline=offline[r.id]) for r in results]
+                if cache is not None:
+                    cache.write_text(json.dumps(offline), encoding="utf-8")
+            results = [replace(r, offline=offline.get(r.id, "")) for r in results]
             summary = summarize(entries, results)
             summary["options"] = list(config)
             summary["seconds"] = round(time.perf_counter() - started, 1)

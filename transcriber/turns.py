@@ -17,7 +17,7 @@ import numpy as np
 from shared.audio import s16_to_float
 from transcriber.results import Transcription
 
-TURN_LEAD_S = 0.3
+TURN_LEAD_S = 0.2
 """Silence put before a turn's audio (chosen on ../shared/audio-dev, see the README)."""
 DOUBTFUL_WORD = 0.1
 """A last word below this probability is taken for the model running on, not speech."""

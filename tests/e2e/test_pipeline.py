@@ -18,6 +18,7 @@ from streamscribe.bench import offline_transcript
 from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
 from streamscribe.metrics import ManifestEntry, corpus_wer, load_manifest, normalize
 from tests.conftest import DATA, RunningPipeline
+from tests.e2e.turn_checks import assert_turns_follow_their_finals
 from transcriber.model import SpeechModel
 
 pytestmark = pytest.mark.e2e
@@ -51,12 +52,16 @@ def test_every_recording_streams_at_offline_accuracy(pipeline: RunningPipeline) 
         assert run.close_code == 1000, (entry_id, run.close_code, run.errors)
         assert run.received[-1].message["type"] == "session.end"
         assert not run.errors
+        messages = [r.message for r in run.received]
+        turns = assert_turns_follow_their_finals(messages, run.session_id)
+        assert turns >= 1 or not run.finals, entry_id  # every final belongs to a turn
     model = SpeechModel(model_options(Settings()))
     scored = [e for e in ENTRIES if e.text]
     offline = [offline_transcript(model, e.audio) for e in scored]
     offline_wer = corpus_wer([e.text for e in scored], offline)
     streamed_wer = corpus_wer([e.text for e in scored], [runs[e.id].transcript for e in scored])
-    print(f"offline WER {offline_wer:.4f}, streamed WER {streamed_wer:.4f}")
+    fast_wer = corpus_wer([e.text for e in scored], [runs[e.id].fast_transcript for e in scored])
+    print(f"offline WER {offline_wer:.4f}, settled {streamed_wer:.4f}, fast finals {fast_wer:.4f}")
     assert streamed_wer <= 1.10 * offline_wer + 0.01
 
     noise = runs["vad-pink-noise-20s"]
@@ -207,9 +212,11 @@ def test_finalize_ends_the_utterance_without_a_pause(pipeline: RunningPipeline) 
             rest = [json.loads(m) async for m in ws]
             return [final, *rest]
 
-    final, end = asyncio.run(scenario())
+    final, turn, end = asyncio.run(scenario())
     assert final["type"] == "transcript" and final["is_final"] is True
     assert normalize(str(final["text"])).startswith("he hoped there would be")
+    # finalize ends the turn too: its settled text follows the final
+    assert turn["type"] == "turn" and turn["utterance_ids"] == [final["utterance_id"]]
     assert end["type"] == "session.end" and end["utterances"] == 1
 
 

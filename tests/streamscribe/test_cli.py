@@ -23,13 +23,20 @@ def streamscribe(*args: str, timeout: float = 120) -> subprocess.CompletedProces
     )
 
 
-def test_stream_prints_finals_and_the_transcript(pipeline: RunningPipeline) -> None:
+def test_stream_prints_finals_as_they_come_and_the_settled_transcript(
+    pipeline: RunningPipeline,
+) -> None:
     done = streamscribe(
         "stream", str(DATA / "jfk-inaugural-1961.wav"), "--url", pipeline.url, "--speed", "4"
     )
     assert done.returncode == 0, done.stderr
     assert "ask not what your country can do for you" in normalize(done.stdout)
-    assert "[" in done.stderr  # finals shown live with their times
+    live = done.stderr.splitlines()
+    finals = [line for line in live if line.startswith("[") and "settled:" not in line]
+    settled = [line.split("settled: ", 1)[1] for line in live if "] settled: " in line]
+    assert len(finals) >= 2 and len(settled) == 1  # JFK's sentence: several finals, one turn
+    assert live.index(finals[-1]) < next(i for i, x in enumerate(live) if "settled:" in x)
+    assert done.stdout.strip() == settled[0].strip()  # stdout: the settled text
 
 
 def test_stream_json_lines(pipeline: RunningPipeline) -> None:
@@ -49,6 +56,7 @@ def test_stream_json_lines(pipeline: RunningPipeline) -> None:
     assert messages[0]["type"] == "session.begin"
     assert messages[-1]["type"] == "session.end"
     assert any(m["type"] == "transcript" and m["is_final"] for m in messages)
+    assert any(m["type"] == "turn" for m in messages)
 
 
 def test_stream_reports_unreadable_files_and_unreachable_servers(tmp_path: object) -> None:
