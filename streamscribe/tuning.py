@@ -158,6 +158,9 @@ def summarize(entries: Sequence[ManifestEntry], results: Sequence[FileResult]) -
         "utterances_per_turn": round(sum(sizes) / len(sizes), 2) if sizes else None,
         "groups": {name: scores(subset) for name, subset in sorted(groups.items())},
         "nonspeech_text": {e.id: by_id[e.id].settled_text for e in entries if not e.text},
+        "files": {
+            r.id: {"finals": r.finals, "turns": r.turns, "offline": r.offline} for r in results
+        },
     }
 
 

@@ -12,12 +12,15 @@ from shared.schema import (
     FinalTranscript,
     JobKind,
     PartialTranscript,
+    Participant,
     ResumableSession,
+    RoomTurn,
     SegmentationFinished,
     SessionOpened,
     StreamClosed,
     TranscriptionJob,
     TranscriptResult,
+    TurnTranscript,
     UtteranceFailed,
     Word,
     decode_audio_entry,
@@ -116,3 +119,40 @@ def test_resumable_session_round_trips_and_refuses_bad_fields() -> None:
     obj["v"] = 2
     with pytest.raises(SchemaError, match="version"):
         ResumableSession.decode(json.dumps(obj).encode())
+
+
+def test_turn_messages_round_trip() -> None:
+    job = TranscriptionJob(
+        kind=JobKind.TURN,
+        session_id="s1",
+        utterance_index=2,
+        revision=0,
+        partial_seq=0,
+        start_sample=16000,
+        pcm=b"\x00\x01" * 8,
+        language=None,
+        speech_ratio=0.7,
+        endpoint_at=5.0,
+        enqueued_at=5.1,
+        first_utterance=4,
+        last_utterance=6,
+    )
+    assert TranscriptionJob.decode(as_fields(job.encode())) == job
+    turn = TurnTranscript(RESULT, 2, 1, 3, False, 9.5)
+    assert decode_event(turn.encode()) == turn
+    shared = RoomTurn(Participant("s1", "Ana", False), 2, (1, 3), RESULT)
+    assert decode_event(shared.encode()) == shared
+    finished = SegmentationFinished("s1", 4, 2)
+    assert decode_event(finished.encode()) == finished
+
+
+def test_events_of_a_version_without_turns_still_decode() -> None:
+    old = json.dumps({"v": 1, "kind": "segmentation.finished", "session_id": "s", "utterances": 3})
+    assert decode_event(old.encode()) == SegmentationFinished("s", 3, -1)
+
+
+def test_a_room_turn_with_bad_indexes_is_refused() -> None:
+    shared = json.loads(RoomTurn(Participant("s1", "Ana", False), 0, (1,), RESULT).encode())
+    shared["utterance_indexes"] = ["1"]
+    with pytest.raises(SchemaError):
+        decode_event(json.dumps(shared).encode())

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 import redis
 
 from shared import keys
 from shared.redis_client import read_group
-from shared.schema import FinalTranscript, JobKind, UtteranceFailed, decode_event
+from shared.schema import FinalTranscript, JobKind, TurnTranscript, UtteranceFailed, decode_event
 from tests.transcriber.test_worker import job, model  # noqa: F401  (the module's model fixture)
 from transcriber.model import SpeechModel, UtteranceAudio
 from transcriber.recovery import RecoveryOptions
 from transcriber.results import Transcription
+from transcriber.turns import SettledTurn, TurnAudio
 from transcriber.worker import TranscriberWorker
 
 FAST = RecoveryOptions(reclaim_after_s=0.2, max_attempts=2)
@@ -27,6 +29,9 @@ class CrashingModel:
     def transcribe_batch(
         self, utterances: Sequence[UtteranceAudio], *, final: bool
     ) -> list[Transcription]:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    def settle_turn(self, turn: TurnAudio) -> SettledTurn:
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
 
@@ -78,7 +83,7 @@ def test_a_job_in_hand_is_kept_fresh_and_not_taken(
     for _ in range(3):  # the holder's heartbeat, while its model works on a long utterance
         time.sleep(0.1)
         pipe = redis_client.pipeline()
-        holder.recovery.keep_fresh(pipe, [entry_id])
+        holder.recovery.keep_fresh(pipe, [(keys.FINAL_JOBS_STREAM, entry_id)])
         pipe.execute()
         other.step()
     [pending] = redis_client.xpending_range(
@@ -127,6 +132,30 @@ def test_a_job_that_killed_every_transcriber_is_dead_lettered_unrun(
     events = events_of(redis_client, "s1", worker.step)
     assert [type(e) for e in events] == [UtteranceFailed]
     assert "died on every attempt" in str(redis_client.xrange(keys.DEAD_JOBS_STREAM)[0][1])
+
+
+def test_a_turn_that_fails_every_attempt_falls_back_to_its_finals(
+    redis_client: redis.Redis,
+) -> None:
+    worker = TranscriberWorker(
+        redis_client, CrashingModel(), consumer="t3", block_ms=50, recovery=FAST
+    )
+    worker.prepare()
+    turn_job = replace(job(JobKind.TURN, index=1), first_utterance=2, last_utterance=4)
+    redis_client.xadd(keys.TURN_JOBS_STREAM, turn_job.encode())  # type: ignore[arg-type]
+
+    def attempts() -> None:
+        worker.step()
+        time.sleep(0.3)
+        worker.step()
+
+    events = events_of(redis_client, "s1", attempts)
+    assert len(events) == 1 and isinstance(events[0], TurnTranscript)
+    turn = events[0]
+    assert (turn.turn_index, turn.first_utterance, turn.last_utterance) == (1, 2, 4)
+    assert turn.fallback and not turn.result.text
+    assert redis_client.xlen(keys.TURN_JOBS_STREAM) == 0
+    assert redis_client.xlen(keys.DEAD_JOBS_STREAM) == 1
 
 
 def test_recovery_options_are_checked() -> None:
