@@ -231,7 +231,7 @@ def offline_transcript(model: SpeechModel, path: str | Path) -> str:
     samples = np.frombuffer(audio.pcm, "<i2").astype(np.float32) / 32768
     if audio.sample_rate != PIPELINE_SAMPLE_RATE:
         samples = soxr.resample(samples, audio.sample_rate, PIPELINE_SAMPLE_RATE)
-    return model.transcribe_array(samples, None, final=True).text
+    return model.transcribe_array(samples, None, final=True, language_guard=False).text
 
 
 def offline_ceiling(entries: list[ManifestEntry], settings: Settings) -> dict[str, Any]:

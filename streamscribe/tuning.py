@@ -120,7 +120,7 @@ def _run_file(job: tuple[ManifestEntry, SegmenterOptions, float, bool, bool]) ->
     offline = ""
     if with_offline:
         samples = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
-        offline = model.transcribe_array(samples, None, final=True).text
+        offline = model.transcribe_array(samples, None, final=True, language_guard=False).text
     return FileResult(entry.id, tuple(finals), tuple(turns), tuple(sizes), offline)
 
 

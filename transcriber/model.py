@@ -84,6 +84,21 @@ def needs_fallback(stats: SegmentStats, options: ModelOptions) -> bool:
     return stats.avg_logprob < options.log_prob_threshold and not silent
 
 
+OUT_OF_LANGUAGE_LOGPROB = -0.65
+OUT_OF_LANGUAGE_WORD_PROBABILITY = 0.7
+
+
+def sounds_out_of_language(stats: SegmentStats, word_probabilities: Sequence[float]) -> bool:
+    """An English-only model hearing another language writes English-sounding words it does
+    not believe ("Beth, you're so with the Vary." for Welsh): a low average log probability
+    and a low mean word probability together. Measured on ../shared/audio-cy (all 10 caught)
+    and ../shared/audio-dev (README: "Speech the model does not know")."""
+    if not word_probabilities:
+        return False
+    mean = sum(word_probabilities) / len(word_probabilities)
+    return stats.avg_logprob < OUT_OF_LANGUAGE_LOGPROB and mean < OUT_OF_LANGUAGE_WORD_PROBABILITY
+
+
 def accept_segment(stats: SegmentStats, speech_ratio: float, options: ModelOptions) -> bool:
     """Whisper's own skip rule, plus repetition and agreement with the segmenter's VAD."""
     if stats.compression_ratio > options.compression_ratio_threshold:
@@ -202,7 +217,13 @@ class SpeechModel:
                 )
                 continue
             results.append(
-                _from_outcome(outcome, utterance.speech_ratio, options, info)
+                _from_outcome(
+                    outcome,
+                    utterance.speech_ratio,
+                    options,
+                    info,
+                    english_only=not self.multilingual,
+                )
                 .shifted(-offset)
                 .shifted(-LEAD_SILENCE_S)
             )
@@ -216,8 +237,10 @@ class SpeechModel:
         final: bool,
         speech_ratio: float = 1.0,
         prompt: str | None = None,
+        language_guard: bool = True,
     ) -> Transcription:
-        """``prompt``: the speaker's earlier text, as Whisper's initial prompt."""
+        """``prompt``: the speaker's earlier text, as Whisper's initial prompt;
+        ``language_guard``: drop what an English-only model wrote for another language."""
         options = self.options
         if not self.multilingual:
             language = "en"
@@ -242,6 +265,11 @@ class SpeechModel:
                 segment.no_speech_prob, segment.avg_logprob, segment.compression_ratio
             )
             if not segment.text.strip() or not accept_segment(stats, speech_ratio, options):
+                dropped += 1
+                continue
+            if language_guard and not self.multilingual and sounds_out_of_language(
+                stats, [w.probability for w in segment.words or ()]
+            ):
                 dropped += 1
                 continue
             if not texts:
@@ -282,13 +310,21 @@ def _segment_outcome(segment: Any) -> SegmentOutcome:
 
 
 def _from_outcome(
-    outcome: SegmentOutcome | None, speech_ratio: float, options: ModelOptions, info: Any
+    outcome: SegmentOutcome | None,
+    speech_ratio: float,
+    options: ModelOptions,
+    info: Any,
+    *,
+    english_only: bool,
 ) -> Transcription:
     """A batched segment (times in the packed audio) after the same guards as one by one."""
     language, probability = str(info.language), float(info.language_probability)
     if outcome is None or not outcome.text.strip():
         return Transcription("", 0.0, 0.0, language, probability, (), 0)
-    if not accept_segment(outcome.stats, speech_ratio, options):
+    if not accept_segment(outcome.stats, speech_ratio, options) or (
+        english_only
+        and sounds_out_of_language(outcome.stats, [w.probability for w in outcome.words])
+    ):
         return Transcription("", 0.0, 0.0, language, probability, (), 1)
     words = outcome.words
     start = words[0].start if words else outcome.start
