@@ -18,10 +18,10 @@ class SegmenterOptions:
     onset_window_ms: int = 150
     onset_ratio: float = 0.6
     """Speech starts when this share of the frames in the onset window are speech."""
-    hangover_ms: int = 450
+    hangover_ms: int = 300
     """Non-speech needed after speech before the utterance ends."""
     long_utterance_s: float = 8.0
-    long_hangover_ms: int = 300
+    long_hangover_ms: int = 240
     """Once an utterance is ``long_utterance_s`` long, a shorter pause ends it: phrase
     boundaries, rather than a cut at ``max_utterance_s``, and a sooner final."""
     speculate_after_ms: int = 150
@@ -41,7 +41,7 @@ class SegmenterOptions:
     max_turn_s: float = 28.0
     """A turn ends before an utterance that starts more than ``max_turn_s - max_utterance_s``
     into it, so a turn never passes one Whisper window."""
-    turn_pad_ms: int = 300
+    turn_pad_ms: int = 600
     """Audio kept after a turn's last utterance (within the pause that ended it)."""
 
     def __post_init__(self) -> None:

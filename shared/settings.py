@@ -59,9 +59,9 @@ class Settings(BaseSettings):
     vad_aggressiveness: int = Field(default=3, ge=0, le=3)
     vad_frame_ms: Literal[10, 20, 30] = 30
     pre_speech_pad_ms: int = Field(default=300, ge=0, le=2000)
-    hangover_ms: int = Field(default=450, ge=30, le=5000)
+    hangover_ms: int = Field(default=300, ge=30, le=5000)
     long_utterance_s: float = Field(default=8.0, ge=1.0, le=30.0)
-    long_hangover_ms: int = Field(default=300, ge=30, le=5000)
+    long_hangover_ms: int = Field(default=240, ge=30, le=5000)
     speculate_after_ms: int = Field(default=150, ge=0, le=5000)
     min_speech_ms: int = Field(default=150, ge=0, le=5000)
     max_utterance_s: float = Field(default=15.0, ge=4.0, le=30.0)
@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     turn_gap_ms: int = Field(default=1000, ge=30, le=10000)
     """A pause this long ends the speaker's turn (its settled text follows)."""
     max_turn_s: float = Field(default=28.0, ge=5.0, le=60.0)
-    turn_pad_ms: int = Field(default=300, ge=0, le=2000)
+    turn_pad_ms: int = Field(default=600, ge=0, le=2000)
 
     # transcriber
     model: str = "tiny.en"
