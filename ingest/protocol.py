@@ -254,6 +254,21 @@ def settled_result(released: ReleasedTurn) -> TranscriptResult:
     )
 
 
+def _settled_fields(result: TranscriptResult) -> dict[str, Any]:
+    """What a final and a turn say of their text."""
+    return {
+        "text": result.text,
+        "start": result.start,
+        "end": result.end,
+        "language": result.language,
+        "language_probability": result.language_probability,
+        "words": [
+            {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
+            for w in result.words
+        ],
+    }
+
+
 class MessageBuilder:
     """Builds the server's messages for one connection, numbering them with ``seq``."""
 
@@ -310,15 +325,7 @@ class MessageBuilder:
             about=result.session_id,
             is_final=True,
             utterance_id=utterance_id(result.session_id, result.utterance_index),
-            text=result.text,
-            start=result.start,
-            end=result.end,
-            language=result.language,
-            language_probability=result.language_probability,
-            words=[
-                {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
-                for w in result.words
-            ],
+            **_settled_fields(result),
             speaker=speaker,
             **extra,
         )
@@ -359,15 +366,7 @@ class MessageBuilder:
             about=result.session_id,
             turn_id=the_turn_id,
             utterance_ids=utterance_ids,
-            text=result.text,
-            start=result.start,
-            end=result.end,
-            language=result.language,
-            language_probability=result.language_probability,
-            words=[
-                {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
-                for w in result.words
-            ],
+            **_settled_fields(result),
             speaker=speaker,
             settled=settled,
         )

@@ -78,24 +78,31 @@ def kill_a_transcriber_holding_a_job(
         time.sleep(0.02)
 
 
+def stream_while_killing(
+    pipeline: RunningPipeline, stream: str
+) -> tuple[list[StreamRun], list[int]]:
+    """Every file streamed while the first transcriber caught holding a job of ``stream`` is
+    killed with SIGKILL; returns the runs and the pids killed."""
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(
+        target=kill_a_transcriber_holding_a_job, args=(pipeline.redis_url, killed, stop, stream)
+    )
+    killer.start()
+    try:
+        return stream_all(pipeline.url), killed
+    finally:
+        stop.set()
+        killer.join()
+
+
 def test_kill_9_a_transcriber_holding_jobs_loses_and_doubles_nothing(
     healing_pipeline: RunningPipeline,
 ) -> None:
     baseline = stream_all(healing_pipeline.url)
     assert all(run.close_code == 1000 for run in baseline)
 
-    killed: list[int] = []
-    stop = threading.Event()
-    killer = threading.Thread(
-        target=kill_a_transcriber_holding_a_job,
-        args=(healing_pipeline.redis_url, killed, stop),
-    )
-    killer.start()
-    try:
-        faulted = stream_all(healing_pipeline.url)
-    finally:
-        stop.set()
-        killer.join()
+    faulted, killed = stream_while_killing(healing_pipeline, keys.FINAL_JOBS_STREAM)
 
     assert len(killed) == 1, "no transcriber was caught holding a job"
     expected = sum(len(finals(run)) for run in baseline)
@@ -129,18 +136,7 @@ def test_kill_9_a_transcriber_holding_a_turn_job_loses_no_turn(
     healing_pipeline: RunningPipeline,
 ) -> None:
     baseline = stream_all(healing_pipeline.url)
-    killed: list[int] = []
-    stop = threading.Event()
-    killer = threading.Thread(
-        target=kill_a_transcriber_holding_a_job,
-        args=(healing_pipeline.redis_url, killed, stop, keys.TURN_JOBS_STREAM),
-    )
-    killer.start()
-    try:
-        faulted = stream_all(healing_pipeline.url)
-    finally:
-        stop.set()
-        killer.join()
+    faulted, killed = stream_while_killing(healing_pipeline, keys.TURN_JOBS_STREAM)
     assert len(killed) == 1, "no transcriber was caught holding a turn job"
     expected = sum(len(turns(run)) for run in baseline)
     received = [turn for run in faulted for turn in turns(run)]
