@@ -69,10 +69,11 @@ def test_every_recording_streams_at_offline_accuracy(pipeline: RunningPipeline) 
     assert noise.received[-1].message["utterances"] == 0
 
     pause = runs["vad-pause-3s-1988-24833-0000-0002"]
-    assert len(pause.finals) == 2
-    first, second = (f.message for f in pause.finals)
-    assert first["end"] <= 3.4 and second["start"] >= 6.2  # silence is 3.32-6.32 s
-    assert pause.received[-1].message["utterances"] == 2
+    # silence is 3.32-6.32 s: no final spans it, and it ends the first turn
+    assert all(f.message["end"] <= 3.4 or f.message["start"] >= 6.2 for f in pause.finals)
+    first, second = (t.message for t in pause.turns)
+    assert first["end"] <= 3.4 and second["start"] >= 6.2
+    assert pause.received[-1].message["utterances"] == len(pause.finals) >= 2
 
 
 def test_utterances_over_two_seconds_get_a_partial_first(pipeline: RunningPipeline) -> None:
