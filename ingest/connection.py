@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from ingest import logger
 from ingest.auth import listen_only
 from ingest.delivery import DeliveryOrder, ReleasedTurn
-from ingest.limits import AudioRateLimiter, session_timeout
+from ingest.limits import AudioRateLimiter, MessageRateLimiter, session_timeout
 from ingest.metrics import IngestMetrics
 from ingest.protocol import (
     CLOSE_INTERNAL,
@@ -129,6 +129,7 @@ class ClientConnection:
         self.detached = False
         """The connection dropped and the session waits for a resume."""
         self.close_enqueued = False
+        self._dropped = False
         self._background: set[asyncio.Task[None]] = set()
         self.room: RoomMembership | None = None
         self._participants: dict[str, Participant] = {}
@@ -141,6 +142,7 @@ class ClientConnection:
         self._may_speak = may_speak
         self._opened_at = time.monotonic()
         self._rate = AudioRateLimiter(options.limits, now=self._opened_at)
+        self._messages = MessageRateLimiter(options.limits, now=self._opened_at)
 
     @property
     def speaker(self) -> Participant:
@@ -267,11 +269,31 @@ class ClientConnection:
             else message
         )
         self.close_enqueued = isinstance(item, _Close)
+        if self._dropped:
+            return
         try:
             self._outgoing.put_nowait(item)
         except asyncio.QueueFull:
-            logger.warning("session %s: client is not reading; disconnecting", self.session_id)
-            self._abort(CLOSE_INTERNAL, "client not reading")
+            self.drop("its send queue is full")
+
+    def drop(self, why: str) -> None:
+        """Disconnects a client that does not read (once, with one log line); its session
+        stays resumable and nobody else's is touched."""
+        if self._dropped:
+            return
+        self._dropped = True
+        logger.warning(
+            "session %s: client is not reading (%s); disconnecting", self.session_id, why
+        )
+        self._abort(CLOSE_INTERNAL, "client not reading")
+
+    async def finish_sending(self, sender: asyncio.Task[None], *, timeout_s: float) -> None:
+        """Waits for the sender to deliver what is queued and close; a client that does not
+        read it in ``timeout_s`` is dropped (a stalled reader is not a Redis failure)."""
+        done, _ = await asyncio.wait({sender}, timeout=timeout_s)
+        if not done:
+            sender.cancel()
+            self.drop(f"nothing read for {timeout_s:.0f} s at the end of its session")
 
     def end_replayed(self) -> None:
         """A resumed session that had already ended: what the client missed was replayed."""
@@ -448,7 +470,10 @@ class ClientConnection:
                         )
                     await self._audio(frame)
                     continue
+                self._messages.admit(now=time.monotonic())
                 command = parse_client_text(frame)
+                if command is ClientCommand.FINALIZE and not self._may_speak:
+                    raise listen_only()
                 if command is ClientCommand.FINALIZE and not self.params.listen:
                     await self._writer.append(
                         self.session_id, FinalizeRequested(time.time()), holder=self.link.nonce

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.errors import ProtocolError
+from shared.rate import TokenBucket
 from shared.settings import SessionLimits
 
 CLOSE_OVERLOADED = 1013
@@ -14,19 +15,28 @@ class AudioRateLimiter:
     """A token bucket over audio seconds: refills at ``max_audio_rate``, holds ``burst``."""
 
     def __init__(self, limits: SessionLimits, *, now: float) -> None:
-        self._rate = limits.max_audio_rate
-        self._burst = limits.audio_burst_s
-        self._tokens = limits.audio_burst_s
-        self._at = now
+        self._bucket = TokenBucket(limits.max_audio_rate, limits.audio_burst_s, now=now)
 
     def admit(self, audio_s: float, *, now: float) -> None:
-        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
-        self._at = now
-        self._tokens -= audio_s
-        if self._tokens < 0:
+        if not self._bucket.spend(audio_s, now=now):
             raise ProtocolError(
                 "too_fast",
-                f"audio is arriving faster than {self._rate:g}x real time",
+                f"audio is arriving faster than {self._bucket.rate:g}x real time",
+                CLOSE_TOO_FAST,
+            )
+
+
+class MessageRateLimiter:
+    """A token bucket over text messages (``finalize``, ``keepalive``, ``close``...)."""
+
+    def __init__(self, limits: SessionLimits, *, now: float) -> None:
+        self._bucket = TokenBucket(limits.max_messages_per_s, limits.message_burst, now=now)
+
+    def admit(self, *, now: float) -> None:
+        if not self._bucket.spend(1, now=now):
+            raise ProtocolError(
+                "too_fast",
+                f"messages are arriving faster than {self._bucket.rate:g} per second",
                 CLOSE_TOO_FAST,
             )
 

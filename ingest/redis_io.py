@@ -68,24 +68,42 @@ class _Publish:
     """A stream the message is also appended to (a room's log of finals)."""
 
 
+class WriterStopped(redis.exceptions.ConnectionError):
+    """The node's writer is gone: nothing queued will reach Redis (the node is ending)."""
+
+
 class RedisWriter:
     """Appends audio and publishes room events without a round trip per frame.
 
-    Handlers put work on a bounded queue and return at once; one task drains whatever has
+    Handlers put work on a queue and return at once; one task drains whatever has
     accumulated, merges consecutive audio of a session into one entry, and sends it all, in
     order, in a single pipeline.
+
+    Bounds: a session has at most ``max_queued_per_session`` appends queued; one more waits
+    for the writer (backpressure on that session's reader only, never on other sessions).
+    Publishes (room events) are at most ``max_queued_publishes``; one more is dropped, counted
+    in ``dropped_publishes`` and logged once per overflow.
     """
 
     def __init__(
         self,
         client: redis.asyncio.Redis,
         *,
-        max_queued: int = 10000,
+        max_queued_per_session: int = 256,
+        max_queued_publishes: int = 10000,
         on_lost: Callable[[], None] = lambda: None,
         on_hold_lost: Callable[[str, Hold], None] = lambda holder, hold: None,
     ) -> None:
         self._redis = client
-        self._queue: asyncio.Queue[_Append | _Publish] = asyncio.Queue(max_queued)
+        self._queue: asyncio.Queue[_Append | _Publish] = asyncio.Queue()
+        self._per_session = max_queued_per_session
+        self._max_publishes = max_queued_publishes
+        self._queued: dict[str, int] = {}
+        self._drained: dict[str, asyncio.Event] = {}
+        self._publishes = 0
+        self._overflowing = False
+        self.dropped_publishes = 0
+        self.stopped = False
         self._on_lost = on_lost
         self._on_hold_lost = on_hold_lost
 
@@ -114,25 +132,68 @@ class RedisWriter:
         self, session_id: str, entry: AudioStreamEntry, *, holder: str, samples: int | None = None
     ) -> None:
         """Queues an entry for the session's audio stream, written only while ``holder`` still
-        holds the session; ``samples``: the client's samples stored once it is written."""
-        await self._queue.put(_Append(session_id, entry, holder, samples))
+        holds the session; ``samples``: the client's samples stored once it is written.
+        Waits while the session has its quota queued; raises WriterStopped once the writer
+        is gone."""
+        while not self.stopped and self._queued.get(session_id, 0) >= self._per_session:
+            drained = self._drained.setdefault(session_id, asyncio.Event())
+            drained.clear()
+            await drained.wait()
+        if self.stopped:
+            raise WriterStopped("the ingest node's Redis writer has stopped")
+        self._queued[session_id] = self._queued.get(session_id, 0) + 1
+        self._queue.put_nowait(_Append(session_id, entry, holder, samples))
 
     def publish(self, channel: str, data: bytes, *, log: str | None = None) -> None:
-        """Queued behind everything appended before it; raises QueueFull when Redis lags.
-        ``log``: a stream to append the message to as well (capped, expiring)."""
+        """Queued behind everything appended before it; dropped (and counted) beyond the
+        bound. ``log``: a stream to append the message to as well (capped, expiring)."""
+        if self.stopped:
+            return
+        if self._publishes >= self._max_publishes:
+            self.dropped_publishes += 1
+            if not self._overflowing:
+                self._overflowing = True
+                logger.warning("Redis writer is behind: dropping room events on %s", channel)
+            return
+        self._publishes += 1
         self._queue.put_nowait(_Publish(channel, data, log))
 
+    def _done(self, batch: list[_Append | _Publish]) -> None:
+        for item in batch:
+            if isinstance(item, _Publish):
+                self._publishes -= 1
+                continue
+            left = self._queued[item.session_id] - 1
+            if left:
+                self._queued[item.session_id] = left
+            else:
+                del self._queued[item.session_id]
+            event = self._drained.get(item.session_id)
+            if event is not None:
+                event.set()  # its waiters look again
+                if not left:
+                    del self._drained[item.session_id]
+        if self._publishes < self._max_publishes // 2:
+            self._overflowing = False
+
     async def run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._write(batch)
-            except REDIS_DOWN:
-                # The sessions this batch belonged to are ended by on_lost; nothing to retry.
-                logger.warning("lost Redis while writing %d items", len(batch), exc_info=True)
-                self._on_lost()
+        try:
+            while True:
+                batch = [await self._queue.get()]
+                while not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                try:
+                    await self._write(batch)
+                except REDIS_DOWN:
+                    # The sessions of this batch are ended by on_lost; nothing to retry.
+                    logger.warning("lost Redis while writing %d items", len(batch), exc_info=True)
+                    self._on_lost()
+                finally:
+                    self._done(batch)
+        finally:
+            self.stopped = True
+            for event in self._drained.values():
+                event.set()
 
     async def _write(self, batch: list[_Append | _Publish]) -> None:
         merged: list[_Append | _Publish] = []

@@ -57,6 +57,9 @@ STREAM_PATH = "/v1/stream"
 RENEW_EVERY_S = 2.0
 MIN_ATTACHMENT_S = 10
 """With resuming off, a session still lapses this long after its node stopped renewing it."""
+NODE_FAILED = "this server failed and is restarting; reconnect to resume"
+CLOSE_SEND_TIMEOUT_S = 30.0
+"""How long a session's last messages may take to be read before its client is dropped."""
 
 
 class IngestServer:
@@ -86,6 +89,8 @@ class IngestServer:
         self._translations = TranslationQueue(redis_url, options.translation_queue)
         self._connected = 0
         self._heartbeat: Heartbeat | None = None
+        self._background: tuple[asyncio.Task[None], ...] = ()
+        self._stopping = False
 
     @property
     def port(self) -> int:
@@ -96,34 +101,56 @@ class IngestServer:
         self._stop.set()
 
     async def serve(self, started: asyncio.Event | None = None) -> None:
+        """Serves until ``stop``. Should the writer, the relay or the renewer fail, the node
+        closes every connection and this raises, so the process exits and is restarted
+        (``up``, ECS) instead of living on serving nothing."""
         await self._relay.start()
-        async with asyncio.TaskGroup() as tasks:
-            writer = tasks.create_task(self._writer.run())
-            relay = tasks.create_task(self._relay.run())
-            renewer = tasks.create_task(self._renew_links())
-            async with serve(
-                self._handle,
-                self.options.host,
-                self.options.port,
-                process_request=self._http,
-                max_size=self.options.max_frame_bytes * 4,
-                ping_interval=20,
-                ping_timeout=20,
-                close_timeout=5,
-            ) as server:
-                self._server = server
-                logger.info("ingest listening on %s:%d", self.options.host, self.port)
-                heartbeat = self._start_heartbeat()
-                if started is not None:
-                    started.set()
-                await self._stop.wait()
-            writer.cancel()
-            relay.cancel()
-            renewer.cancel()
-        await asyncio.to_thread(heartbeat.stop)
-        await self._relay.close()
-        await self._redis.aclose()
-        self._translations.close()
+        heartbeat: Heartbeat | None = None
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                self._background = (
+                    tasks.create_task(self._writer.run(), name="redis writer"),
+                    tasks.create_task(self._relay.run(), name="event relay"),
+                    tasks.create_task(self._renew_links(), name="session renewer"),
+                )
+                for task in self._background:
+                    task.add_done_callback(self._background_ended)
+                async with serve(
+                    self._handle,
+                    self.options.host,
+                    self.options.port,
+                    process_request=self._http,
+                    max_size=self.options.max_frame_bytes * 4,
+                    ping_interval=20,
+                    ping_timeout=20,
+                    close_timeout=5,
+                ) as server:
+                    self._server = server
+                    logger.info("ingest listening on %s:%d", self.options.host, self.port)
+                    heartbeat = self._start_heartbeat()
+                    if started is not None:
+                        started.set()
+                    await self._stop.wait()
+                self._stopping = True
+                for task in self._background:
+                    task.cancel()
+        finally:
+            if heartbeat is not None:
+                await asyncio.to_thread(heartbeat.stop)
+            await self._relay.close()
+            await self._redis.aclose()
+            self._translations.close()
+
+    def _background_ended(self, task: asyncio.Task[None]) -> None:
+        if self._stopping or task.cancelled():
+            return
+        logger.critical(
+            "the %s stopped; closing every connection and exiting",
+            task.get_name(),
+            exc_info=task.exception(),
+        )
+        for client in list(self._clients.values()):
+            client.end_with_error("unavailable", NODE_FAILED, CLOSE_INTERNAL)
 
     def _redis_lost(self) -> None:
         """Every session's state may be gone with Redis: end them with a clear error rather
@@ -155,7 +182,10 @@ class IngestServer:
 
     @property
     def ready(self) -> bool:
-        return self._redis_ok and self._heartbeat is not None and self._heartbeat.redis_ok
+        serving = bool(self._background) and not any(t.done() for t in self._background)
+        return (
+            serving and self._redis_ok and self._heartbeat is not None and self._heartbeat.redis_ok
+        )
 
     def _authorize(self, ws: ServerConnection, token: str | None, room: str | None) -> bool:
         """Checks the token when auth is on; whether the client may send audio."""
@@ -320,8 +350,8 @@ class IngestServer:
             else:
                 await client.receive_loop()
             if client.close_enqueued:
-                await asyncio.wait_for(sender, timeout=30)
-        except (*REDIS_DOWN, TimeoutError):
+                await client.finish_sending(sender, timeout_s=CLOSE_SEND_TIMEOUT_S)
+        except REDIS_DOWN:
             self._redis_lost()  # tells this client too, through its sender
             client.end_with_error("unavailable", LOST_REDIS, CLOSE_INTERNAL)
             await asyncio.wait({sender}, timeout=5)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import redis
 from rq import Queue, Worker
 
+from shared.rate import TokenBucket
 from shared.schema import TranslationJob
 
 AVAILABILITY_TTL_S = 5.0
@@ -20,20 +21,10 @@ class CharacterBudget:
     """A token bucket of characters per minute for one session (0: unlimited)."""
 
     def __init__(self, per_minute: int, *, now: float) -> None:
-        self._rate = per_minute / 60.0
-        self._capacity = float(per_minute)
-        self._tokens = float(per_minute)
-        self._updated = now
+        self._bucket = TokenBucket(per_minute / 60.0, float(per_minute), now=now)
 
     def allow(self, characters: int, *, now: float) -> bool:
-        if self._capacity == 0:
-            return True
-        self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._rate)
-        self._updated = now
-        if characters > self._tokens:
-            return False
-        self._tokens -= characters
-        return True
+        return self._bucket.capacity == 0 or self._bucket.take(characters, now=now)
 
 
 class TranslationQueue:

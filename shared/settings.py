@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     max_audio_rate: float = Field(default=2.0, ge=1.0)
     """Seconds of audio accepted per second; faster closes with 4029."""
     audio_burst_s: float = Field(default=10.0, ge=0)
+    max_messages_per_s: float = Field(default=20.0, gt=0)
+    """Text messages (finalize, keepalive...) accepted per second; faster closes with 4029."""
+    message_burst: int = Field(default=100, ge=1)
     resume_window_s: int = Field(default=60, ge=0, le=3600)
     """How long a session whose connection dropped waits for its client to resume; 0: a
     dropped connection ends its session."""
@@ -83,6 +86,8 @@ class Settings(BaseSettings):
     no_speech_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
     log_prob_threshold: float = Field(default=-1.0, le=0.0)
     compression_ratio_threshold: float = Field(default=2.4, gt=1.0)
+    partial_window_floor_s: float = Field(default=30.0, ge=1.0, le=30.0)
+    encoder_window_margin_s: float = Field(default=1.0, ge=0.0, le=30.0)
     partial_jobs_max: int = Field(default=1000, ge=10)
     batch_size: int = Field(default=0, ge=0, le=64)
     """Most utterances per model call; 0 picks by device (8 on CUDA, 1 on CPU, as measured)."""
@@ -142,6 +147,10 @@ class ModelOptions:
     no_speech_threshold: float
     log_prob_threshold: float
     compression_ratio_threshold: float
+    partial_window_floor_s: float = 30.0
+    """Shortest encoder window for partials (30: the full window, as for finals and turns)."""
+    encoder_window_margin_s: float = 1.0
+    """Padding kept after the audio when the window is cut short."""
 
     @property
     def english_only(self) -> bool:
@@ -180,6 +189,9 @@ class SessionLimits:
     """Audio accepted, in seconds per second of wall time, over the session (4029 beyond)."""
     audio_burst_s: float = 10.0
     """Audio that may arrive ahead of that rate (a client catching up after a stall)."""
+    max_messages_per_s: float = 20.0
+    """Text messages accepted per second, over the session (4029 beyond)."""
+    message_burst: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +224,8 @@ def model_options(settings: Settings) -> ModelOptions:
         no_speech_threshold=settings.no_speech_threshold,
         log_prob_threshold=settings.log_prob_threshold,
         compression_ratio_threshold=settings.compression_ratio_threshold,
+        partial_window_floor_s=settings.partial_window_floor_s,
+        encoder_window_margin_s=settings.encoder_window_margin_s,
     )
 
 
@@ -235,6 +249,8 @@ def ingest_options(settings: Settings) -> IngestOptions:
             idle_timeout_s=settings.idle_timeout_s,
             max_audio_rate=settings.max_audio_rate,
             audio_burst_s=settings.audio_burst_s,
+            max_messages_per_s=settings.max_messages_per_s,
+            message_burst=settings.message_burst,
         ),
         allowed_origins=tuple(
             o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip()

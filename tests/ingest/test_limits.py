@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.limits import AudioRateLimiter, session_timeout
+from ingest.limits import AudioRateLimiter, MessageRateLimiter, session_timeout
 from shared.errors import ProtocolError
 from shared.settings import SessionLimits
 
@@ -30,3 +30,15 @@ def test_timeouts_say_which_limit() -> None:
     assert "keepalive" in session_timeout(True, LIMITS).message
     assert "maximum length" in session_timeout(False, LIMITS).message
     assert session_timeout(True, LIMITS).close_code == 4008
+
+
+def test_control_messages_beyond_their_rate_are_refused_with_4029() -> None:
+    limits = SessionLimits(max_messages_per_s=10.0, message_burst=20)
+    limiter = MessageRateLimiter(limits, now=0.0)
+    for step in range(1, 81):  # 10 s, a little under the allowed rate
+        limiter.admit(now=step * 0.125)
+    for _ in range(19):  # the rest of the burst
+        limiter.admit(now=10.0)
+    with pytest.raises(ProtocolError) as caught:
+        limiter.admit(now=10.0)
+    assert caught.value.close_code == 4029 and "10 per second" in caught.value.message
