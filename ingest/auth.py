@@ -74,7 +74,10 @@ def verify_token(token: str | None, options: AuthOptions) -> Grant:
     rooms = claims.get("rooms", [])
     if not isinstance(rooms, list) or not all(isinstance(r, str) for r in rooms):
         raise _unauthorized("the access token's rooms are malformed")
-    return Grant(str(claims.get("sub", "")), frozenset(rooms), bool(claims.get("speak", False)))
+    speak = claims.get("speak", False)
+    if not isinstance(speak, bool):
+        raise _unauthorized("the access token's speak claim is not true or false")
+    return Grant(str(claims.get("sub", "")), frozenset(rooms), speak)
 
 
 def check_room(grant: Grant, room: str | None) -> None:
@@ -105,6 +108,21 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str])
     if ANY_ROOM in allowed or origin in allowed:
         return True
     return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+
+
+def host_allowed(host: str | None, allowed: Iterable[str]) -> bool:
+    """Whether ``Host`` (a name, with or without a port) is one this server answers to: a
+    page on a rebinding name (``evil.example`` resolving to 127.0.0.1) names its own."""
+    allowed = set(allowed)
+    if ANY_ROOM in allowed:
+        return True
+    if not host:
+        return False
+    try:
+        name = urlsplit(f"//{host}").hostname
+    except ValueError:
+        return False
+    return name is not None and name.lower() in allowed
 
 
 def _unauthorized(message: str) -> ProtocolError:

@@ -21,6 +21,7 @@ from ingest.limits import AudioRateLimiter, MessageRateLimiter, session_timeout
 from ingest.metrics import IngestMetrics
 from ingest.protocol import (
     CLOSE_INTERNAL,
+    CLOSE_INVALID_PAYLOAD,
     CLOSE_NORMAL,
     CLOSE_UNSUPPORTED,
     ClientCommand,
@@ -34,7 +35,7 @@ from ingest.rooms import RoomMembership
 from ingest.session_link import Hold, OutboxEntry, ResumePoint, SessionLink
 from ingest.translations import CharacterBudget, TranslationQueue
 from shared.audio import PIPELINE_SAMPLE_RATE, PcmConverter
-from shared.errors import ProtocolError
+from shared.errors import AudioFormatError, ProtocolError
 from shared.resilience import REDIS_DOWN
 from shared.schema import (
     AudioAppended,
@@ -520,7 +521,10 @@ class ClientConnection:
             len(payload) / self.params.encoding.sample_width / self.params.sample_rate,
             now=time.monotonic(),
         )
-        pcm = self._converter.convert(payload)
+        try:
+            pcm = self._converter.convert(payload)
+        except AudioFormatError as exc:
+            raise ProtocolError("invalid_audio", str(exc), CLOSE_INVALID_PAYLOAD) from None
         self._client_samples += len(payload) // self.params.encoding.sample_width
         if pcm:
             self._samples_in += len(pcm) // 2

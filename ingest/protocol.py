@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -26,6 +27,8 @@ CLOSE_OVERLOADED = 1013
 CLOSE_BAD_PARAMETER = 4400
 
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
+_DIGITS = re.compile(r"[0-9]+")
+"""ASCII digits only: ``str.isdigit`` also takes superscripts, circled and full-width ones."""
 KNOWN_PARAMETERS = frozenset(
     {
         "sample_rate",
@@ -42,6 +45,8 @@ KNOWN_PARAMETERS = frozenset(
     }
 )
 MAX_ROOM_LENGTH = 128
+MAX_TEXT_CHARACTERS = 4096
+"""Longest text frame taken (the client's messages are a few dozen characters)."""
 MAX_TRANSLATIONS = 5
 
 
@@ -80,7 +85,7 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
     value = {name: values[0] for name, values in query.items()}
 
     raw_rate = value.get("sample_rate", "16000")
-    if not raw_rate.isdigit():
+    if not _DIGITS.fullmatch(raw_rate) or len(raw_rate) > 6:
         raise bad_parameter("sample_rate", f"not an integer: {raw_rate!r}")
     sample_rate = int(raw_rate)
     if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
@@ -113,7 +118,7 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
     elif listen:
         raise bad_parameter("listen", "a listener must join a room")
 
-    name = value.get("name", "anonymous").strip() or "anonymous"
+    name = display_name(value.get("name", ""))
     if len(name) > 64:
         raise bad_parameter("name", "longer than 64 characters")
 
@@ -152,7 +157,7 @@ def _resume(value: Mapping[str, str]) -> tuple[str | None, int]:
         raise bad_parameter("last_seq", "only with resume")
     if resume is not None and raw_last_seq is None:
         raise bad_parameter("resume", "needs last_seq")
-    if raw_last_seq is not None and (not raw_last_seq.isdigit() or len(raw_last_seq) > 12):
+    if raw_last_seq is not None and (not _DIGITS.fullmatch(raw_last_seq) or len(raw_last_seq) > 12):
         raise bad_parameter("last_seq", "must be a non-negative integer")
     return resume, int(raw_last_seq or 0)
 
@@ -172,10 +177,25 @@ class ClientCommand(StrEnum):
     KEEPALIVE = "keepalive"
 
 
+def display_name(raw: str) -> str:
+    """A name as shown to others: control, format (e.g. right-to-left override) and other
+    invisible characters removed, runs of white space made one space."""
+    kept = "".join(
+        " " if c.isspace() else c for c in raw if c.isspace() or unicodedata.category(c)[0] != "C"
+    )
+    return " ".join(kept.split()) or "anonymous"
+
+
 def parse_client_text(text: str) -> ClientCommand:
+    if len(text) > MAX_TEXT_CHARACTERS:
+        raise ProtocolError(
+            "invalid_message",
+            f"text frame longer than {MAX_TEXT_CHARACTERS} characters",
+            CLOSE_UNSUPPORTED,
+        )
     try:
         message = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, an integer of thousands of digits, nesting
         raise ProtocolError(
             "invalid_message", "text frame is not JSON", CLOSE_UNSUPPORTED
         ) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import secrets
 import socket
@@ -19,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ingest import logger
-from ingest.auth import bearer_token, check_room, origin_allowed, verify_token
+from ingest.auth import bearer_token, check_room, host_allowed, origin_allowed, verify_token
 from ingest.connection import LOST_REDIS, ClientConnection, discard_incoming
 from ingest.limits import overloaded, unavailable
 from ingest.metrics import IngestMetrics
@@ -192,7 +193,9 @@ class IngestServer:
         if self.options.auth is None:
             return True
         headers = ws.request.headers if ws.request else None
-        bearer = bearer_token(token, headers.get("Authorization") if headers else None)
+        # several Authorization headers are joined, and then no valid token (4001)
+        authorization = ", ".join(headers.get_all("Authorization")) if headers else None
+        bearer = bearer_token(token, authorization or None)
         grant = verify_token(bearer, self.options.auth)
         check_room(grant, room)
         return grant.may_speak
@@ -214,7 +217,24 @@ class IngestServer:
         return self._heartbeat.start()
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        response = self._answer(connection, request)
+        if response is not None and request.method == "HEAD":
+            return dataclasses.replace(response, body=b"")  # the headers say its length
+        return response
+
+    def _answer(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
+        if request.method not in ("GET", "HEAD"):
+            refused = connection.respond(HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n")
+            refused.headers["Allow"] = "GET, HEAD"
+            return refused
+        hosts, origins = request.headers.get_all("Host"), request.headers.get_all("Origin")
+        if len(hosts) != 1 or len(origins) > 1:
+            return connection.respond(HTTPStatus.BAD_REQUEST, "one Host and at most one Origin\n")
+        host, origin = hosts[0], (origins or [None])[0]
+        if not host_allowed(host, self.options.allowed_hosts):
+            logger.info("refused a request for host %r", host[:100])
+            return connection.respond(HTTPStatus.MISDIRECTED_REQUEST, "unknown host\n")
         if path == "/healthz":
             return connection.respond(HTTPStatus.OK, "ok\n")
         if path == "/readyz":
@@ -228,10 +248,7 @@ class IngestServer:
             )
             return Response(HTTPStatus.OK.value, "OK", headers, body)
         if path == STREAM_PATH:
-            origin = request.headers.get("Origin")
-            if not origin_allowed(
-                origin, request.headers.get("Host"), self.options.allowed_origins
-            ):
+            if not origin_allowed(origin, host, self.options.allowed_origins):
                 logger.info("refused a stream from origin %s", origin)
                 return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
             return None

@@ -78,4 +78,5 @@ class PcmConverter:
         samples = np.frombuffer(payload, dtype="<f4").astype(np.float32)
         if not np.all(np.isfinite(samples)):
             raise AudioFormatError("pcm_f32le audio contains NaN or infinite samples")
-        return samples
+        # beyond full scale is clipping anyway; unclipped, ±3.4e38 overflows the resampler
+        return np.clip(samples, -1.0, 1.0)

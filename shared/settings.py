@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     allowed_origins: str = ""
     """Comma-separated browser origins that may open streams besides the server's own
     (``*``: any)."""
+    allowed_hosts: str = ""
+    """Comma-separated names requests may address in ``Host`` (``*``: any); empty: the
+    loopback names when listening on loopback (against DNS rebinding), else any."""
 
     # segmenter
     vad_aggressiveness: int = Field(default=3, ge=0, le=3)
@@ -209,6 +212,8 @@ class IngestOptions:
     auth: AuthOptions | None = None
     """None: no token needed."""
     allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ("*",)
+    """Host names (without port) requests may name; ``*``: any."""
     limits: SessionLimits = field(default_factory=SessionLimits)
     resume_window_s: int = 60
 
@@ -255,12 +260,25 @@ def ingest_options(settings: Settings) -> IngestOptions:
         allowed_origins=tuple(
             o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip()
         ),
+        allowed_hosts=allowed_hosts(settings),
         resume_window_s=settings.resume_window_s,
     )
 
 
 def auth_required(settings: Settings) -> bool:
     return settings.auth == "on" or (settings.auth == "auto" and not is_loopback(settings.host))
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def allowed_hosts(settings: Settings) -> tuple[str, ...]:
+    configured = tuple(
+        h.strip().lower().strip("[]") for h in settings.allowed_hosts.split(",") if h.strip()
+    )
+    if configured:
+        return configured
+    return LOOPBACK_NAMES if is_loopback(settings.host) else ("*",)
 
 
 def auth_options(settings: Settings) -> AuthOptions | None:

@@ -41,14 +41,17 @@ def token(*rooms: str, speak: bool = True, ttl: float = 600, now: float | None =
     return mint_token(AUTH, rooms=rooms, may_speak=speak, ttl_s=ttl, now=now)
 
 
-async def refusal(url: str, *, audio: bool = False, **headers: str) -> tuple[int, dict[str, Any]]:
-    """The close code and the error message the server sent before closing."""
+async def refusal(
+    url: str, *, send: str | bytes | None = None, **headers: str
+) -> tuple[int, dict[str, Any]]:
+    """The close code and the error message the server sent before closing; ``send``: what
+    to send once the session began."""
     async with connect(url, additional_headers=headers) as ws:
         messages = []
         try:
-            if audio:
+            if send is not None:
                 await ws.recv()  # session.begin
-                await ws.send(bytes(3200))
+                await ws.send(send)
             async for text in ws:
                 messages.append(json.loads(text))
         except ConnectionClosed:
@@ -82,8 +85,9 @@ def test_strangers_get_4001_and_4003(guarded: RunningPipeline) -> None:
 
 def test_a_listen_only_token_cannot_speak(guarded: RunningPipeline) -> None:
     url = f"{guarded.url}?room=42&token={token('42', speak=False)}"
-    closed, error = asyncio.run(refusal(url, audio=True))
-    assert closed == 4003 and "only allows listening" in error["message"]
+    for attempt in (bytes(3200), '{"type": "finalize"}'):
+        closed, error = asyncio.run(refusal(url, send=attempt))
+        assert closed == 4003 and "only allows listening" in error["message"], attempt
 
 
 def test_a_good_token_streams_from_the_query_or_a_header(guarded: RunningPipeline) -> None:

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote, urlsplit
 
+import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from streamscribe.client import StreamRun, read_audio, stream_audio
 from streamscribe.metrics import corpus_wer, load_manifest
@@ -123,3 +127,124 @@ def test_without_a_rate_limit_a_flood_slows_only_its_own_sessions(
         assert (code, errors) == (1000, [])  # every frame taken, in its own time
     assert_healthy(run, heard, unlimited.http)
     assert unlimited.process.poll() is None
+
+
+async def answer_to(url: str, frame: str | bytes) -> tuple[int | None, list[str]]:
+    """Sends ``frame`` once the session began; the close code and the error codes."""
+    errors: list[str] = []
+    async with connect(url) as ws:
+        await ws.recv()
+        await ws.send(frame)
+        try:
+            async for text in ws:
+                message = json.loads(text)
+                if message["type"] == "error":
+                    errors.append(message["code"])
+        except ConnectionClosed:
+            pass
+    return ws.close_code, errors
+
+
+F32 = "?encoding=pcm_f32le"
+HOSTILE_FRAMES = [
+    ("NaN samples", F32, np.full(1600, np.nan, np.float32).tobytes(), 1007, "invalid_audio"),
+    ("infinite samples", F32, np.full(1600, np.inf, np.float32).tobytes(), 1007, "invalid_audio"),
+    ("deep JSON", "", "[" * 990 + "]" * 990, 1003, "invalid_message"),
+    (
+        "a 4400-digit integer",
+        "",
+        '{"type": "finalize", "n": ' + "9" * 4400 + "}",
+        1003,
+        "invalid_message",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", HOSTILE_FRAMES, ids=[case[0] for case in HOSTILE_FRAMES])
+def test_hostile_frames_get_their_documented_error_and_close(
+    pipeline: RunningPipeline, case: tuple[str, str, str | bytes, int, str]
+) -> None:
+    _, query, frame, code, error = case
+    assert asyncio.run(answer_to(pipeline.url + query, frame)) == (code, [error])
+
+
+def test_huge_f32_samples_at_48k_stream_as_full_scale(pipeline: RunningPipeline) -> None:
+    async def scenario() -> tuple[int | None, list[str]]:
+        huge = np.tile(np.array([3.4e38, -3.4e38], np.float32), 4800).tobytes()
+        async with connect(pipeline.url + "?encoding=pcm_f32le&sample_rate=48000") as ws:
+            await ws.recv()
+            for _ in range(5):
+                await ws.send(huge)
+            await ws.send('{"type": "close"}')
+            errors = [
+                m["code"] for t in [m async for m in ws] if (m := json.loads(t))["type"] == "error"
+            ]
+        return ws.close_code, errors
+
+    assert asyncio.run(scenario()) == (1000, [])
+
+
+OTHER_DIGITS = ["\u00b2", "\u2460", "\uff11\uff16\uff10\uff10\uff10"]
+"""Superscript two, circled one, full-width 16000: ``str.isdigit`` takes them all."""
+
+
+@pytest.mark.parametrize("raw", OTHER_DIGITS)
+def test_sample_rates_in_other_digits_are_4400(pipeline: RunningPipeline, raw: str) -> None:
+    async def scenario() -> tuple[int | None, list[str]]:
+        messages = []
+        async with connect(f"{pipeline.url}?sample_rate={quote(raw)}") as ws:
+            try:
+                async for text in ws:
+                    messages.append(json.loads(text))
+            except ConnectionClosed:
+                pass
+        return ws.close_code, [m["message"] for m in messages if m["type"] == "error"]
+
+    code, errors = asyncio.run(scenario())
+    assert code == 4400 and len(errors) == 1 and errors[0].startswith("sample_rate"), errors
+
+
+def http_status(url: str, method: str = "GET", **headers: str) -> int:
+    request = urllib.request.Request(url, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_methods_other_than_get_and_head_are_405(pipeline: RunningPipeline) -> None:
+    for method in ("POST", "PUT", "DELETE", "TRACE"):
+        assert http_status(pipeline.http + "/healthz", method) == 405, method
+    assert http_status(pipeline.http + "/healthz", "HEAD") == 200
+
+
+def test_a_rebinding_host_is_refused_with_its_own_origin(pipeline: RunningPipeline) -> None:
+    """A page on evil.example:PORT, its name rebound to 127.0.0.1: Origin and Host agree."""
+    port = urlsplit(pipeline.http).port
+    evil = f"evil.example:{port}"
+    assert http_status(pipeline.http + "/", Host=evil) == 421
+
+    async def stream() -> int:
+        try:
+            async with connect(
+                f"ws://{evil}/v1/stream",
+                origin=f"http://{evil}",  # type: ignore[arg-type]
+                host="127.0.0.1",  # what the rebound name resolves to
+                port=port,
+            ):
+                return 101
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    assert asyncio.run(stream()) == 421
+    assert http_status(pipeline.http + "/healthz") == 200
+
+
+def test_repeated_host_or_origin_headers_are_400(pipeline: RunningPipeline) -> None:
+    port = urlsplit(pipeline.http).port
+    for extra in ("Host: 127.0.0.1\r\n", "Origin: http://a\r\nOrigin: http://b\r\n"):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode())
+            status_line = raw.recv(200).split(b"\r\n", 1)[0]
+        assert status_line.startswith(b"HTTP/1.1 400"), (extra, status_line)

@@ -10,6 +10,7 @@ import pytest
 from ingest.auth import (
     bearer_token,
     check_room,
+    host_allowed,
     mint_token,
     origin_allowed,
     verify_token,
@@ -86,3 +87,21 @@ def test_secrets_are_never_shown() -> None:
     assert params.token == "secret-token" and "secret-token" not in repr(params)
     with pytest.raises(ValueError, match="at least 32 bytes"):
         AuthOptions("short")
+
+
+def test_a_speak_claim_that_is_not_a_boolean_is_refused() -> None:
+    for speak in ("false", "true", 1, None):
+        claims = {"iss": "streamscribe", "iat": time.time(), "exp": time.time() + 60}
+        token = jwt.encode({**claims, "rooms": ["42"], "speak": speak}, OPTIONS.secret, "HS256")
+        error = refused(token)
+        assert error.close_code == 4001 and "speak" in error.message, speak
+
+
+def test_only_the_hosts_this_server_answers_to_pass() -> None:
+    loopback = ("localhost", "127.0.0.1", "::1")
+    for host in ("127.0.0.1:8080", "localhost", "LOCALHOST:80", "[::1]:8080"):
+        assert host_allowed(host, loopback), host
+    for host in ("evil.example:8080", "127.0.0.1.evil.example", "", None, "[bad", "a b"):
+        assert not host_allowed(host, loopback), host
+    assert host_allowed("evil.example", ("*",))
+    assert host_allowed("speech.example.com:443", ("speech.example.com",))

@@ -140,3 +140,49 @@ def test_a_resumed_greeting_keeps_the_clients_seq_and_numbers_go_on_from_the_ser
     assert (greeting["samples_received"], greeting["last_seq"]) == (320, 9)
     assert greeting["resume_token"] == "s1.t"
     assert json.loads(builder.error("x", "y"))["seq"] == 10
+
+
+@pytest.mark.parametrize(
+    "raw", ["\u00b2", "\u2460", "\uff11\uff16\uff10\uff10\uff10", "16000 ", "-16000", "1" * 40]
+)
+def test_sample_rates_are_ascii_digits_only(raw: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        params(sample_rate=raw)
+    assert caught.value.close_code == CLOSE_BAD_PARAMETER and "sample_rate" in caught.value.message
+
+
+@pytest.mark.parametrize("raw", ["\u00b2", "\u0663", "\uff11"])  # ², Arabic-Indic 3, full-width 1
+def test_last_seq_is_ascii_digits_only(raw: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        params(resume="r" * 20, last_seq=raw)
+    assert caught.value.close_code == CLOSE_BAD_PARAMETER and "last_seq" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 990 + "]" * 990,  # deep enough to exhaust the parser's recursion
+        '{"type": "finalize", "n": ' + "9" * 4400 + "}",  # beyond int's digit limit
+        '{"type": "keepalive", "pad": "' + "x" * 5000 + '"}',
+    ],
+)
+def test_text_frames_that_break_parsers_are_invalid_messages(text: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_text(text)
+    assert caught.value.close_code == CLOSE_UNSUPPORTED and caught.value.code == "invalid_message"
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("Ana\x00", "Ana"),
+        ("\u202eanA", "anA"),
+        ("Ana\n00:00:01,000 --> 00:00:02,000", "Ana 00:00:01,000 --> 00:00:02,000"),
+        ("\x1b[31mAna", "[31mAna"),
+        ("  Ana \t Bel ", "Ana Bel"),
+        ("\x00\u200b", "anonymous"),
+        ("Siân", "Siân"),
+    ],
+)
+def test_display_names_lose_control_characters(raw: str, shown: str) -> None:
+    assert params(name=raw).name == shown

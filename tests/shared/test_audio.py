@@ -50,3 +50,18 @@ def test_partial_samples_and_bad_rates_are_refused() -> None:
         PcmConverter(16000, Encoding.PCM_F32LE).convert(b"\x00\x01")
     with pytest.raises(AudioFormatError, match="sample_rate"):
         PcmConverter(96000, Encoding.PCM_S16LE)
+
+
+def test_f32_far_beyond_full_scale_resamples_to_full_scale_not_nan() -> None:
+    converter = PcmConverter(48000, Encoding.PCM_F32LE)
+    tone = np.sin(2 * np.pi * 1000 * np.arange(9600) / 48000)
+    huge = (np.sign(tone) * 3.4e38).astype(np.float32)  # a 1 kHz square wave, beyond any scale
+    out = np.frombuffer(converter.convert(huge.tobytes()), "<i2").astype(np.int32)
+    assert out.size > 2000
+    assert np.abs(out[500:-500]).max() >= 30000  # full scale, as the clipped square wave
+    assert np.count_nonzero(np.abs(out[500:-500]) < 1000) < out.size // 4
+    silent = np.frombuffer(
+        PcmConverter(48000, Encoding.PCM_F32LE).convert(np.zeros(4800, np.float32).tobytes()),
+        "<i2",
+    )
+    assert not silent.any()
