@@ -215,9 +215,8 @@ class ClientConnection:
                 self._participants[who.session_id] = who
             else:
                 self._participants.pop(who.session_id, None)
-            if who.session_id != self.session_id:
+            if who.session_id != self.session_id:  # a delta: the whole list only on joining
                 self._enqueue(self.messages.presence(self.room.room, event.joined, who))
-                self.send_participants()
             return
         if event.speaker.session_id == self.session_id:
             return  # our own, already delivered in order

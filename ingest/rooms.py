@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis.asyncio
 
+from ingest.limits import CLOSE_OVERLOADED
 from ingest.redis_io import EventHandler, EventRelay, RedisWriter
 from shared import keys
-from shared.errors import SchemaError
+from shared.errors import ProtocolError, SchemaError
 from shared.schema import (
     Participant,
     RoomPresence,
@@ -19,6 +21,20 @@ from shared.schema import (
 )
 
 MEMBERS_TTL_S = 24 * 3600
+MEMBER_LAPSE_S = 30.0
+"""A member whose connection stops renewing it (a node that died, a session lost before it
+could leave) is dropped from the room this long after its last renewal."""
+
+
+async def ensure_room_space(client: redis.asyncio.Redis, room: str, max_participants: int) -> None:
+    """Refuses (1013, ``room_full``) a new participant of a room that has its maximum of live
+    participants; checked before the session begins (approximate across nodes)."""
+    if await client.zcount(keys.room_alive(room), time.time(), "+inf") >= max_participants:
+        raise ProtocolError(
+            "room_full",
+            f"the room has its maximum of {max_participants} participants",
+            CLOSE_OVERLOADED,
+        )
 
 
 class RoomMembership:
@@ -48,20 +64,42 @@ class RoomMembership:
     async def join(self, handler: EventHandler) -> list[Participant]:
         """Subscribes, announces itself and returns who is in the room (itself included)."""
         await self._relay.subscribe(self._channel, self._subscriber, handler)
-        members = keys.room_members(self.room)
+        members, alive = keys.room_members(self.room), keys.room_alive(self.room)
+        now = time.time()
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(members, self.me.session_id, self.me.encode())
+        pipe.zadd(alive, {self.me.session_id: now + MEMBER_LAPSE_S})
         pipe.expire(members, MEMBERS_TTL_S)
+        pipe.expire(alive, MEMBERS_TTL_S)
         pipe.hgetall(members)
-        *_, current = await pipe.execute()
+        pipe.zrangebyscore(alive, now, "+inf")
+        *_, current, live = await pipe.execute()
         self._writer.publish(self._channel, RoomPresence(True, self.me).encode())
-        participants = []
-        for data in current.values():
+        living = {sid.decode() for sid in live}
+        participants: list[Participant] = []
+        ghosts: list[Participant] = []
+        for sid, data in current.items():
             try:
-                participants.append(Participant.decode(data))
+                participant = Participant.decode(data)
             except SchemaError:
                 continue  # a member written by an incompatible version: not shown
+            (participants if sid.decode() in living else ghosts).append(participant)
+        if ghosts:
+            await self._drop_ghosts(ghosts, now)
         return sorted(participants, key=lambda p: (p.name, p.session_id))
+
+    async def _drop_ghosts(self, ghosts: list[Participant], now: float) -> None:
+        """Members whose connections stopped renewing them leave, and the room is told."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hdel(keys.room_members(self.room), *(g.session_id for g in ghosts))
+        pipe.zremrangebyscore(keys.room_alive(self.room), "-inf", now)
+        await pipe.execute()
+        for ghost in ghosts:
+            self._writer.publish(self._channel, RoomPresence(False, ghost).encode())
+
+    def renew(self, pipe: redis.asyncio.client.Pipeline, *, now: float) -> None:
+        """Queues the renewal of this membership (the connection is alive)."""
+        pipe.zadd(keys.room_alive(self.room), {self.me.session_id: now + MEMBER_LAPSE_S}, xx=True)
 
     def share(self, is_final: bool, result: TranscriptResult) -> None:
         self._writer.publish(
@@ -96,6 +134,9 @@ class RoomMembership:
     async def leave(self, *, announce: bool = True) -> None:
         """``announce``: False when the session lives on in another connection."""
         if announce:
-            await self._redis.hdel(keys.room_members(self.room), self.me.session_id)
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hdel(keys.room_members(self.room), self.me.session_id)
+            pipe.zrem(keys.room_alive(self.room), self.me.session_id)
+            await pipe.execute()
             self._writer.publish(self._channel, RoomPresence(False, self.me).encode())
         await self._relay.unsubscribe(self._channel, self._subscriber)

@@ -32,7 +32,7 @@ from ingest.protocol import (
     parse_stream_params,
 )
 from ingest.redis_io import EventRelay, RedisWriter
-from ingest.rooms import RoomMembership
+from ingest.rooms import RoomMembership, ensure_room_space
 from ingest.session_link import (
     Hold,
     ResumePoint,
@@ -231,7 +231,7 @@ class IngestServer:
         hosts, origins = request.headers.get_all("Host"), request.headers.get_all("Origin")
         if len(hosts) != 1 or len(origins) > 1:
             return connection.respond(HTTPStatus.BAD_REQUEST, "one Host and at most one Origin\n")
-        host, origin = hosts[0], (origins or [None])[0]
+        host, origin = hosts[0], (origins[0] if origins else None)
         if not host_allowed(host, self.options.allowed_hosts):
             logger.info("refused a request for host %r", host[:100])
             return connection.respond(HTTPStatus.MISDIRECTED_REQUEST, "unknown host\n")
@@ -271,6 +271,9 @@ class IngestServer:
             params = parse_stream_params(query, english_only=self.options.english_only)
             if params.resume is None:
                 may_speak = self._authorize(ws, params.token, params.room)
+                if params.room is not None:
+                    limit = self.options.limits.max_room_participants
+                    await ensure_room_space(self._redis, params.room, limit)
                 start = Start(params, may_speak, self._link(refusal_id), None)
             else:
                 start = await self._resume(ws, params)
@@ -329,7 +332,8 @@ class IngestServer:
             may_speak=start.may_speak,
         )
         self._connected += 1
-        self._clients[link.nonce] = client
+        if point is not None:  # its session record exists: it may be renewed at once
+            self._clients[link.nonce] = client
         self.metrics.sessions_opened.inc()
         self.metrics.sessions.set(self._connected)
         channel = keys.session_channel(session_id)
@@ -338,6 +342,8 @@ class IngestServer:
         try:
             if point is None:
                 resume_token = await link.create(_record(session_id, params, start.may_speak))
+                # only now: a renewal that found no record would end the session as lost
+                self._clients[link.nonce] = client
                 await self._relay.subscribe(channel, link.nonce, client.on_event)
                 if not params.listen:
                     opened = SessionOpened(
@@ -416,8 +422,12 @@ class IngestServer:
             pipe = self._redis.pipeline(transaction=False)
             for client in clients:
                 client.link.renew(pipe)
+            now = time.time()
+            for client in clients:
+                if client.room is not None and client.link.held:
+                    client.room.renew(pipe, now=now)
             try:
-                answers = await pipe.execute()
+                answers = (await pipe.execute())[: len(clients)]
             except REDIS_DOWN:
                 logger.warning("could not renew session holds", exc_info=True)
                 continue

@@ -61,6 +61,12 @@ def room_members(room: str) -> str:
     return f"ss:room:{{{_room_tag(room)}}}:members"
 
 
+def room_alive(room: str) -> str:
+    """Sorted set of the room's participants: session id -> when its membership lapses
+    (epoch seconds) unless its connection renews it; a lapsed one is a ghost, removed."""
+    return f"ss:room:{{{_room_tag(room)}}}:alive"
+
+
 PARTS_INDEX = "ss:parts"
 """Set of the ids of every part that has sent a heartbeat; stale ids are pruned by readers."""
 

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     max_messages_per_s: float = Field(default=20.0, gt=0)
     """Text messages (finalize, keepalive...) accepted per second; faster closes with 4029."""
     message_burst: int = Field(default=100, ge=1)
+    max_room_participants: int = Field(default=500, ge=1)
+    """Live participants a room holds; one more is refused with 1013 (room_full)."""
     resume_window_s: int = Field(default=60, ge=0, le=3600)
     """How long a session whose connection dropped waits for its client to resume; 0: a
     dropped connection ends its session."""
@@ -195,6 +197,7 @@ class SessionLimits:
     max_messages_per_s: float = 20.0
     """Text messages accepted per second, over the session (4029 beyond)."""
     message_burst: int = 100
+    max_room_participants: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +259,7 @@ def ingest_options(settings: Settings) -> IngestOptions:
             audio_burst_s=settings.audio_burst_s,
             max_messages_per_s=settings.max_messages_per_s,
             message_burst=settings.message_burst,
+            max_room_participants=settings.max_room_participants,
         ),
         allowed_origins=tuple(
             o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip()

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,3 +96,15 @@ def pipeline() -> Iterator[RunningPipeline]:
     running = start_up(free_port(), env={"STREAMSCRIBE_MAX_AUDIO_RATE": "8"})
     yield running
     stop_up(running)
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float = 30.0, *, every: float = 0.05
+) -> bool:
+    """Whether ``predicate`` became true within ``timeout`` seconds (checked every ``every``)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True

@@ -29,6 +29,7 @@ const state = {
   // Resuming: the session's token, the highest seq held, and the audio sent lately.
   resumeToken: null, lastSeq: 0, greeted: false, samplesSent: 0, kept: [], resumes: 0, lastErrorCode: null,
   finalMessages: 0, // final transcript messages taken in (a duplicate would count twice)
+  participants: new Map(), // the room's, by session_id
 };
 window.streamscribe = state;
 
@@ -113,12 +114,18 @@ function onMessage(message) {
     case "translation":
       showTranslation(message);
       break;
-    case "room.participants":
-      showParticipants(message.participants);
+    case "room.participants": // on joining: the whole list; then changes one by one
+      state.participants = new Map(message.participants.map((p) => [p.session_id, p]));
+      showParticipants();
       break;
     case "room.join":
+      state.participants.set(message.session_id, message);
+      showParticipants();
+      break;
     case "room.leave":
-      break; // the participant list that follows says it
+      state.participants.delete(message.session_id);
+      showParticipants();
+      break;
     case "error":
       state.lastErrorCode = message.code;
       showMessage(message.code === "invalid_parameter"
@@ -285,8 +292,10 @@ function showTranslation(message) {
   if (entry && !message.error) (entry.translations ||= {})[message.target_language] = message.text;
 }
 
-function showParticipants(participants) {
+function showParticipants() {
   const list = $("participants");
+  const participants = [...state.participants.values()].sort((a, b) =>
+    a.name.localeCompare(b.name) || a.session_id.localeCompare(b.session_id));
   list.replaceChildren(...participants.map((p) => {
     const item = document.createElement("li");
     item.textContent = p.session_id === state.sessionId ? `${p.name} (you)` : p.name;
