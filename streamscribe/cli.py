@@ -229,6 +229,7 @@ def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
         lead_s=args.turn_lead,
         prompt=not args.no_prompt,
         offline_cache=args.offline_cache,
+        finals_as_partials=args.finals_as_partials,
     )
 
 
@@ -346,6 +347,11 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     tune.add_argument("--turn-lead", type=float, default=0.2, help="silence before a turn, s")
     tune.add_argument("--no-prompt", action="store_true", help="turns without the prompt")
     tune.add_argument("--offline-cache", default=None, help="JSON of offline transcripts")
+    tune.add_argument(
+        "--finals-as-partials",
+        action="store_true",
+        help="decode each utterance as a partial is decoded (the fast WER is then theirs)",
+    )
     tune.add_argument("--output", default="bench-results/tune.json")
     tune.set_defaults(handler=cmd_tune)
 

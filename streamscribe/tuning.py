@@ -85,8 +85,19 @@ def _init(options: ModelOptions) -> None:
     _Loaded.model = SpeechModel(options)
 
 
-def _run_file(job: tuple[ManifestEntry, SegmenterOptions, float, bool, bool]) -> FileResult:
-    entry, options, lead_s, prompt, with_offline = job
+@dataclass(frozen=True, slots=True)
+class TuneJob:
+    entry: ManifestEntry
+    options: SegmenterOptions
+    lead_s: float
+    prompt: bool
+    with_offline: bool
+    finals_as_partials: bool = False
+    """Decode each utterance as its last partial would be (its cost and accuracy)."""
+
+
+def _run_file(job: TuneJob) -> FileResult:
+    entry, options, lead_s, prompt = job.entry, job.options, job.lead_s, job.prompt
     model = _Loaded.model
     assert model is not None
     pcm = pcm_of(entry)
@@ -98,7 +109,7 @@ def _run_file(job: tuple[ManifestEntry, SegmenterOptions, float, bool, bool]) ->
     for event in segment(pcm, options):
         if isinstance(event, UtteranceEnded):
             text = model.transcribe(
-                event.pcm, None, final=True, speech_ratio=event.speech_ratio
+                event.pcm, None, final=not job.finals_as_partials, speech_ratio=event.speech_ratio
             ).text
             finals.append(text)
             by_index[event.utterance_index] = text
@@ -118,7 +129,7 @@ def _run_file(job: tuple[ManifestEntry, SegmenterOptions, float, bool, bool]) ->
         if turn.clean:
             settled = f"{settled} {text}".strip()
     offline = ""
-    if with_offline:
+    if job.with_offline:
         samples = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
         offline = model.transcribe_array(samples, None, final=True, language_guard=False).text
     return FileResult(entry.id, tuple(finals), tuple(turns), tuple(sizes), offline)
@@ -187,6 +198,7 @@ def run_tune(
     lead_s: float = TURN_LEAD_S,
     prompt: bool = True,
     offline_cache: str | None = None,
+    finals_as_partials: bool = False,
 ) -> int:
     """``offline_cache``: a JSON file of the offline transcripts, read if it is there (they
     depend only on the model), written otherwise."""
@@ -195,6 +207,8 @@ def run_tune(
         "manifest": str(Path(manifest).resolve()),
         "turn_lead_s": lead_s,
         "prompt": prompt,
+        "finals_as_partials": finals_as_partials,
+        "partial_window_floor_s": model_options.partial_window_floor_s,
         "runs": [],
     }
     context = multiprocessing.get_context("spawn")
@@ -206,7 +220,10 @@ def run_tune(
         for config in configs or [[]]:
             options = replace(SegmenterOptions(), **parse_overrides(config))
             started = time.perf_counter()
-            jobs = [(e, options, lead_s, prompt, offline is None) for e in entries]
+            jobs = [
+                TuneJob(e, options, lead_s, prompt, offline is None, finals_as_partials)
+                for e in entries
+            ]
             results = pool.map(_run_file, jobs, chunksize=1)
             if offline is None:
                 offline = {r.id: r.offline for r in results}

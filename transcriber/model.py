@@ -18,6 +18,7 @@ from transcriber import logger
 from transcriber.batching import SegmentOutcome, pack_utterances
 from transcriber.results import SegmentStats, Transcription, WordTiming
 from transcriber.turns import SettledTurn, TurnAudio, settle_turn
+from transcriber.windows import WindowOptions, whisper_model_class
 
 __all__ = ["SegmentStats", "SpeechModel", "Transcription", "UtteranceAudio", "WordTiming"]
 
@@ -117,13 +118,13 @@ class SpeechModel:
     """One loaded Whisper model; not thread-safe, one per worker process."""
 
     def __init__(self, options: ModelOptions) -> None:
-        from faster_whisper import BatchedInferencePipeline, WhisperModel
+        from faster_whisper import BatchedInferencePipeline
 
         self.options = options
         self.device, self.compute_type = resolve_device(options.device, options.compute_type)
         source = resolve_model(options.model)
         try:
-            self._model = WhisperModel(
+            self._model = whisper_model_class()(
                 source,
                 device=self.device,
                 compute_type=self.compute_type,
@@ -134,6 +135,10 @@ class SpeechModel:
                 f"cannot load model {options.model!r} from {source}: {exc}"
             ) from exc
         self.multilingual = bool(self._model.model.is_multilingual)
+        self._full_window = WindowOptions()
+        self._partial_window = WindowOptions(
+            floor_s=options.partial_window_floor_s, margin_s=options.encoder_window_margin_s
+        )
         self._batched = BatchedInferencePipeline(self._model)
         self.batch_fallbacks = 0
         """Utterances the batched pass could not settle, run again one at a time."""
@@ -188,6 +193,7 @@ class SpeechModel:
             return "en"
         if utterance.language:
             return utterance.language
+        self._model.window = self._full_window
         language, _, _ = self._model.detect_language(audio=s16_to_float(utterance.pcm))
         return str(language)
 
@@ -196,6 +202,7 @@ class SpeechModel:
     ) -> list[Transcription]:
         options = self.options
         packed = pack_utterances([u.pcm for u in group], lead_s=LEAD_SILENCE_S)
+        self._model.window = self._full_window if final else self._partial_window
         segments, info = self._batched.transcribe(
             packed.audio,
             language=language,
@@ -242,6 +249,7 @@ class SpeechModel:
         options = self.options
         if not self.multilingual:
             language = "en"
+        self._model.window = self._full_window if final else self._partial_window
         segments, info = self._model.transcribe(
             audio,
             language=language,
