@@ -166,6 +166,11 @@ class SessionLink:
             keys.outbox(sid),
             keys.delivered_marks(sid),
             keys.results_log(sid),
+            # the parts' keys, which never outlive the session (see shared.redis_client)
+            keys.audio_stream(sid),
+            keys.session_state(sid),
+            keys.session_checkpoint(sid),
+            keys.turn_context(sid),
         ]
 
     async def create(self, record: ResumableSession) -> str:

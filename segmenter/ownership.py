@@ -21,13 +21,13 @@ from segmenter.core import IdleState
 from segmenter.turns import OpenTurn
 from shared import keys
 from shared.errors import SchemaError
+from shared.redis_client import expire_with_session
 from shared.schema import SegmenterCheckpoint, SessionOpened, StreamClosed
 
 LEASE_MS = 6000
 """Three heartbeats: a session is orphaned this long after its owner's last renewal."""
 CHECKPOINT_EVERY_S = 5.0
 """Between utterances, how often the checkpoint (and the trimming of the stream) moves on."""
-CHECKPOINT_TTL_S = 3600
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -149,7 +149,7 @@ class Ownership:
         sid = checkpoint.opened.session_id
         name = keys.session_checkpoint(sid)
         pipe.hset(name, mapping=checkpoint.encode())  # type: ignore[arg-type]
-        pipe.expire(name, CHECKPOINT_TTL_S)
+        expire_with_session(pipe, sid, name)
         if checkpoint.after_entry != "0-0":  # what the checkpoint covers is not needed again
             pipe.xtrim(keys.audio_stream(sid), minid=checkpoint.after_entry, approximate=True)
 

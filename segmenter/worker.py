@@ -35,7 +35,13 @@ from segmenter.vad import WebRtcSpeechDetector
 from shared import keys
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.errors import SchemaError
-from shared.redis_client import commit_speculation, ensure_consumer, publish_result, read_group
+from shared.redis_client import (
+    commit_speculation,
+    ensure_consumer,
+    expire_with_session,
+    publish_result,
+    read_group,
+)
 from shared.resilience import REDIS_DOWN, Backoff, serve
 from shared.schema import (
     AudioAppended,
@@ -48,8 +54,6 @@ from shared.schema import (
     TranscriptionJob,
     decode_audio_entry,
 )
-
-STATE_TTL_S = 3600
 
 
 @dataclass
@@ -359,7 +363,7 @@ class SegmenterWorker:
                     endpoint_at=received_at,
                 )
                 pipe.xadd(keys.FINAL_JOBS_STREAM, job.encode())  # type: ignore[arg-type]
-        pipe.expire(state, STATE_TTL_S)
+        expire_with_session(pipe, sid, state)
 
     def _job(
         self,

@@ -16,9 +16,40 @@ SPECULATION_TTL_S = 120
 COMMIT_TTL_S = 900
 RESULTS_KEPT = 2000
 """Approximate cap of a session's results log (finals not yet delivered are far fewer)."""
-RESULTS_TTL_S = 3600
-"""A results log outlives its last write by this long; whatever it holds by then was
-delivered long ago or belongs to a session past its resume window."""
+ORPHAN_TTL_S = 30
+"""The life of a session key written when the session's record is gone (the session is
+over: its client can no longer resume it) or was never made (a part driven alone)."""
+
+# A session's keys live as long as its record (``keys.resumable_session``), whose expiry the
+# ingest node holding the session renews, with the results log, context, state and
+# checkpoint: a write never extends a key beyond the session, so every key of a finished or
+# abandoned session goes one resume window (plus 10 s) after its last connection.
+# KEYS[1]: the record.
+SESSION_TTL_LUA = f"""
+local function session_ttl(record)
+  local ttl = redis.call('PTTL', record)
+  if ttl > 0 then
+    return ttl
+  end
+  return {ORPHAN_TTL_S * 1000}
+end
+"""
+
+# KEYS: record, then the keys just written.
+_EXPIRE_WITH_SESSION = (
+    SESSION_TTL_LUA
+    + """
+local ttl = session_ttl(KEYS[1])
+for i = 2, #KEYS do
+  redis.call('PEXPIRE', KEYS[i], ttl)
+end
+"""
+)
+
+
+def expire_with_session(pipe: redis.client.Pipeline, session_id: str, *names: str) -> None:
+    """Queues the expiry of ``names`` (keys of the session just written) with the session."""
+    pipe.eval(_EXPIRE_WITH_SESSION, 1 + len(names), keys.resumable_session(session_id), *names)
 
 
 def connect(url: str) -> redis.Redis:
@@ -40,25 +71,32 @@ def connect_async(url: str) -> redis.asyncio.Redis:
     return redis.asyncio.Redis.from_pool(pool)
 
 
-# The segmenter commits revision R of utterance U; the transcriber finishes speculation R.
-# Whichever comes second publishes the final, so it is published once whatever the order.
-# KEYS: commit key, speculation key, session channel, results log.
-_LOG_AND_PUBLISH = f"""
-local function log_and_publish(event)
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', {RESULTS_KEPT}, '*', 'e', event)
-  redis.call('EXPIRE', KEYS[4], {RESULTS_TTL_S})
-  redis.call('PUBLISH', KEYS[3], event)
+_LOG_AND_PUBLISH = (
+    SESSION_TTL_LUA
+    + f"""
+local function log_and_publish(event, record, channel, log)
+  redis.call('XADD', log, 'MAXLEN', '~', {RESULTS_KEPT}, '*', 'e', event)
+  redis.call('PEXPIRE', log, session_ttl(record))
+  redis.call('PUBLISH', channel, event)
 end
 """
+)
 
+# KEYS: record, session channel, results log. ARGV: the event.
+_PUBLISH_RESULT = _LOG_AND_PUBLISH + "log_and_publish(ARGV[1], KEYS[1], KEYS[2], KEYS[3])\n"
+
+# The segmenter commits revision R of utterance U; the transcriber finishes speculation R.
+# Whichever comes second publishes the final, so it is published once whatever the order.
+# KEYS: record, commit key, speculation key, session channel, results log.
 _COMMIT = (
     _LOG_AND_PUBLISH
     + """
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-local result = redis.call('GET', KEYS[2])
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+local result = redis.call('GET', KEYS[3])
 if result then
-  log_and_publish(ARGV[3] .. ARGV[1] .. ARGV[4] .. result .. '}')
-  redis.call('DEL', KEYS[2])
+  log_and_publish(ARGV[3] .. ARGV[1] .. ARGV[4] .. result .. '}', KEYS[1], KEYS[4], KEYS[5])
+  redis.call('DEL', KEYS[3])
+  redis.call('PEXPIRE', KEYS[2], session_ttl(KEYS[1]))  -- published: kept only to deduplicate
   return 1
 end
 return 0
@@ -68,15 +106,16 @@ return 0
 _SPECULATION_DONE = (
     _LOG_AND_PUBLISH
     + """
-local commit = redis.call('GET', KEYS[1])
+local commit = redis.call('GET', KEYS[2])
 if commit then
   local revision = string.match(commit, '"revision":(%d+)')
   if revision == ARGV[1] then
-    log_and_publish(ARGV[3] .. commit .. ARGV[4] .. ARGV[2] .. '}')
+    log_and_publish(ARGV[3] .. commit .. ARGV[4] .. ARGV[2] .. '}', KEYS[1], KEYS[4], KEYS[5])
+    redis.call('PEXPIRE', KEYS[2], session_ttl(KEYS[1]))
     return 1
   end
 end
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[5])
+redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[5])
 return 0
 """
 )
@@ -87,10 +126,14 @@ def publish_result(
 ) -> None:
     """Publishes a session event that must reach the client (a final, a failure, the end of
     segmentation, a translation) and logs it for a connection that resumes later."""
-    log = keys.results_log(session_id)
-    client.xadd(log, {"e": event}, maxlen=RESULTS_KEPT, approximate=True)
-    client.expire(log, RESULTS_TTL_S)
-    client.publish(keys.session_channel(session_id), event)
+    client.eval(
+        _PUBLISH_RESULT,
+        3,
+        keys.resumable_session(session_id),
+        keys.session_channel(session_id),
+        keys.results_log(session_id),
+        event,
+    )
 
 
 def commit_speculation(
@@ -99,7 +142,8 @@ def commit_speculation(
     """Record the segmenter's decision; publishes the final if the transcription is ready."""
     client.eval(
         _COMMIT,
-        4,
+        5,
+        keys.resumable_session(session_id),
         keys.commit_key(session_id, commit.utterance_index),
         keys.speculation_key(session_id, commit.utterance_index, commit.revision),
         keys.session_channel(session_id),
@@ -117,7 +161,8 @@ def speculation_done(
     """Store a speculative result; publishes it as final if the segmenter already committed."""
     published = client.eval(
         _SPECULATION_DONE,
-        4,
+        5,
+        keys.resumable_session(session_id),
         keys.commit_key(session_id, utterance_index),
         keys.speculation_key(session_id, utterance_index, revision),
         keys.session_channel(session_id),

@@ -16,6 +16,7 @@ from shared import keys
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.errors import SchemaError
 from shared.redis_client import (
+    SESSION_TTL_LUA,
     StreamEntry,
     ensure_consumer,
     publish_result,
@@ -41,16 +42,18 @@ from transcriber.recovery import RELIABLE_STREAMS, JobRecovery, RecoveryOptions,
 from transcriber.results import Transcription
 from transcriber.turns import SettledTurn, TurnAudio, prompt_from
 
-CONTEXT_TTL_S = 3600
-
-# KEYS: the session's turn context. ARGV: turn index, text, ttl. Keeps the newest turn's.
-_SET_CONTEXT = """
+# KEYS: the session's turn context, its record. ARGV: turn index, text. Keeps the newest
+# turn's; expires with the session.
+_SET_CONTEXT = (
+    SESSION_TTL_LUA
+    + """
 local held = tonumber(redis.call('HGET', KEYS[1], 'turn') or '-1')
 if tonumber(ARGV[1]) > held then
   redis.call('HSET', KEYS[1], 'turn', ARGV[1], 'text', ARGV[2])
 end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], session_ttl(KEYS[2]))
 """
+)
 
 
 class Transcribes(Protocol):
@@ -344,7 +347,8 @@ class TranscriberWorker:
         publish_result(pipe, job.session_id, turn.encode())
         if settled.clean:
             text = prompt_from(f"{prompt} {settled.transcription.text}")
-            pipe.eval(_SET_CONTEXT, 1, context, job.utterance_index, text, CONTEXT_TTL_S)
+            record = keys.resumable_session(job.session_id)
+            pipe.eval(_SET_CONTEXT, 2, context, record, job.utterance_index, text)
         pipe.execute()
         self.jobs_done += 1
 
