@@ -76,6 +76,13 @@ class _Unlogged:
 
 Outgoing = OutboxEntry | _Unlogged | _Close
 
+
+def _size(item: Outgoing) -> int:
+    if isinstance(item, OutboxEntry):
+        return len(item.message)
+    return len(item.text) if isinstance(item, _Unlogged) else 0
+
+
 TRANSLATIONS_WAIT_S = 10.0
 """After ``close``, how long the session's end waits for translations still on their way."""
 CONFIRM_EVERY_S = 5.0
@@ -131,6 +138,8 @@ class ClientConnection:
         """The connection dropped and the session waits for a resume."""
         self.close_enqueued = False
         self._dropped = False
+        self._queued_bytes = 0
+        """Of the messages in ``_outgoing``, bounded by ``outgoing_queue_bytes``."""
         self._background: set[asyncio.Task[None]] = set()
         self.room: RoomMembership | None = None
         self._participants: dict[str, Participant] = {}
@@ -271,10 +280,16 @@ class ClientConnection:
         self.close_enqueued = isinstance(item, _Close)
         if self._dropped:
             return
+        size = _size(item)
+        if self._queued_bytes + size > self._options.outgoing_queue_bytes:
+            self.drop(f"over {self._options.outgoing_queue_bytes} bytes queued")
+            return
         try:
             self._outgoing.put_nowait(item)
         except asyncio.QueueFull:
             self.drop("its send queue is full")
+            return
+        self._queued_bytes += size
 
     def drop(self, why: str) -> None:
         """Disconnects a client that does not read (once, with one log line); its session
@@ -399,6 +414,7 @@ class ClientConnection:
                 batch = [await self._outgoing.get()]
                 while not self._outgoing.empty() and not isinstance(batch[-1], _Close):
                     batch.append(self._outgoing.get_nowait())
+                self._queued_bytes -= sum(_size(item) for item in batch)
                 logged = [item for item in batch if isinstance(item, OutboxEntry)]
                 if logged and await self.link.append(logged) is not Hold.HELD:
                     await self._close_unheld()

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     max_frame_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
     outgoing_queue_messages: int = Field(default=1000, ge=10)
+    outgoing_queue_bytes: int = Field(default=4 * 2**20, ge=65536)
+    """Characters of messages queued for one client; beyond, it is dropped (1011)."""
     close_timeout_s: float = Field(default=60.0, gt=0)
     max_sessions: int = Field(default=500, ge=1)
     """Connections per ingest node; more are refused with 1013."""
@@ -209,6 +211,8 @@ class IngestOptions:
     close_timeout_s: float
     model_name: str
     english_only: bool
+    outgoing_queue_bytes: int = 4 * 2**20
+    """Characters of messages queued for one client (its outbox entries and replays)."""
     translation_queue: str = "translations"
     translate_chars_per_minute: int = 3000
     cloudwatch_namespace: str = ""
@@ -244,6 +248,7 @@ def ingest_options(settings: Settings) -> IngestOptions:
         port=settings.port,
         max_frame_bytes=settings.max_frame_bytes,
         outgoing_queue_messages=settings.outgoing_queue_messages,
+        outgoing_queue_bytes=settings.outgoing_queue_bytes,
         close_timeout_s=settings.close_timeout_s,
         model_name=model.display_name,
         english_only=model.english_only,

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 
@@ -362,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         _setup_logging(settings.log_level)
         return int(args.handler(args, settings))
+    except BrokenPipeError:  # e.g. `status --json | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except ConfigError as exc:
         print(f"streamscribe: configuration error: {exc}", file=sys.stderr)
         return 2

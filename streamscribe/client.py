@@ -35,6 +35,9 @@ class Audio:
 
 def read_audio(path: str | Path) -> Audio:
     """WAV, FLAC or anything libsndfile reads; stereo is mixed down to mono."""
+    if not Path(path).is_file():
+        what = "is a directory" if Path(path).is_dir() else "does not exist"
+        raise ClientError(f"cannot read audio file {path}: it {what}")
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, OSError, RuntimeError) as exc:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import psutil
 
 from streamscribe.metrics import normalize
-from streamscribe.redis_server import free_port
+from streamscribe.redis_server import RedisServer, free_port
 from tests.conftest import DATA, RunningPipeline, start_up, stop_up
 
 
@@ -94,3 +95,24 @@ def test_up_serves_then_stops_everything_it_started() -> None:
         assert response.status == 200
     assert stop_up(process) == 0
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_missing_audio_file_is_named_as_missing(tmp_path: Path) -> None:
+    for path, words in ((tmp_path / "nope.wav", "does not exist"), (tmp_path, "is a directory")):
+        done = streamscribe("stream", str(path), "--url", "ws://127.0.0.1:9/v1/stream")
+        assert done.returncode == 3 and words in done.stderr, done.stderr
+        assert "System error" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_status_piped_into_a_reader_that_stops_early_ends_quietly(
+    redis_server: RedisServer,
+) -> None:
+    status = subprocess.Popen(
+        [sys.executable, "-m", "streamscribe", "status", "--json", "--redis-url", redis_server.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert status.stdout is not None and status.stderr is not None
+    status.stdout.close()  # `| head -c 0`: the reader is gone before status writes
+    stderr = status.stderr.read().decode()
+    assert status.wait(timeout=60) == 0 and "Traceback" not in stderr, stderr
