@@ -164,7 +164,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from shared.redis_client import connect
     from streamscribe.status import read_status, render
 
-    client = connect(args.redis_url or require_redis_url(settings))
+    client = connect(args.redis_url or _status_redis_url(settings))
     while True:
         status = read_status(client)
         if args.json:
@@ -178,6 +178,24 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             time.sleep(args.watch)  # a screen refresh, not a work loop
         except KeyboardInterrupt:
             return 0
+
+
+def _status_redis_url(settings: Settings) -> str:
+    """REDIS_URL if set, else the Redis of the one ``streamscribe up`` running here."""
+    if settings.redis_url:
+        return require_redis_url(settings)
+    from streamscribe.running import running
+
+    ups = running()
+    if len(ups) == 1:
+        return ups[0].redis_url
+    if not ups:
+        raise ConfigError(
+            "no streamscribe up is running here; give --redis-url (or REDIS_URL) of the "
+            "pipeline to look at"
+        )
+    choices = ", ".join(f"{u.url} (--redis-url {u.redis_url})" for u in ups)
+    raise ConfigError(f"several streamscribe up are running: {choices}; choose with --redis-url")
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -214,6 +232,24 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         transcribers=args.transcribers or settings.transcribers,
     )
     return run_bench(options, settings)
+
+
+def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
+    from streamscribe.soak import SoakOptions, run_soak
+
+    return run_soak(
+        SoakOptions(
+            manifest=args.manifest,
+            minutes=args.minutes,
+            url=args.url,
+            redis_url=args.redis_url,
+            transcribers=args.transcribers or settings.transcribers,
+            output=args.output,
+            gap_s=args.gap,
+            sample_every_s=args.sample_every,
+        ),
+        settings,
+    )
 
 
 def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
@@ -333,6 +369,18 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.add_argument("--window", type=float, default=40.0, help="capacity: seconds per level")
     bench.add_argument("--levels", type=int, nargs="+", default=None, help="capacity: streams")
     bench.set_defaults(handler=cmd_bench)
+    soak = sub.add_parser(
+        "soak", help="one long session of continuous read speech: latency and memory over time"
+    )
+    soak.add_argument("--manifest", required=True, help="recordings to join (read speech)")
+    soak.add_argument("--minutes", type=float, default=30.0)
+    soak.add_argument("--gap", type=float, default=0.6, help="silence between recordings, s")
+    soak.add_argument("--url", default=None, help="server to soak (default: start one)")
+    soak.add_argument("--redis-url", default=None, help="with --url: its Redis, for memory")
+    soak.add_argument("--transcribers", type=int, default=None)
+    soak.add_argument("--sample-every", type=float, default=60.0, help="memory samples, s")
+    soak.add_argument("--output", default="bench-results/soak.json")
+    soak.set_defaults(handler=cmd_soak)
     tune = sub.add_parser(
         "tune", help="segmentation and turn settings scored by WER, faster than real time"
     )

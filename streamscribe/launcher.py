@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 import redis
@@ -19,6 +20,7 @@ from shared.addresses import url_host
 from shared.errors import StreamscribeError
 from streamscribe import logger
 from streamscribe.redis_server import RedisServer
+from streamscribe.running import RunningUp, announce
 from streamscribe.supervision import GaveUp, RestartPolicy, RestartState
 
 
@@ -184,6 +186,7 @@ def run_up(options: LaunchOptions) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    announced: Path | None = None
     try:
         pipeline.start()
         host = url_host(options.host)
@@ -192,6 +195,7 @@ def run_up(options: LaunchOptions) -> int:
         print(f"  health: http://{host}:{options.port}/healthz", flush=True)
         print(f"  try:    streamscribe stream FILE.wav --url {pipeline.url}", flush=True)
         print(f"  status: streamscribe status --redis-url {pipeline.redis_url}", flush=True)
+        announced = announce(options.port, RunningUp(os.getpid(), pipeline.url, pipeline.redis_url))
         pipeline.wait()
     except KeyboardInterrupt:
         logger.info("stopping")
@@ -200,6 +204,8 @@ def run_up(options: LaunchOptions) -> int:
         logger.error("%s; stopping everything", exc)
         return 1
     finally:
+        if announced is not None:
+            announced.unlink(missing_ok=True)
         pipeline.stop()
     return 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -85,16 +87,43 @@ def test_bad_setting_stops_with_its_name() -> None:
     assert "STREAMSCRIBE_VAD_AGGRESSIVENESS" in done.stderr
 
 
-def test_up_serves_then_stops_everything_it_started() -> None:
+def test_up_serves_then_stops_everything_it_started(tmp_path: Path) -> None:
     port = free_port()
-    process = start_up(port, transcribers=1)
+    alone = {"XDG_RUNTIME_DIR": str(tmp_path)}  # where up says it runs: this test's own
+    process = start_up(port, transcribers=1, env=alone)
     children = psutil.Process(process.pid).children(recursive=True)
     names = sorted(" ".join(c.cmdline()[-1:]) for c in children)
     assert len(children) == 4, names  # redis-server, ingest, segmenter, one transcriber
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
         assert response.status == 200
+    # `status` alone finds the Redis of the up running here
+    status = subprocess.run(
+        [sys.executable, "-m", "streamscribe", "status", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if "REDIS_URL" not in k} | alone,
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr
+    assert {p["kind"] for p in json.loads(status.stdout)["parts"]} >= {"ingest", "segmenter"}
     assert stop_up(process) == 0
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert not list(tmp_path.rglob("up-*.json"))  # gone with it
+    nothing = streamscribe_with({"XDG_RUNTIME_DIR": str(tmp_path)}, "status")
+    assert nothing.returncode == 2 and "no streamscribe up is running here" in nothing.stderr
+
+
+def streamscribe_with(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if "REDIS_URL" not in k}
+    return subprocess.run(
+        [sys.executable, "-m", "streamscribe", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean | env,
+        check=False,
+    )
 
 
 def test_a_missing_audio_file_is_named_as_missing(tmp_path: Path) -> None:
