@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     no_speech_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
     log_prob_threshold: float = Field(default=-1.0, le=0.0)
     compression_ratio_threshold: float = Field(default=2.4, gt=1.0)
-    partial_window_floor_s: float = Field(default=30.0, ge=1.0, le=30.0)
+    partial_window_floor_s: float = Field(default=10.0, ge=1.0, le=30.0)
     encoder_window_margin_s: float = Field(default=1.0, ge=0.0, le=30.0)
     partial_jobs_max: int = Field(default=1000, ge=10)
     batch_size: int = Field(default=0, ge=0, le=64)
@@ -154,7 +154,7 @@ class ModelOptions:
     no_speech_threshold: float
     log_prob_threshold: float
     compression_ratio_threshold: float
-    partial_window_floor_s: float = 30.0
+    partial_window_floor_s: float = 10.0
     """Shortest encoder window for partials (30: the full window, as for finals and turns)."""
     encoder_window_margin_s: float = 1.0
     """Padding kept after the audio when the window is cut short."""

@@ -5,8 +5,11 @@ session is touched, and the attackers get the documented close codes."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,9 +18,12 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 import pytest
+import redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from shared import keys
+from shared.schema import Participant, RoomTranscript, TranscriptResult
 from streamscribe.client import StreamRun, read_audio, stream_audio
 from streamscribe.metrics import corpus_wer, load_manifest
 from streamscribe.redis_server import free_port
@@ -27,6 +33,9 @@ pytestmark = pytest.mark.e2e
 
 HEALTHY = next(
     e for e in load_manifest(DATA / "manifest.jsonl") if e.id == "ls-test-clean-1089-134686-0000"
+)
+LONG = next(  # 50 s: streaming at real time, it outlasts a 30 s wait
+    e for e in load_manifest(DATA / "manifest.jsonl") if e.id == "long-ljspeech-LJ001-0001-0008"
 )
 FLOOD_FRAMES = 40000
 FINALIZE = '{"type": "finalize"}'
@@ -248,3 +257,81 @@ def test_repeated_host_or_origin_headers_are_400(pipeline: RunningPipeline) -> N
             raw.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode())
             status_line = raw.recv(200).split(b"\r\n", 1)[0]
         assert status_line.startswith(b"HTTP/1.1 400"), (extra, status_line)
+
+
+def masked_text_frame(text: str) -> bytes:
+    """A client's WebSocket text frame (clients must mask), under 126 bytes."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + mask + masked
+
+
+def busy_room_log(redis_url: str, room: str, entries: int, chars: int) -> None:
+    """A room whose log holds ``entries`` finals of ``chars`` characters (a long meeting)."""
+    speaker = Participant("speaker-of-the-past", "Pat", listener=False)
+    client = redis.Redis.from_url(redis_url)
+    pipe = client.pipeline(transaction=False)
+    for n in range(entries):
+        result = TranscriptResult(
+            "speaker-of-the-past", n, 0, "word " * (chars // 5), n, n + 1, "en", 1.0
+        )
+        pipe.xadd(keys.room_log(room), {"e": RoomTranscript(speaker, True, result).encode()})
+    pipe.execute()
+    client.close()
+
+
+def test_a_stalled_reader_at_its_close_is_dropped_alone(pipeline: RunningPipeline) -> None:
+    """A listener that stops reading with megabytes queued behind it, then sends close: it is
+    dropped once its last messages go unread for 30 s; no other session is touched (the node
+    used to take the stuck send for a Redis failure and end every session on it)."""
+    busy_room_log(pipeline.redis_url, "stalled", entries=600, chars=5000)  # 3 MB to replay
+    port = urlsplit(pipeline.http).port
+    assert port is not None
+
+    async def stalled_resume() -> str:
+        async with connect(pipeline.url + "?room=stalled&listen=true&name=Stu") as ws:
+            begin = json.loads(await ws.recv())
+            ws.transport.abort()  # gone without close: the session waits for a resume
+        return f"resume={begin['resume_token']}&last_seq={begin['seq']}"
+
+    resume = asyncio.run(stalled_resume())
+
+    def stall() -> bool:
+        """Resumes (the room's log is replayed to it), never reads, sends close; whether the
+        server then let go of the connection."""
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        raw.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        raw.sendall(
+            f"GET /v1/stream?room=stalled&listen=true&{resume} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        time.sleep(5)  # the replay fills every buffer between us
+        raw.sendall(masked_text_frame('{"type": "close"}'))
+        time.sleep(40)  # still not reading, past the server's 30 s for the last messages
+        raw.settimeout(120)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        try:
+            while raw.recv(1 << 16):  # read now: until the server closes
+                pass
+            let_go = True
+        except ConnectionResetError:
+            let_go = True
+        except TimeoutError:
+            let_go = False
+        raw.close()
+        return let_go
+
+    async def scenario() -> tuple[StreamRun, bool]:
+        stalled = asyncio.create_task(asyncio.to_thread(stall))
+        healthy = await stream_audio(pipeline.url, read_audio(LONG.audio), speed=1.0)
+        return healthy, await stalled
+
+    healthy, let_go = asyncio.run(scenario())
+    assert let_go, "the stalled connection was never closed"
+    assert healthy.close_code == 1000 and not healthy.errors, (healthy.close_code, healthy.errors)
+    assert corpus_wer([LONG.text], [healthy.transcript]) < 0.2
+    assert http_status(pipeline.http + "/readyz") == 200

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import psutil
 import pytest
 import redis
 from websockets.asyncio.client import ClientConnection, connect
@@ -79,16 +80,29 @@ def test_a_room_of_250_listeners_costs_each_one_message_per_join(
         await asyncio.gather(*(leave(m) for m in members))
         return members
 
+    client = redis.Redis.from_url(pipeline.redis_url)
+    before = memory(pipeline, client)
     members = asyncio.run(scenario())
     codes = [m.ws.close_code for m in members]
     assert codes == [1000] * LISTENERS, {c: codes.count(c) for c in set(codes)}
-    client = redis.Redis.from_url(pipeline.redis_url)
     try:
         # each connection lets go of the room as it closes, just after its client saw the close
         assert wait_until(lambda: not client.exists(keys.room_members("crowd")))
         assert client.zcard(keys.room_alive("crowd")) == 0
+        # the sessions' resume keys last the resume window (60 s); then they are all gone
+        # (the room's log of Sam's finals stays its 24 h)
+        ids = [m.of_type("session.begin")[0]["session_id"] for m in members]
+
+        def left_behind() -> list[bytes]:
+            return [k for sid in ids for k in client.scan_iter(match=f"ss:{{{sid}}}:*")]
+
+        assert wait_until(lambda: not left_behind(), 120), left_behind()[:5]
+        after = memory(pipeline, client)
     finally:
         client.close()
+    sent = sum(m.bytes for m in members)
+    count = sum(len(m.messages) for m in members)
+    print(f"room of {LISTENERS}: {count} messages, {sent / 2**20:.2f} MiB; {before} -> {after}")
     for n, member in enumerate(members):
         assert member.ws.close_code == 1000, (n, member.ws.close_code)
         assert len(member.of_type("room.participants")) == 1  # the whole list once
@@ -97,6 +111,16 @@ def test_a_room_of_250_listeners_costs_each_one_message_per_join(
         assert any(m["is_final"] for m in member.of_type("transcript")), n
     first = members[0]  # saw everyone arrive: a few hundred bytes each, not a list each
     assert first.bytes < 400 * (2 * LISTENERS + 20), first.bytes
+
+
+def memory(pipeline: RunningPipeline, client: redis.Redis) -> dict[str, float]:
+    info: Any = client.info("memory")
+    ingest = next(c for c in psutil.Process(pipeline.pid).children() if c.cmdline()[-1] == "ingest")
+    return {
+        "keys": client.dbsize(),
+        "redis_mib": round(info["used_memory"] / 2**20, 2),
+        "ingest_rss_mib": round(ingest.memory_info().rss / 2**20, 1),
+    }
 
 
 def test_ghosts_of_lost_sessions_leave_the_room(pipeline: RunningPipeline) -> None:
