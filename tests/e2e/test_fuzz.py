@@ -27,7 +27,9 @@ from tests.conftest import DATA, RunningPipeline
 
 pytestmark = pytest.mark.e2e
 
-DOCUMENTED = {None, 1000, 1003, 1007, 1009, 1013, 4001, 4003, 4008, 4029, 4400}
+DOCUMENTED = {None, 1000, 1003, 1007, 1009, 1013, 4001, 4003, 4008, 4029, 4400, -414}
+"""Close codes, and HTTP refusals at the handshake as negatives (414: a request line over
+8 KiB, e.g. a query of 5,000-digit values)."""
 PARAMETERS = sorted(KNOWN_PARAMETERS)
 EXAMPLES = int(os.environ.get("STREAMSCRIBE_FUZZ_SESSIONS", "2000"))
 """CI runs 2,000; the full run (README, Reliability) 10,000."""
