@@ -180,9 +180,7 @@ class ClientCommand(StrEnum):
 def display_name(raw: str) -> str:
     """A name as shown to others: control, format (e.g. right-to-left override) and other
     invisible characters removed, runs of white space made one space."""
-    kept = "".join(
-        " " if c.isspace() else c for c in raw if c.isspace() or unicodedata.category(c)[0] != "C"
-    )
+    kept = "".join(c for c in raw if c.isspace() or unicodedata.category(c)[0] != "C")
     return " ".join(kept.split()) or "anonymous"
 
 

@@ -91,7 +91,6 @@ class IngestServer:
         self._connected = 0
         self._heartbeat: Heartbeat | None = None
         self._background: tuple[asyncio.Task[None], ...] = ()
-        self._stopping = False
 
     @property
     def port(self) -> int:
@@ -132,7 +131,6 @@ class IngestServer:
                     if started is not None:
                         started.set()
                     await self._stop.wait()
-                self._stopping = True
                 for task in self._background:
                     task.cancel()
         finally:
@@ -143,7 +141,7 @@ class IngestServer:
             self._translations.close()
 
     def _background_ended(self, task: asyncio.Task[None]) -> None:
-        if self._stopping or task.cancelled():
+        if task.cancelled():  # stopped on purpose
             return
         logger.critical(
             "the %s stopped; closing every connection and exiting",

@@ -8,6 +8,7 @@ the audio can be cut before encoding, down to a floor and with a margin of paddi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,7 @@ def trimmed(features: np.ndarray, options: WindowOptions) -> np.ndarray:
     return np.ascontiguousarray(features[..., :frames])
 
 
+@functools.cache
 def whisper_model_class() -> Any:
     """faster-whisper's ``WhisperModel``, encoding each window as its ``window`` says."""
     from faster_whisper import WhisperModel

@@ -79,7 +79,11 @@ async def healthy_in_a_room(url: str, room: str) -> tuple[StreamRun, list[dict[s
         run = await stream_audio(
             url, read_audio(HEALTHY.audio), speed=1.0, params={"room": room, "name": "Hal"}
         )
-        await asyncio.sleep(2.0)  # the last room messages on their way
+        for _ in range(1500):  # the speaker's finals reach the room just after the speaker
+            shared = [m for m in heard if m["type"] == "transcript" and m["is_final"]]
+            if len([m for m in shared if m["session_id"] == run.session_id]) >= len(run.finals):
+                break
+            await asyncio.sleep(0.02)
         await listener.send('{"type": "close"}')
         await asyncio.wait_for(reading, 30)
     return run, heard
