@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     log_prob_threshold: float = Field(default=-1.0, le=0.0)
     compression_ratio_threshold: float = Field(default=2.4, gt=1.0)
     partial_window_floor_s: float = Field(default=10.0, ge=1.0, le=30.0)
+    final_window_floor_s: float = Field(default=10.0, ge=1.0, le=30.0)
+    turn_window_floor_s: float = Field(default=10.0, ge=1.0, le=30.0)
     encoder_window_margin_s: float = Field(default=1.0, ge=0.0, le=30.0)
     partial_jobs_max: int = Field(default=1000, ge=10)
     batch_size: int = Field(default=0, ge=0, le=64)
@@ -155,7 +157,11 @@ class ModelOptions:
     log_prob_threshold: float
     compression_ratio_threshold: float
     partial_window_floor_s: float = 10.0
-    """Shortest encoder window for partials (30: the full window, as for finals and turns)."""
+    """Shortest encoder window for partials (30: always Whisper's full window)."""
+    final_window_floor_s: float = 10.0
+    """Shortest encoder window for fast finals."""
+    turn_window_floor_s: float = 10.0
+    """Shortest encoder window for turns and whole recordings."""
     encoder_window_margin_s: float = 1.0
     """Padding kept after the audio when the window is cut short."""
 
@@ -237,6 +243,8 @@ def model_options(settings: Settings) -> ModelOptions:
         log_prob_threshold=settings.log_prob_threshold,
         compression_ratio_threshold=settings.compression_ratio_threshold,
         partial_window_floor_s=settings.partial_window_floor_s,
+        final_window_floor_s=settings.final_window_floor_s,
+        turn_window_floor_s=settings.turn_window_floor_s,
         encoder_window_margin_s=settings.encoder_window_margin_s,
     )
 

@@ -34,7 +34,7 @@ from streamscribe.metrics import (
     repeats_across_cuts,
 )
 from streamscribe.redis_server import free_port
-from transcriber.model import SpeechModel
+from transcriber.model import Scope, SpeechModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +231,9 @@ def offline_transcript(model: SpeechModel, path: str | Path) -> str:
     samples = np.frombuffer(audio.pcm, "<i2").astype(np.float32) / 32768
     if audio.sample_rate != PIPELINE_SAMPLE_RATE:
         samples = soxr.resample(samples, audio.sample_rate, PIPELINE_SAMPLE_RATE)
-    return model.transcribe_array(samples, None, final=True, language_guard=False).text
+    return model.transcribe_array(
+        samples, None, final=True, language_guard=False, scope=Scope.RECORDING
+    ).text
 
 
 def offline_ceiling(entries: list[ManifestEntry], settings: Settings) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from shared.audio import PIPELINE_SAMPLE_RATE, float_to_s16
 from shared.settings import ModelOptions
 from streamscribe.client import read_audio
 from streamscribe.metrics import ManifestEntry, corpus_wer, group_of, load_manifest
-from transcriber.model import SpeechModel
+from transcriber.model import Scope, SpeechModel
 from transcriber.turns import TURN_LEAD_S, TurnAudio, prompt_from, settle_turn
 
 CHUNK_MS = 50
@@ -131,7 +131,9 @@ def _run_file(job: TuneJob) -> FileResult:
     offline = ""
     if job.with_offline:
         samples = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
-        offline = model.transcribe_array(samples, None, final=True, language_guard=False).text
+        offline = model.transcribe_array(
+            samples, None, final=True, language_guard=False, scope=Scope.RECORDING
+        ).text
     return FileResult(entry.id, tuple(finals), tuple(turns), tuple(sizes), offline)
 
 

@@ -15,12 +15,13 @@ from shared.audio import s16_to_float
 from shared.errors import ModelLoadError
 from shared.settings import ModelOptions
 from transcriber import logger
+from transcriber.alignment import aligned_words
 from transcriber.batching import SegmentOutcome, pack_utterances
 from transcriber.results import SegmentStats, Transcription, WordTiming
 from transcriber.turns import SettledTurn, TurnAudio, settle_turn
-from transcriber.windows import WindowOptions, whisper_model_class
+from transcriber.windows import FULL_WINDOW_SAMPLES, Scope, WindowOptions, whisper_model_class
 
-__all__ = ["SegmentStats", "SpeechModel", "Transcription", "UtteranceAudio", "WordTiming"]
+__all__ = ["Scope", "SegmentStats", "SpeechModel", "Transcription", "UtteranceAudio", "WordTiming"]
 
 OFFLINE_DEFAULT = "tiny.en"
 LEAD_SILENCE_S = 0.2
@@ -85,6 +86,12 @@ def needs_fallback(stats: SegmentStats, options: ModelOptions) -> bool:
     return stats.avg_logprob < options.log_prob_threshold and not silent
 
 
+SURE_NO_SPEECH = 0.9
+UNSURE_LOGPROB = -0.7
+"""Whisper sure there is no speech and unsure of what it wrote: "you" or "." for 1-5 s of
+digital silence (no-speech probability 0.95-0.97, average log probability -0.83 to -0.99,
+on a short window and on the full one), which Whisper's own rule (-1.0) lets through."""
+
 OUT_OF_LANGUAGE_LOGPROB = -0.65
 OUT_OF_LANGUAGE_WORD_PROBABILITY = 0.7
 
@@ -108,6 +115,8 @@ def accept_segment(stats: SegmentStats, speech_ratio: float, options: ModelOptio
         stats.no_speech_prob > options.no_speech_threshold
         and stats.avg_logprob < options.log_prob_threshold
     ):
+        return False
+    if stats.no_speech_prob > SURE_NO_SPEECH and stats.avg_logprob < UNSURE_LOGPROB:
         return False
     # Little of the audio was speech to the VAD and the model itself doubts there is speech.
     doubtful = stats.no_speech_prob > 0.4 or stats.avg_logprob < -1.0
@@ -135,10 +144,15 @@ class SpeechModel:
                 f"cannot load model {options.model!r} from {source}: {exc}"
             ) from exc
         self.multilingual = bool(self._model.model.is_multilingual)
+        margin = options.encoder_window_margin_s
         self._full_window = WindowOptions()
-        self._partial_window = WindowOptions(
-            floor_s=options.partial_window_floor_s, margin_s=options.encoder_window_margin_s
-        )
+        partial_floor = options.partial_window_floor_s
+        self._partial_window = WindowOptions(floor_s=partial_floor, margin_s=margin)
+        self._final_windows = {
+            Scope.UTTERANCE: WindowOptions(floor_s=options.final_window_floor_s, margin_s=margin),
+            Scope.TURN: WindowOptions(floor_s=options.turn_window_floor_s, margin_s=margin),
+            Scope.RECORDING: self._full_window,
+        }
         self._batched = BatchedInferencePipeline(self._model)
         self.batch_fallbacks = 0
         """Utterances the batched pass could not settle, run again one at a time."""
@@ -202,7 +216,7 @@ class SpeechModel:
     ) -> list[Transcription]:
         options = self.options
         packed = pack_utterances([u.pcm for u in group], lead_s=LEAD_SILENCE_S)
-        self._model.window = self._full_window if final else self._partial_window
+        self._model.window = self._final_windows[Scope.UTTERANCE] if final else self._partial_window
         segments, info = self._batched.transcribe(
             packed.audio,
             language=language,
@@ -243,18 +257,26 @@ class SpeechModel:
         speech_ratio: float = 1.0,
         prompt: str | None = None,
         language_guard: bool = True,
+        scope: Scope = Scope.UTTERANCE,
     ) -> Transcription:
         """``prompt``: the speaker's earlier text, as Whisper's initial prompt;
-        ``language_guard``: drop what an English-only model wrote for another language."""
+        ``language_guard``: drop what an English-only model wrote for another language;
+        ``scope``: what the audio is, which chooses the encoder window of a final decode."""
         options = self.options
         if not self.multilingual:
             language = "en"
-        self._model.window = self._full_window if final else self._partial_window
+        window = self._partial_window
+        if final:
+            window = self._final_windows[scope]
+        # on a window cut short, words are aligned after decoding (transcriber.alignment)
+        align_after = final and window.trims and len(audio) <= FULL_WINDOW_SAMPLES
+        self._model.window = window
+        self._model.first_encoding = None
         segments, info = self._model.transcribe(
             audio,
             language=language,
             beam_size=options.beam_size if final else options.partial_beam_size,
-            word_timestamps=final,
+            word_timestamps=final and not align_after,
             initial_prompt=prompt or None,
             condition_on_previous_text=False,
             no_speech_threshold=options.no_speech_threshold,
@@ -262,11 +284,23 @@ class SpeechModel:
             compression_ratio_threshold=options.compression_ratio_threshold,
             vad_filter=False,
         )
+        decoded = list(segments)
+        if align_after:
+            timings = aligned_words(
+                self._model,
+                decoded,
+                self._model.first_encoding,
+                len(audio) // self._model.feature_extractor.hop_length,
+                info.language,
+            )
+        else:
+            timings = [_words_of(s) for s in decoded]
+        self._model.first_encoding = None
         texts: list[str] = []
         words: list[WordTiming] = []
         start = end = 0.0
         dropped = 0
-        for segment in segments:
+        for segment, timing in zip(decoded, timings, strict=True):
             stats = SegmentStats(
                 segment.no_speech_prob, segment.avg_logprob, segment.compression_ratio
             )
@@ -276,18 +310,15 @@ class SpeechModel:
             if (
                 language_guard
                 and not self.multilingual
-                and sounds_out_of_language(stats, [w.probability for w in segment.words or ()])
+                and sounds_out_of_language(stats, [w.probability for w in timing])
             ):
                 dropped += 1
                 continue
             if not texts:
-                start = segment.start
-            end = segment.end
+                start = timing[0].start if timing else segment.start
+            end = timing[-1].end if timing else segment.end
             texts.append(segment.text.strip())
-            words.extend(
-                WordTiming(w.word.strip(), w.start, w.end, w.probability)
-                for w in segment.words or ()
-            )
+            words.extend(timing)
         return Transcription(
             text=" ".join(texts),
             start=start,
@@ -297,6 +328,13 @@ class SpeechModel:
             words=tuple(words),
             dropped_segments=dropped,
         )
+
+
+def _words_of(segment: Any) -> tuple[WordTiming, ...]:
+    return tuple(
+        WordTiming(str(w.word).strip(), float(w.start), float(w.end), float(w.probability))
+        for w in segment.words or ()
+    )
 
 
 def _segment_outcome(segment: Any) -> SegmentOutcome:
@@ -310,10 +348,7 @@ def _segment_outcome(segment: Any) -> SegmentOutcome:
             float(segment.avg_logprob),
             float(segment.compression_ratio),
         ),
-        words=tuple(
-            WordTiming(str(w.word).strip(), float(w.start), float(w.end), float(w.probability))
-            for w in segment.words or ()
-        ),
+        words=_words_of(segment),
     )
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from shared.audio import s16_to_float
 from transcriber.results import Transcription
+from transcriber.windows import Scope
 
 TURN_LEAD_S = 0.2
 """Silence put before a turn's audio (chosen on ../shared/audio-dev, see the README)."""
@@ -39,6 +40,7 @@ class DecodesArrays(Protocol):
         final: bool,
         speech_ratio: float = 1.0,
         prompt: str | None = None,
+        scope: Scope = Scope.UTTERANCE,
     ) -> Transcription: ...
 
 
@@ -135,7 +137,12 @@ def settle_turn(
 
     def decode(prompt: str) -> Transcription:
         decoded = model.transcribe_array(
-            audio, turn.language, final=True, speech_ratio=turn.speech_ratio, prompt=prompt
+            audio,
+            turn.language,
+            final=True,
+            speech_ratio=turn.speech_ratio,
+            prompt=prompt,
+            scope=Scope.TURN,
         )
         return without_doubtful_tail(decoded.shifted(-lead_s))
 

@@ -8,6 +8,7 @@ the audio can be cut before encoding, down to a floor and with a margin of paddi
 
 from __future__ import annotations
 
+import enum
 import functools
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,18 @@ import numpy as np
 
 FULL_WINDOW_FRAMES = 3000
 FRAMES_PER_SECOND = 100
+FULL_WINDOW_SAMPLES = 30 * 16000
+
+
+class Scope(enum.Enum):
+    """What a final decode's audio is; each has its own encoder window."""
+
+    UTTERANCE = "utterance"
+    """A fast final: one utterance, at most ``max_utterance_s``."""
+    TURN = "turn"
+    RECORDING = "recording"
+    """A whole file decoded offline, the ceiling streaming is measured against: always
+    Whisper's full window, as a user running faster-whisper would get."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +84,13 @@ def whisper_model_class() -> Any:
     class TrimmedWhisperModel(WhisperModel):  # type: ignore[misc]
         window = WindowOptions()
         """Set by the owner before a call (one model per worker, used by one thread)."""
+        first_encoding: Any = None
+        """The encoder output of the first window since the owner last cleared it."""
 
         def encode(self, features: np.ndarray) -> Any:
-            return super().encode(trimmed(features, self.window))
+            output = super().encode(trimmed(features, self.window))
+            if self.first_encoding is None:
+                self.first_encoding = output
+            return output
 
     return TrimmedWhisperModel

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,8 @@ def test_guards() -> None:
     assert not accept_segment(SegmentStats(0.8, -1.2, 1.2), 0.9, OPTIONS)  # whisper's own rule
     assert not accept_segment(SegmentStats(0.5, -0.6, 1.2), 0.1, OPTIONS)  # VAD disagrees
     assert accept_segment(SegmentStats(0.5, -0.6, 1.2), 0.9, OPTIONS)
+    assert not accept_segment(SegmentStats(0.95, -0.9, 0.5), 0.9, OPTIONS)  # "you" for silence
+    assert accept_segment(SegmentStats(0.95, -0.4, 1.2), 0.9, OPTIONS)  # sure of its words
 
 
 def test_what_a_batched_pass_hands_back_for_a_retry() -> None:
@@ -66,7 +69,8 @@ def test_noise_and_silence_give_no_text(model: SpeechModel) -> None:
             model.transcribe(noise[start : start + 64000], "en", final=True, speech_ratio=0.2).text
             == ""
         )
-    assert model.transcribe(bytes(32000), "en", final=True).text == ""
+    for seconds in (1, 2, 5):  # Whisper writes "you" or "." for digital silence
+        assert model.transcribe(bytes(32000 * seconds), "en", final=True).text == ""
 
 
 def test_partial_mode_has_no_words(model: SpeechModel) -> None:
@@ -112,3 +116,25 @@ def test_a_partial_batch_has_text_and_no_words(model: SpeechModel) -> None:
     results = model.transcribe_batch(pieces, final=False)
     assert normalize(results[0].text) == "he could wait no longer"
     assert all(r.text and r.words == () for r in results)
+
+
+def test_a_final_on_a_short_window_has_its_words_aligned_after_decoding() -> None:
+    """Finals on a 10 s window are decoded without word timestamps, then aligned once: the
+    same words as on Whisper's full window, at about the same times."""
+    pcm = read_audio(DATA / "ls-test-clean-1995-1837-0001.wav").pcm
+    seconds = len(pcm) / 32000
+    full_model = SpeechModel(replace(OPTIONS, final_window_floor_s=30.0))
+    full = full_model.transcribe(pcm, "en", final=True)
+    short_model = SpeechModel(replace(OPTIONS, final_window_floor_s=10.0))
+    short = short_model.transcribe(pcm, "en", final=True)
+    assert normalize(" ".join(w.word for w in short.words)) == normalize(short.text)
+    assert [w.word for w in short.words] == [w.word for w in full.words]
+    assert len(short.words) > 20
+    for mine, theirs in zip(short.words, full.words, strict=True):
+        assert abs(mine.start - theirs.start) < 0.3, (mine, theirs)
+    assert all(w.start <= w.end and type(w.probability) is float for w in short.words)
+    starts = [w.start for w in short.words]
+    assert starts == sorted(starts)
+    assert short.words[-1].end <= seconds + 0.1
+    assert (short.start, short.end) == (short.words[0].start, short.words[-1].end)
+    assert short_model._model.first_encoding is None  # no encoder output kept between calls

@@ -24,6 +24,7 @@ from transcriber.turns import (
     repetition_loop,
     settle_turn,
 )
+from transcriber.windows import Scope
 
 DATA = Path(__file__).parents[1] / "data"
 
@@ -62,7 +63,9 @@ class ScriptedDecoder:
         final: bool,
         speech_ratio: float = 1.0,
         prompt: str | None = None,
+        scope: Scope = Scope.UTTERANCE,
     ) -> Transcription:
+        assert scope is Scope.TURN
         self.prompts.append(prompt)
         return Transcription(next(self._texts), 0.5, 1.5, "en", 1.0, (), self._dropped)
 
