@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
 import secrets
-import socket
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
+import redis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -44,11 +43,11 @@ from ingest.session_link import (
 from ingest.static_files import StaticFiles
 from ingest.translations import TranslationQueue
 from shared import keys
-from shared.addresses import url_host
+from shared.addresses import process_name, url_host
 from shared.audio import Encoding
 from shared.cloudwatch import CloudWatchReporter
 from shared.errors import ProtocolError, SchemaError
-from shared.observability import Heartbeat, PartLoad
+from shared.observability import Heartbeat, PartLoad, live_parts
 from shared.redis_client import connect, connect_async
 from shared.resilience import REDIS_DOWN
 from shared.schema import ResumableSession, SessionOpened, decode_event
@@ -79,7 +78,7 @@ class IngestServer:
         self._writer = RedisWriter(
             self._redis, on_lost=self._redis_lost, on_hold_lost=self._hold_lost
         )
-        node = f"{socket.gethostname()}-{os.getpid()}"
+        node = process_name()
         self._relay = EventRelay(self._redis, f"ss:ingest:{node}", on_lost=self._redis_lost)
         self._clients: dict[str, ClientConnection] = {}
         self._redis_ok = True
@@ -90,6 +89,8 @@ class IngestServer:
         self._translations = TranslationQueue(redis_url, options.translation_queue)
         self._connected = 0
         self._heartbeat: Heartbeat | None = None
+        self._transcribers_ready = False
+        """Whether a transcriber's heartbeat was live at this node's last beat."""
         self._background: tuple[asyncio.Task[None], ...] = ()
 
     @property
@@ -186,6 +187,11 @@ class IngestServer:
             serving and self._redis_ok and self._heartbeat is not None and self._heartbeat.redis_ok
         )
 
+    def _see_transcribers(self, client: redis.Redis) -> None:
+        self._transcribers_ready = any(
+            part.kind == "transcriber" and part.ready for part in live_parts(client)
+        )
+
     def _authorize(self, ws: ServerConnection, token: str | None, room: str | None) -> bool:
         """Checks the token when auth is on; whether the client may send audio."""
         if self.options.auth is None:
@@ -206,6 +212,7 @@ class IngestServer:
             metrics=self.metrics,
             metrics_url=f"http://{url_host(self.options.host)}:{self.port}/metrics",
             also=self.metrics.flush_samples,
+            observe=self._see_transcribers,
             reporter=CloudWatchReporter(
                 self.options.cloudwatch_namespace, "ingest", lambda: {"Sessions": self._connected}
             )
@@ -236,9 +243,13 @@ class IngestServer:
         if path == "/healthz":
             return connection.respond(HTTPStatus.OK, "ok\n")
         if path == "/readyz":
-            if self.ready:
+            if not self.ready:
+                unready = "redis is not answering\n"
+            elif not self._transcribers_ready:
+                unready = "no transcriber is ready (its model may still be loading)\n"
+            else:
                 return connection.respond(HTTPStatus.OK, "ready\n")
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "redis is not answering\n")
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, unready)
         if path == "/metrics":
             body = generate_latest(self._registry)
             headers = Headers(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +31,7 @@ from segmenter.ownership import (
 from segmenter.turns import TurnEnded
 from segmenter.vad import WebRtcSpeechDetector
 from shared import keys
+from shared.addresses import process_name
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.errors import SchemaError
 from shared.redis_client import (
@@ -88,7 +87,7 @@ class SegmenterWorker:
     ) -> None:
         self._redis = client
         self._options = options
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.consumer = consumer or process_name()
         self._block_ms = block_ms
         self._partial_jobs_max = partial_jobs_max
         self._sessions: dict[str, _Session] = {}

@@ -1,8 +1,11 @@
-"""Turning a listen address into one a client on this machine can use in a URL."""
+"""Addresses: a listen address as a client on this machine can use it, and this process's
+name among the parts."""
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import socket
 
 
 def url_host(host: str) -> str:
@@ -22,3 +25,10 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def process_name(kind: str | None = None) -> str:
+    """``host-pid``, or ``kind-host-pid``: this process among the parts (consumer names,
+    heartbeat ids, channels); unique while it lives, readable in ``status``."""
+    name = f"{socket.gethostname()}-{os.getpid()}"
+    return f"{kind}-{name}" if kind else name

@@ -18,7 +18,7 @@ import redis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from shared import keys, logger
-from shared.addresses import url_host
+from shared.addresses import process_name, url_host
 from shared.cloudwatch import CloudWatchReporter
 from shared.errors import SchemaError
 from shared.schema import LatencySample, PartHeartbeat
@@ -68,10 +68,11 @@ class Heartbeat:
         interval_s: float = HEARTBEAT_INTERVAL_S,
         also: Callable[[redis.client.Pipeline], None] | None = None,
         reporter: CloudWatchReporter | None = None,
+        observe: Callable[[redis.Redis], None] | None = None,
     ) -> None:
         self._redis = client
         self.kind = kind
-        self.part_id = part_id or f"{kind}-{socket.gethostname()}-{os.getpid()}"
+        self.part_id = part_id or process_name(kind)
         self._load = load
         self._ready = ready
         self._metrics = metrics
@@ -80,6 +81,8 @@ class Heartbeat:
         self._also = also
         """Adds more commands to each beat's pipeline (e.g. recent latencies)."""
         self._reporter = reporter
+        self._observe = observe
+        """Reads what the part needs to know of the others after each beat."""
         self._started_at = time.time()
         self._last_ok = 0.0
         self._stop = threading.Event()
@@ -133,6 +136,12 @@ class Heartbeat:
             logger.warning("heartbeat of %s failed", self.part_id, exc_info=True)
             return
         self._last_ok = time.monotonic()
+        if self._observe is not None:
+            try:
+                self._observe(self._redis)
+            except redis.RedisError:
+                self._metrics.redis_errors.inc()
+                logger.warning("%s could not read the other parts", self.part_id, exc_info=True)
         if self._reporter is not None:
             try:
                 self._reporter.report_if_due()

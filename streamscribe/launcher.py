@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +44,29 @@ class PartExited(StreamscribeError):
     pass
 
 
+class ExitWatcher:
+    """Wakes the supervisor when a process it watches exits: a daemon thread per process
+    blocks in ``wait()``, so supervision blocks too instead of polling on a timer."""
+
+    def __init__(self) -> None:
+        self._exited: queue.SimpleQueue[str] = queue.SimpleQueue()
+
+    def watch(self, name: str, process: subprocess.Popen[bytes]) -> None:
+        def wait() -> None:
+            process.wait()
+            self._exited.put(name)
+
+        threading.Thread(target=wait, name=f"exit-of-{name}", daemon=True).start()
+
+    def next_exit(self, timeout_s: float | None) -> str | None:
+        """The name of a process that exited, or None once ``timeout_s`` passed first
+        (``None``: wait as long as it takes; a signal handler that raises ends the wait)."""
+        try:
+            return self._exited.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+
+
 class LocalPipeline:
     """Starts and stops the parts; ``stop()`` leaves nothing running."""
 
@@ -56,6 +81,7 @@ class LocalPipeline:
         self._restarts: dict[str, RestartState] = {}
         self._due: dict[str, float] = {}
         """Parts waiting to be restarted, and when."""
+        self._exits = ExitWatcher()
 
     @property
     def url(self) -> str:
@@ -72,6 +98,7 @@ class LocalPipeline:
         try:
             if not self.redis_url:
                 self._redis_server = RedisServer().start()
+                self._watch_redis()
                 self.redis_url = self._redis_server.url
                 logger.info("private redis-server at %s", self.redis_url)
             env = dict(os.environ)
@@ -99,6 +126,12 @@ class LocalPipeline:
         self._kinds[name] = part
         self._started_at[name] = time.monotonic()
         self.parts[name] = subprocess.Popen(command, env=env)
+        self._exits.watch(name, self.parts[name])
+
+    def _watch_redis(self) -> None:
+        process = self._redis_server.process if self._redis_server else None
+        if process is not None:
+            self._exits.watch("redis-server", process)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.options.startup_timeout_s
@@ -131,7 +164,8 @@ class LocalPipeline:
         """Watches the parts until a signal arrives, restarting any that dies."""
         while True:
             self.supervise()
-            time.sleep(0.2)  # watching child processes, not work: nothing to block on
+            due = min(self._due.values(), default=None)
+            self._exits.next_exit(None if due is None else max(0.0, due - time.monotonic()))
 
     def supervise(self) -> None:
         """Schedules a restart (with backoff) for each part that died and restarts those due;
@@ -140,6 +174,7 @@ class LocalPipeline:
         if self._redis_server is not None and not self._redis_server.running:
             logger.error("the private redis-server died; starting a new one on the same port")
             self._redis_server = RedisServer(port=self._redis_server.port).start()
+            self._watch_redis()
         for name, process in self.parts.items():
             code = process.poll()
             if code is None or name in self._due:

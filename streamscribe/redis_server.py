@@ -59,6 +59,10 @@ class RedisServer:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self._process
+
     def start(self) -> RedisServer:
         command = [
             redis_server_binary(),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -13,6 +11,7 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from shared import keys
+from shared.addresses import process_name
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.errors import SchemaError
 from shared.redis_client import (
@@ -65,7 +64,7 @@ class Transcribes(Protocol):
 
 
 def default_consumer_name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+    return process_name()
 
 
 @dataclass(frozen=True, slots=True)

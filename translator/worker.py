@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from typing import Any
 
 import redis
@@ -11,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
+from shared.addresses import process_name
 from shared.observability import CommonMetrics
 from shared.settings import Settings
 from translator import logger
@@ -86,7 +85,7 @@ class TranslatorWorker:
         self._worker = _CountingWorker(
             [Queue(queue_name, connection=client)],
             connection=client,
-            name=f"translator-{socket.gethostname()}-{os.getpid()}",
+            name=process_name("translator"),
             metrics=metrics or TranslatorMetrics(CollectorRegistry()),
         )
 

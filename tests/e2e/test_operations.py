@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamscribe.client import read_audio, stream_audio
-from tests.conftest import DATA, RunningPipeline
+from streamscribe.redis_server import RedisServer, free_port
+from tests.conftest import DATA, RunningPipeline, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -100,3 +104,39 @@ def test_status_screen_names_each_part(pipeline: RunningPipeline) -> None:
     )
     for word in ("ingest", "segmenter", "transcriber", "queue ss:jobs:final", "final latency"):
         assert word in done.stdout
+
+
+def _readyz(port: int) -> tuple[int, str] | None:
+    try:
+        return fetch(f"http://127.0.0.1:{port}/readyz")
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read().decode()
+    except OSError:  # not listening yet
+        return None
+
+
+def test_ingest_is_ready_only_once_a_transcriber_has_its_model(redis_server: RedisServer) -> None:
+    """Parts started one by one: ingest's /readyz says 503 and why until a transcriber with
+    its model loaded beats, then 200 (its /healthz is 200 throughout: the process answers)."""
+    redis_url = f"{redis_server.url}/9"
+    redis.Redis.from_url(redis_url).flushdb()
+    port = free_port()
+    env = {
+        **os.environ,
+        "STREAMSCRIBE_REDIS_URL": redis_url,
+        "STREAMSCRIBE_PORT": str(port),
+        "STREAMSCRIBE_LOG_LEVEL": "WARNING",
+    }
+    command = [sys.executable, "-m", "streamscribe"]
+    parts = [subprocess.Popen([*command, "ingest"], env=env)]
+    try:
+        not_yet = (503, "no transcriber is ready (its model may still be loading)\n")
+        assert wait_until(lambda: _readyz(port) == not_yet, timeout=60)
+        assert fetch(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
+        parts.append(subprocess.Popen([*command, "transcriber"], env=env))
+        assert wait_until(lambda: _readyz(port) == (200, "ready\n"), timeout=120, every=0.2)
+    finally:
+        for part in parts:
+            part.terminate()
+        for part in parts:
+            assert part.wait(timeout=60) == 0
