@@ -6,42 +6,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-import pytest
 import yaml
 
-from shared.settings import ENV_PREFIX, Settings
-from streamscribe.cli import build_parser
+from tests.deploy.checks import ROOT, assert_real_command, assert_real_settings
 
-ROOT = Path(__file__).parents[2]
 SECRET = "compose-test-secret-of-enough-length-0123"
-PASSED_THROUGH = {
-    "REDIS_URL",
-    "AWS_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-}
-
-
-def assert_real_command(command: Sequence[str], *, where: str) -> None:
-    """``command`` (the arguments after ``streamscribe``) parses as a real subcommand."""
-    try:
-        build_parser().parse_args(list(command))
-    except SystemExit:
-        pytest.fail(f"{where}: `streamscribe {' '.join(command)}` is not a command")
-
-
-def assert_real_settings(environment: Mapping[str, Any], *, where: str) -> None:
-    fields = {name.upper() for name in Settings.model_fields}
-    for name in environment:
-        if name.startswith(ENV_PREFIX):
-            assert name.removeprefix(ENV_PREFIX) in fields, f"{where}: {name} is no setting"
-        else:
-            assert name in PASSED_THROUGH, f"{where}: unexpected variable {name}"
 
 
 def compose(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:

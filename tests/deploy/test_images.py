@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.test_compose import ROOT, assert_real_command
+from tests.deploy.checks import ROOT, assert_real_command
 
 DOCKERFILES = ["Dockerfile", "Dockerfile.gpu"]
 

@@ -20,6 +20,7 @@ from streamscribe.client import StreamRun, read_audio, stream_audio
 from streamscribe.metrics import corpus_wer, load_manifest
 from streamscribe.redis_server import RedisServer, free_port
 from tests.conftest import DATA, RunningPipeline, start_up, stop_up
+from tests.e2e.room_clients import listen
 
 pytestmark = pytest.mark.e2e
 
@@ -27,22 +28,6 @@ BY_ID = {e.id: e for e in load_manifest(DATA / "manifest.jsonl")}
 ANA = BY_ID["jfk-inaugural-1961"]
 BEN = BY_ID["ls-test-clean-1089-134686-0000"]
 DAN = BY_ID["ls-test-clean-1995-1837-0001"]
-
-
-async def listen(url: str, until: asyncio.Event) -> list[dict[str, Any]]:
-    async with connect(url) as ws:
-        messages = [json.loads(await ws.recv())]
-        reader = asyncio.ensure_future(_collect(ws, messages))
-        await until.wait()
-        await asyncio.sleep(1.0)
-        await ws.send('{"type": "close"}')
-        await asyncio.wait_for(reader, 10)
-        return messages
-
-
-async def _collect(ws: Any, messages: list[dict[str, Any]]) -> None:
-    async for text in ws:
-        messages.append(json.loads(text))
 
 
 def room_views(messages: list[dict[str, Any]]) -> list[set[str]]:

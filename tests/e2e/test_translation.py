@@ -15,7 +15,7 @@ from streamscribe.client import StreamRun, read_audio, stream_audio
 from streamscribe.metrics import load_manifest, normalize
 from streamscribe.redis_server import free_port
 from tests.conftest import DATA, RunningPipeline, start_up, stop_up
-from tests.e2e.test_rooms import listen
+from tests.e2e.room_clients import listen
 from tests.translator.fake_services import FakeService, translated
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,7 @@ from infra.app import build_app
 from infra.config import NAMESPACE, InfraConfig, ServiceCounts, load_config
 from infra.stack import StreamscribeStack
 from shared.errors import ConfigError
-from tests.deploy.test_compose import assert_real_command, assert_real_settings
+from tests.deploy.checks import assert_real_command, assert_real_settings
 
 ENV = cdk.Environment(account="123456789012", region="eu-west-2")
 CONFIG = InfraConfig(

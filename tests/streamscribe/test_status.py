@@ -9,7 +9,7 @@ import redis
 from shared import keys
 from shared.schema import JobKind, LatencySample, PartHeartbeat, TranscriptionJob
 from streamscribe.status import read_status, render
-from tests.transcriber.test_worker import job
+from tests.transcriber.jobs import job
 
 
 def beat(part_id: str, kind: str, *, sessions: int = 0) -> PartHeartbeat:

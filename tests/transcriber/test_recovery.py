@@ -13,7 +13,7 @@ import redis
 from shared import keys
 from shared.redis_client import read_group
 from shared.schema import FinalTranscript, JobKind, TurnTranscript, UtteranceFailed, decode_event
-from tests.transcriber.test_worker import job, model  # noqa: F401  (the module's model fixture)
+from tests.transcriber.jobs import job
 from transcriber.model import SpeechModel, UtteranceAudio
 from transcriber.recovery import RecoveryOptions
 from transcriber.results import Transcription
@@ -60,7 +60,7 @@ def held_by_dead_transcriber(client: redis.Redis) -> bytes:
 
 def test_a_dead_transcribers_job_is_taken_over_and_published_once(
     redis_client: redis.Redis,
-    model: SpeechModel,  # noqa: F811
+    model: SpeechModel,
 ) -> None:
     survivor = TranscriberWorker(redis_client, model, consumer="alive", block_ms=50, recovery=FAST)
     survivor.prepare()
@@ -74,7 +74,7 @@ def test_a_dead_transcribers_job_is_taken_over_and_published_once(
 
 def test_a_job_in_hand_is_kept_fresh_and_not_taken(
     redis_client: redis.Redis,
-    model: SpeechModel,  # noqa: F811
+    model: SpeechModel,
 ) -> None:
     other = TranscriberWorker(redis_client, model, consumer="other", block_ms=50, recovery=FAST)
     other.prepare()

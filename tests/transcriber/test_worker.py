@@ -18,37 +18,11 @@ from shared.schema import (
     TranscriptionJob,
     decode_event,
 )
-from shared.settings import Settings, model_options
-from streamscribe.client import read_audio
 from streamscribe.metrics import normalize
-from tests.conftest import DATA
+from tests.transcriber.jobs import job
 from transcriber.metrics import backlog_metrics
 from transcriber.model import SpeechModel
 from transcriber.worker import BatchOptions, TranscriberWorker
-
-
-@pytest.fixture(scope="module")
-def model() -> SpeechModel:
-    return SpeechModel(model_options(Settings()))
-
-
-PCM = read_audio(DATA / "ls-test-clean-1089-134691-0000.wav").pcm
-
-
-def job(kind: JobKind, index: int = 0, seq: int = 0, revision: int = 0) -> TranscriptionJob:
-    return TranscriptionJob(
-        kind=kind,
-        session_id="s1",
-        utterance_index=index,
-        revision=revision,
-        partial_seq=seq,
-        start_sample=32000,
-        pcm=PCM,
-        language="en",
-        speech_ratio=0.9,
-        endpoint_at=time.time(),
-        enqueued_at=time.time(),
-    )
 
 
 def drain(
