@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,15 @@ def sounds_out_of_language(stats: SegmentStats, word_probabilities: Sequence[flo
         return False
     mean = sum(word_probabilities) / len(word_probabilities)
     return stats.avg_logprob < OUT_OF_LANGUAGE_LOGPROB and mean < OUT_OF_LANGUAGE_WORD_PROBABILITY
+
+
+_WORD_CHARACTER = re.compile(r"\w")
+
+
+def has_words(text: str) -> bool:
+    """Whether Whisper wrote any word: on music or silence a short window can give "." alone,
+    which says nothing to a reader (measured on ../shared/audio-dev's synthesized music)."""
+    return _WORD_CHARACTER.search(text) is not None
 
 
 def accept_segment(stats: SegmentStats, speech_ratio: float, options: ModelOptions) -> bool:
@@ -304,7 +314,7 @@ class SpeechModel:
             stats = SegmentStats(
                 segment.no_speech_prob, segment.avg_logprob, segment.compression_ratio
             )
-            if not segment.text.strip() or not accept_segment(stats, speech_ratio, options):
+            if not has_words(segment.text) or not accept_segment(stats, speech_ratio, options):
                 dropped += 1
                 continue
             if (
@@ -357,7 +367,7 @@ def _from_outcome(
 ) -> Transcription:
     """A batched segment (times in the packed audio) after the same guards as one by one."""
     language, probability = str(info.language), float(info.language_probability)
-    if outcome is None or not outcome.text.strip():
+    if outcome is None or not has_words(outcome.text):
         return Transcription("", 0.0, 0.0, language, probability, (), 0)
     if not accept_segment(outcome.stats, speech_ratio, options):
         return Transcription("", 0.0, 0.0, language, probability, (), 1)

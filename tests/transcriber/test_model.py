@@ -16,6 +16,7 @@ from transcriber.model import (
     SpeechModel,
     UtteranceAudio,
     accept_segment,
+    has_words,
     needs_fallback,
     resolve_model,
 )
@@ -43,6 +44,11 @@ def test_guards() -> None:
     assert accept_segment(SegmentStats(0.5, -0.6, 1.2), 0.9, OPTIONS)
     assert not accept_segment(SegmentStats(0.95, -0.9, 0.5), 0.9, OPTIONS)  # "you" for silence
     assert accept_segment(SegmentStats(0.95, -0.4, 1.2), 0.9, OPTIONS)  # sure of its words
+
+
+def test_text_without_a_word_is_no_text() -> None:
+    assert not any(has_words(t) for t in ("", " ", ".", " . .", "...", "?!", " -"))
+    assert all(has_words(t) for t in ("you", " 14.", "Øl", "ça va", "日本"))
 
 
 def test_what_a_batched_pass_hands_back_for_a_retry() -> None:
