@@ -16,7 +16,7 @@ import redis
 
 from streamscribe.client import Audio, stream_audio
 from streamscribe.redis_server import free_port
-from tests.conftest import RunningPipeline, start_up, stop_up
+from tests.conftest import RunningPipeline, start_up, stop_up, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -50,9 +50,7 @@ def measure(pipeline: RunningPipeline, client: redis.Redis) -> dict[str, Any]:
 
 def settle(client: redis.Redis, keys_at_most: int) -> None:
     """Waits (up to a minute) for the sessions' resume keys to expire."""
-    deadline = time.monotonic() + 60
-    while client.dbsize() > keys_at_most and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_until(lambda: client.dbsize() <= keys_at_most, timeout=60, every=0.5)
     time.sleep(3)  # one heartbeat and the segmenter's last closes
 
 

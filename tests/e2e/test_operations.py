@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -16,6 +15,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared import keys
 from streamscribe.client import read_audio, stream_audio
 from streamscribe.redis_server import RedisServer, free_port
 from tests.conftest import DATA, RunningPipeline, wait_until
@@ -63,7 +63,10 @@ def test_every_part_is_alive_ready_and_measured(pipeline: RunningPipeline) -> No
         stream_audio(pipeline.url, read_audio(DATA / "jfk-inaugural-1961.wav"), speed=4.0)
     )
     assert run.close_code == 1000 and run.finals
-    time.sleep(2.5)  # one heartbeat: the latency samples reach Redis
+    client = redis.Redis.from_url(pipeline.redis_url)
+    # the latency samples reach Redis with ingest's next heartbeat
+    assert wait_until(lambda: client.llen(keys.FINAL_LATENCIES) >= len(run.finals), every=0.2)
+    client.close()
 
     report = status(pipeline)
     parts = report["parts"]

@@ -21,7 +21,7 @@ import pytest
 from streamscribe.client import StreamRun, read_audio, stream_audio
 from streamscribe.metrics import corpus_wer, load_manifest
 from streamscribe.redis_server import free_port
-from tests.conftest import DATA, RunningPipeline, start_up, stop_up
+from tests.conftest import DATA, RunningPipeline, start_up, stop_up, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -118,17 +118,15 @@ def test_a_redis_restart_ends_sessions_clearly_and_new_ones_work(fragile: Runnin
         [error] = run.errors
         assert error["code"] == "unavailable" and "lost its connection to Redis" in error["message"]
 
-    deadline = time.monotonic() + 20
-    while (after := parts(fragile)).get("redis", before["redis"]) == before["redis"]:
-        assert time.monotonic() < deadline, f"no new redis-server under up: {after}"
-        time.sleep(0.2)
+    new_redis = wait_until(
+        lambda: parts(fragile).get("redis", before["redis"]) != before["redis"], 20, every=0.2
+    )
+    after = parts(fragile)
+    assert new_redis, f"no new redis-server under up: {after}"
     assert fragile.process.poll() is None
     for part in ("ingest", "segmenter", "transcriber"):
         assert after[part] == before[part], f"{part} crashed"
-    deadline = time.monotonic() + 60
-    while not ready(fragile):
-        assert time.monotonic() < deadline, "ingest never became ready again"
-        time.sleep(0.5)
+    assert wait_until(lambda: ready(fragile), 60, every=0.5), "ingest never became ready again"
     entry = SPEAKERS[0]
     again = asyncio.run(
         stream_audio(fragile.url, read_audio(entry.audio), speed=2.0, tail_silence_s=1.0)

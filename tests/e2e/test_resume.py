@@ -23,7 +23,7 @@ from shared import keys
 from streamscribe.client import StreamRun, read_audio, stream_audio
 from streamscribe.metrics import normalize
 from streamscribe.redis_server import free_port
-from tests.conftest import DATA, RunningPipeline
+from tests.conftest import DATA, RunningPipeline, wait_until
 from tests.e2e.turn_checks import assert_turns_follow_their_finals
 
 pytestmark = pytest.mark.e2e
@@ -56,14 +56,16 @@ def start_ingest(redis_url: str, **env: str) -> IngestNode:
             **env,
         },
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
-                if answer.status == 200:
-                    return IngestNode(f"ws://127.0.0.1:{port}/v1/stream", process)
-        except OSError:
-            time.sleep(0.2)
+                return bool(answer.status == 200)
+        except OSError:  # not listening yet, or 503
+            return False
+
+    if wait_until(ready, 60, every=0.2):
+        return IngestNode(f"ws://127.0.0.1:{port}/v1/stream", process)
     process.kill()
     raise RuntimeError("ingest node did not become ready")
 
@@ -190,11 +192,12 @@ def test_a_session_nobody_resumes_is_closed_after_the_window_and_its_keys_expire
         session_id = str(begin["session_id"])
         client = redis.Redis.from_url(pipeline.redis_url)
         assert client.exists(keys.attachment(session_id))
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and client.exists(
-            keys.attachment(session_id), keys.outbox(session_id), keys.resumable_session(session_id)
-        ):
-            time.sleep(0.2)
+        session_keys = (
+            keys.attachment(session_id),
+            keys.outbox(session_id),
+            keys.resumable_session(session_id),
+        )
+        wait_until(lambda: not client.exists(*session_keys), 40, every=0.2)
         assert not client.exists(keys.outbox(session_id), keys.resumable_session(session_id))
         assert not client.exists(keys.audio_stream(session_id))  # the segmenter closed it
         assert client.zscore(keys.LIVE_SESSIONS, session_id) is None
