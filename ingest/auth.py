@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 import jwt
 
+from ingest.options import AuthOptions
 from shared.errors import ProtocolError
-from shared.settings import AuthOptions
 
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_FORBIDDEN = 4003

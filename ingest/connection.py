@@ -19,6 +19,7 @@ from ingest.auth import listen_only
 from ingest.delivery import DeliveryOrder, ReleasedTurn
 from ingest.limits import AudioRateLimiter, MessageRateLimiter, session_timeout
 from ingest.metrics import IngestMetrics
+from ingest.options import IngestOptions
 from ingest.protocol import (
     CLOSE_INTERNAL,
     CLOSE_INVALID_PAYLOAD,
@@ -53,7 +54,6 @@ from shared.schema import (
     TranslationJob,
     UtteranceFailed,
 )
-from shared.settings import IngestOptions
 
 LOST_REDIS = "the server lost its connection to Redis; this session's state may be gone"
 SUPERSEDED = "the session was resumed on another connection"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ingest.options import SessionLimits
 from shared.errors import ProtocolError
 from shared.rate import TokenBucket
-from shared.settings import SessionLimits
 
 CLOSE_OVERLOADED = 1013
 CLOSE_TIMEOUT = 4008

@@ -23,6 +23,7 @@ from ingest.auth import bearer_token, check_room, host_allowed, origin_allowed, 
 from ingest.connection import LOST_REDIS, ClientConnection, discard_incoming
 from ingest.limits import overloaded, unavailable
 from ingest.metrics import IngestMetrics
+from ingest.options import IngestOptions
 from ingest.protocol import (
     CLOSE_INTERNAL,
     CLOSE_OVERLOADED,
@@ -51,7 +52,6 @@ from shared.observability import Heartbeat, PartLoad, live_parts
 from shared.redis_client import connect, connect_async
 from shared.resilience import REDIS_DOWN
 from shared.schema import ResumableSession, SessionOpened, decode_event
-from shared.settings import IngestOptions
 
 STREAM_PATH = "/v1/stream"
 RENEW_EVERY_S = 2.0

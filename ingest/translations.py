@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import redis
 from rq import Queue, Worker
 
+from shared import keys
 from shared.rate import TokenBucket
 from shared.schema import TranslationJob
 
@@ -50,11 +51,9 @@ class TranslationQueue:
         await asyncio.to_thread(self._enqueue, jobs)
 
     def _enqueue(self, jobs: Sequence[TranslationJob]) -> None:
-        from translator.jobs import JOB_FUNCTION
-
         for job in jobs:
             self._queue.enqueue_call(
-                JOB_FUNCTION,
+                keys.TRANSLATION_JOB_FUNCTION,
                 args=(job.encode(),),
                 job_id=f"translate-{job.session_id}-{job.utterance_index}-{job.target_language}",
                 result_ttl=RESULT_TTL_S,

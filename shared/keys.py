@@ -127,3 +127,7 @@ def room_log(room: str) -> str:
     """Stream of the room's finals as shared, capped: a participant resuming reads the
     others' finals it missed."""
     return f"ss:room:{{{_room_tag(room)}}}:log"
+
+
+TRANSLATION_JOB_FUNCTION = "translator.jobs.translate"
+"""The rq job function ingest enqueues by name and the translator serves (rq imports it)."""

@@ -1,4 +1,5 @@
-"""Settings, read once from the environment at the edge and turned into option objects.
+"""Settings, read once from the environment at the edge (``streamscribe.options`` turns them
+into the option objects each part owns).
 
 Every variable has the prefix ``STREAMSCRIBE_``; the Redis URL is also read from ``REDIS_URL``.
 A bad value stops the process with a :class:`ConfigError` that names the variable.
@@ -6,15 +7,12 @@ A bad value stops the process with a :class:`ConfigError` that names the variabl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from segmenter.options import SegmenterOptions
-from shared.addresses import is_loopback
 from shared.errors import ConfigError
 
 ENV_PREFIX = "STREAMSCRIBE_"
@@ -143,197 +141,6 @@ def load_settings() -> Settings:
             for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class ModelOptions:
-    model: str
-    device: str
-    compute_type: str
-    cpu_threads: int
-    beam_size: int
-    partial_beam_size: int
-    no_speech_threshold: float
-    log_prob_threshold: float
-    compression_ratio_threshold: float
-    partial_window_floor_s: float = 10.0
-    """Shortest encoder window for partials (30: always Whisper's full window)."""
-    final_window_floor_s: float = 10.0
-    """Shortest encoder window for fast finals."""
-    turn_window_floor_s: float = 10.0
-    """Shortest encoder window for turns and whole recordings."""
-    encoder_window_margin_s: float = 1.0
-    """Padding kept after the audio when the window is cut short."""
-
-    @property
-    def english_only(self) -> bool:
-        return self.model.endswith(".en")
-
-    @property
-    def display_name(self) -> str:
-        return self.model.rstrip("/").rsplit("/", 1)[-1]
-
-
-MIN_SECRET_BYTES = 32
-
-
-@dataclass(frozen=True, slots=True)
-class AuthOptions:
-    secret: str
-    """HMAC key; never logged."""
-    leeway_s: float = 5.0
-
-    def __post_init__(self) -> None:
-        if len(self.secret.encode()) < MIN_SECRET_BYTES:
-            raise ValueError(f"the token secret must be at least {MIN_SECRET_BYTES} bytes")
-
-    def __repr__(self) -> str:
-        return "AuthOptions(secret=***)"
-
-
-@dataclass(frozen=True, slots=True)
-class SessionLimits:
-    max_sessions: int = 500
-    """Connections one ingest node holds; more are refused with 1013."""
-    max_session_s: float = 4 * 3600.0
-    idle_timeout_s: float = 120.0
-    """No frame at all (audio, command or keepalive) for this long ends the session (4008)."""
-    max_audio_rate: float = 2.0
-    """Audio accepted, in seconds per second of wall time, over the session (4029 beyond)."""
-    audio_burst_s: float = 10.0
-    """Audio that may arrive ahead of that rate (a client catching up after a stall)."""
-    max_messages_per_s: float = 20.0
-    """Text messages accepted per second, over the session (4029 beyond)."""
-    message_burst: int = 100
-    max_room_participants: int = 500
-
-
-@dataclass(frozen=True, slots=True)
-class IngestOptions:
-    host: str
-    port: int
-    max_frame_bytes: int
-    outgoing_queue_messages: int
-    close_timeout_s: float
-    model_name: str
-    english_only: bool
-    outgoing_queue_bytes: int = 4 * 2**20
-    """Characters of messages queued for one client (its outbox entries and replays)."""
-    translation_queue: str = "translations"
-    translate_chars_per_minute: int = 3000
-    cloudwatch_namespace: str = ""
-    auth: AuthOptions | None = None
-    """None: no token needed."""
-    allowed_origins: tuple[str, ...] = ()
-    allowed_hosts: tuple[str, ...] = ("*",)
-    """Host names (without port) requests may name; ``*``: any."""
-    limits: SessionLimits = field(default_factory=SessionLimits)
-    resume_window_s: int = 60
-
-
-def model_options(settings: Settings) -> ModelOptions:
-    return ModelOptions(
-        model=settings.model,
-        device=settings.device,
-        compute_type=settings.compute_type,
-        cpu_threads=settings.cpu_threads,
-        beam_size=settings.beam_size,
-        partial_beam_size=settings.partial_beam_size,
-        no_speech_threshold=settings.no_speech_threshold,
-        log_prob_threshold=settings.log_prob_threshold,
-        compression_ratio_threshold=settings.compression_ratio_threshold,
-        partial_window_floor_s=settings.partial_window_floor_s,
-        final_window_floor_s=settings.final_window_floor_s,
-        turn_window_floor_s=settings.turn_window_floor_s,
-        encoder_window_margin_s=settings.encoder_window_margin_s,
-    )
-
-
-def ingest_options(settings: Settings) -> IngestOptions:
-    model = model_options(settings)
-    return IngestOptions(
-        host=settings.host,
-        port=settings.port,
-        max_frame_bytes=settings.max_frame_bytes,
-        outgoing_queue_messages=settings.outgoing_queue_messages,
-        outgoing_queue_bytes=settings.outgoing_queue_bytes,
-        close_timeout_s=settings.close_timeout_s,
-        model_name=model.display_name,
-        english_only=model.english_only,
-        translation_queue=settings.translation_queue,
-        translate_chars_per_minute=settings.translate_chars_per_minute,
-        cloudwatch_namespace=settings.cloudwatch_namespace,
-        auth=auth_options(settings),
-        limits=SessionLimits(
-            max_sessions=settings.max_sessions,
-            max_session_s=settings.max_session_s,
-            idle_timeout_s=settings.idle_timeout_s,
-            max_audio_rate=settings.max_audio_rate,
-            audio_burst_s=settings.audio_burst_s,
-            max_messages_per_s=settings.max_messages_per_s,
-            message_burst=settings.message_burst,
-            max_room_participants=settings.max_room_participants,
-        ),
-        allowed_origins=tuple(
-            o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip()
-        ),
-        allowed_hosts=allowed_hosts(settings),
-        resume_window_s=settings.resume_window_s,
-    )
-
-
-def auth_required(settings: Settings) -> bool:
-    return settings.auth == "on" or (settings.auth == "auto" and not is_loopback(settings.host))
-
-
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-
-
-def allowed_hosts(settings: Settings) -> tuple[str, ...]:
-    configured = tuple(
-        h.strip().lower().strip("[]") for h in settings.allowed_hosts.split(",") if h.strip()
-    )
-    if configured:
-        return configured
-    return LOOPBACK_NAMES if is_loopback(settings.host) else ("*",)
-
-
-def auth_options(settings: Settings) -> AuthOptions | None:
-    """What ingest checks tokens with, or None when they are off."""
-    secret = settings.token_secret.get_secret_value()
-    if not auth_required(settings):
-        return AuthOptions(secret) if secret and settings.auth != "off" else None
-    if not secret:
-        raise ConfigError(
-            f"{ENV_PREFIX}TOKEN_SECRET must be set: ingest listens on {settings.host}, so "
-            f"access tokens are required ({ENV_PREFIX}AUTH=off turns them off)"
-        )
-    try:
-        return AuthOptions(secret)
-    except ValueError as exc:
-        raise ConfigError(f"{ENV_PREFIX}TOKEN_SECRET: {exc}") from exc
-
-
-def segmenter_options(settings: Settings) -> SegmenterOptions:
-    try:
-        return SegmenterOptions(
-            vad_aggressiveness=settings.vad_aggressiveness,
-            frame_ms=settings.vad_frame_ms,
-            pre_speech_pad_ms=settings.pre_speech_pad_ms,
-            hangover_ms=settings.hangover_ms,
-            long_utterance_s=settings.long_utterance_s,
-            long_hangover_ms=settings.long_hangover_ms,
-            speculate_after_ms=settings.speculate_after_ms,
-            min_speech_ms=settings.min_speech_ms,
-            max_utterance_s=settings.max_utterance_s,
-            partial_interval_ms=settings.partial_interval_ms,
-            first_partial_ms=settings.first_partial_ms,
-            turn_gap_ms=settings.turn_gap_ms,
-            max_turn_s=settings.max_turn_s,
-            turn_pad_ms=settings.turn_pad_ms,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"invalid segmenter settings: {exc}") from exc
 
 
 def require_redis_url(settings: Settings) -> str:

@@ -21,7 +21,7 @@ import psutil
 import soxr
 
 from shared.audio import PIPELINE_SAMPLE_RATE
-from shared.settings import Settings, model_options
+from shared.settings import Settings
 from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
 from streamscribe.launcher import LaunchOptions, LocalPipeline
 from streamscribe.metrics import (
@@ -33,6 +33,7 @@ from streamscribe.metrics import (
     percentile,
     repeats_across_cuts,
 )
+from streamscribe.options import model_options
 from streamscribe.redis_server import free_port
 from transcriber.model import Scope, SpeechModel
 

@@ -11,9 +11,10 @@ import sys
 import time
 
 from shared.errors import ClientError, ConfigError, ModelLoadError
-from shared.settings import Settings, load_settings, model_options, require_redis_url
+from shared.settings import Settings, load_settings, require_redis_url
 from streamscribe import __version__, parts
 from streamscribe.client import DEFAULT_URL, Received, read_audio, stream_audio
+from streamscribe.options import model_options
 
 
 def _setup_logging(level: str) -> None:
@@ -125,7 +126,7 @@ def cmd_fetch_model(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.auth import mint_token
-    from shared.settings import AuthOptions
+    from ingest.options import AuthOptions
 
     secret = settings.token_secret.get_secret_value()
     if not secret:

@@ -15,14 +15,9 @@ from shared.addresses import is_loopback
 from shared.cloudwatch import CloudWatchReporter
 from shared.observability import CommonMetrics, HealthServer, Heartbeat, PartLoad
 from shared.redis_client import connect
-from shared.settings import (
-    Settings,
-    ingest_options,
-    model_options,
-    require_redis_url,
-    segmenter_options,
-)
+from shared.settings import Settings, require_redis_url
 from streamscribe import logger
+from streamscribe.options import ingest_options, model_options, segmenter_options
 
 CUDA_BATCH_SIZE = 8
 CPU_BATCH_SIZE = 1

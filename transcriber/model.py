@@ -14,10 +14,10 @@ import numpy as np
 
 from shared.audio import s16_to_float
 from shared.errors import ModelLoadError
-from shared.settings import ModelOptions
 from transcriber import logger
 from transcriber.alignment import aligned_words
 from transcriber.batching import SegmentOutcome, pack_utterances
+from transcriber.options import ModelOptions
 from transcriber.results import SegmentStats, Transcription, WordTiming
 from transcriber.turns import SettledTurn, TurnAudio, settle_turn
 from transcriber.windows import FULL_WINDOW_SAMPLES, Scope, WindowOptions, whisper_model_class

@@ -17,7 +17,7 @@ STATS_KEY = "ss:translator:stats"
 LATENCY_KEY = "ss:translator:latency"
 LATENCY_SAMPLES = 1000
 DEDUP_TTL_S = 24 * 3600
-JOB_FUNCTION = "translator.jobs.translate"
+JOB_FUNCTION = keys.TRANSLATION_JOB_FUNCTION
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,9 @@ import numpy as np
 
 from segmenter.core import UtteranceEnded
 from segmenter.options import SegmenterOptions
-from shared.settings import Settings, model_options
+from shared.settings import Settings
 from streamscribe.metrics import load_manifest
+from streamscribe.options import model_options
 from streamscribe.tuning import pcm_of, segment
 from transcriber.model import SpeechModel, Transcription
 

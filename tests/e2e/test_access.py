@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ingest.auth import mint_token
-from shared.settings import AuthOptions
+from ingest.options import AuthOptions
 from streamscribe.client import read_audio, stream_audio
 from streamscribe.metrics import normalize
 from streamscribe.redis_server import free_port

@@ -15,10 +15,10 @@ from ingest.auth import (
     origin_allowed,
     verify_token,
 )
+from ingest.options import AuthOptions
 from ingest.protocol import parse_stream_params
 from shared.addresses import is_loopback
 from shared.errors import ProtocolError
-from shared.settings import AuthOptions
 
 OPTIONS = AuthOptions("k" * 40)
 

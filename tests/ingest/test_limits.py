@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ingest.limits import AudioRateLimiter, MessageRateLimiter, session_timeout
+from ingest.options import SessionLimits
 from shared.errors import ProtocolError
-from shared.settings import SessionLimits
 
 LIMITS = SessionLimits(max_audio_rate=2.0, audio_burst_s=4.0)
 

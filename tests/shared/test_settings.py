@@ -34,7 +34,7 @@ def test_a_missing_or_foreign_url_is_a_clear_error() -> None:
 
 
 def test_tokens_are_required_off_loopback_unless_turned_off() -> None:
-    from shared.settings import auth_options
+    from streamscribe.options import auth_options
 
     with pytest.raises(ConfigError, match="STREAMSCRIBE_TOKEN_SECRET must be set"):
         auth_options(Settings(host="0.0.0.0"))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.settings import Settings, model_options
+from shared.settings import Settings
+from streamscribe.options import model_options
 from transcriber.model import SpeechModel
 
 

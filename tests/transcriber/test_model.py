@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.settings import Settings, model_options
+from shared.settings import Settings
 from streamscribe.client import read_audio
 from streamscribe.metrics import normalize
+from streamscribe.options import model_options
 from transcriber.model import (
     SegmentStats,
     SpeechModel,

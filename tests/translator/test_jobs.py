@@ -112,3 +112,12 @@ def test_character_budget() -> None:
     assert budget.allow(100, now=10.0)
     assert not budget.allow(50, now=10.0)
     assert CharacterBudget(0, now=0.0).allow(10**9, now=0.0)  # 0: unlimited
+
+
+def test_the_job_function_ingest_names_is_the_one_rq_imports() -> None:
+    from rq.utils import import_attribute
+
+    from shared import keys
+    from translator import jobs
+
+    assert import_attribute(keys.TRANSLATION_JOB_FUNCTION) is jobs.translate

@@ -1,0 +1,61 @@
+"""What an ingest node is configured with: its listener, access tokens and per-session limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MIN_SECRET_BYTES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class AuthOptions:
+    secret: str
+    """HMAC key; never logged."""
+    leeway_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if len(self.secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"the token secret must be at least {MIN_SECRET_BYTES} bytes")
+
+    def __repr__(self) -> str:
+        return "AuthOptions(secret=***)"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    max_sessions: int = 500
+    """Connections one ingest node holds; more are refused with 1013."""
+    max_session_s: float = 4 * 3600.0
+    idle_timeout_s: float = 120.0
+    """No frame at all (audio, command or keepalive) for this long ends the session (4008)."""
+    max_audio_rate: float = 2.0
+    """Audio accepted, in seconds per second of wall time, over the session (4029 beyond)."""
+    audio_burst_s: float = 10.0
+    """Audio that may arrive ahead of that rate (a client catching up after a stall)."""
+    max_messages_per_s: float = 20.0
+    """Text messages accepted per second, over the session (4029 beyond)."""
+    message_burst: int = 100
+    max_room_participants: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOptions:
+    host: str
+    port: int
+    max_frame_bytes: int
+    outgoing_queue_messages: int
+    close_timeout_s: float
+    model_name: str
+    english_only: bool
+    outgoing_queue_bytes: int = 4 * 2**20
+    """Characters of messages queued for one client (its outbox entries and replays)."""
+    translation_queue: str = "translations"
+    translate_chars_per_minute: int = 3000
+    cloudwatch_namespace: str = ""
+    auth: AuthOptions | None = None
+    """None: no token needed."""
+    allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ("*",)
+    """Host names (without port) requests may name; ``*``: any."""
+    limits: SessionLimits = field(default_factory=SessionLimits)
+    resume_window_s: int = 60
