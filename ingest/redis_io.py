@@ -14,7 +14,7 @@ from ingest import logger
 from ingest.session_link import HOLDER_CHECK, Hold
 from shared import keys
 from shared.errors import SchemaError
-from shared.resilience import REDIS_DOWN
+from shared.resilience import REDIS_DOWN, Delays
 from shared.schema import (
     AudioAppended,
     AudioStreamEntry,
@@ -331,14 +331,13 @@ class EventRelay:
         """A fresh pub/sub connection once Redis answers, subscribed to what is wanted."""
         with contextlib.suppress(*REDIS_DOWN):
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-        delay = 0.25
+        delays = Delays()
         while True:
-            await asyncio.sleep(delay)  # backoff between attempts
+            await asyncio.sleep(delays.next())  # backoff between attempts
             pubsub = self._client.pubsub()
             try:
                 await pubsub.subscribe(self._node_channel, *self._handlers)
             except REDIS_DOWN:
-                delay = min(8.0, delay * 2)
                 with contextlib.suppress(*REDIS_DOWN):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
                 continue

@@ -50,7 +50,7 @@ from shared.cloudwatch import CloudWatchReporter
 from shared.errors import ProtocolError, SchemaError
 from shared.observability import Heartbeat, PartLoad, live_parts
 from shared.redis_client import connect, connect_async
-from shared.resilience import REDIS_DOWN
+from shared.resilience import REDIS_DOWN, Delays
 from shared.schema import ResumableSession, SessionOpened, decode_event
 
 STREAM_PATH = "/v1/stream"
@@ -165,13 +165,12 @@ class IngestServer:
         self._recovery = asyncio.get_running_loop().create_task(self._await_redis())
 
     async def _await_redis(self) -> None:
-        delay = 0.25
+        delays = Delays()
         while True:
-            await asyncio.sleep(delay)  # backoff between reconnection attempts
+            await asyncio.sleep(delays.next())  # backoff between reconnection attempts
             try:
                 await self._redis.ping()
             except REDIS_DOWN:
-                delay = min(8.0, delay * 2)
                 continue
             # Idle connections opened before the loss are dead; none may serve a new session
             # (the pub/sub connection in use reconnects by itself).

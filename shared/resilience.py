@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,20 +22,36 @@ def is_lost_group(exc: redis.ResponseError) -> bool:
 
 
 @dataclass
-class Backoff:
-    """Doubling waits between attempts, capped; ``wait`` returns early when ``stopping``."""
+class Delays:
+    """The one retry policy of every part: delays doubling from ``first_s`` up to ``max_s``;
+    with ``jitter``, each drawn uniformly below its cap ("full jitter", so that clients that
+    failed together do not retry together). Pure: the caller sleeps."""
 
     first_s: float = 0.25
     max_s: float = 8.0
-    stopping: threading.Event = field(default_factory=threading.Event)
-    _next_s: float = 0.0
+    jitter: bool = False
+    _cap_s: float = 0.0
 
-    def wait(self) -> None:
-        self._next_s = min(self.max_s, self._next_s * 2 if self._next_s else self.first_s)
-        self.stopping.wait(self._next_s)
+    def next(self) -> float:
+        self._cap_s = min(self.max_s, self._cap_s * 2 if self._cap_s else self.first_s)
+        return random.uniform(0.0, self._cap_s) if self.jitter else self._cap_s
 
     def reset(self) -> None:
-        self._next_s = 0.0
+        self._cap_s = 0.0
+
+
+@dataclass
+class Backoff:
+    """:class:`Delays` for a worker thread: ``wait`` returns early when ``stopping``."""
+
+    delays: Delays = field(default_factory=Delays)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def wait(self) -> None:
+        self.stopping.wait(self.delays.next())
+
+    def reset(self) -> None:
+        self.delays.reset()
 
 
 def wait_for_redis(client: redis.Redis, backoff: Backoff, what: str) -> bool:

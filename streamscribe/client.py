@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from shared.errors import ClientError
+from shared.resilience import Delays
 
 DEFAULT_URL = "ws://127.0.0.1:8080/v1/stream"
 
@@ -214,7 +215,7 @@ async def _reconnect(
 ) -> Any:
     """A connection that resumes the session, trying each address in turn with backoff."""
     deadline = time.monotonic() + for_s
-    delay = 0.1
+    delays = Delays(first_s=0.1, max_s=2.0)
     attempt = 0
     while True:
         url = urls[(attempt + 1) % len(urls)]  # the next node first: the last one failed
@@ -223,10 +224,10 @@ async def _reconnect(
         try:
             ws = await _connect(stream_url(url, resume), url)
         except ClientError:
+            delay = delays.next()
             if time.monotonic() + delay > deadline:
                 raise
             await asyncio.sleep(delay)
-            delay = min(2.0, delay * 2)
             continue
         streamer.run.resumes += 1
         return ws

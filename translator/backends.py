@@ -8,7 +8,6 @@ raise :class:`TranslationError` with a stable ``code``.
 from __future__ import annotations
 
 import json
-import random
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -16,6 +15,7 @@ from typing import Any, Protocol
 import urllib3
 
 from shared.errors import StreamscribeError
+from shared.resilience import Delays
 from translator import logger
 from translator.prompt import system_prompt
 
@@ -100,6 +100,8 @@ class OpenAIOptions:
 
 
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+MAX_RETRY_DELAY_S = 20.0
+"""The longest wait between attempts (botocore's standard mode caps at 20 s too)."""
 
 
 class OpenAICompatibleTranslator:
@@ -130,6 +132,7 @@ class OpenAICompatibleTranslator:
         if self.options.api_key:
             headers["Authorization"] = f"Bearer {self.options.api_key}"
         url = self.options.base_url.rstrip("/") + "/chat/completions"
+        delays = Delays(first_s=self._base_delay_s, max_s=MAX_RETRY_DELAY_S, jitter=True)
         for attempt in range(1, self.options.max_attempts + 1):
             try:
                 response = self._http.request("POST", url, body=body, headers=headers)
@@ -147,7 +150,7 @@ class OpenAICompatibleTranslator:
                     raise failure
             if attempt == self.options.max_attempts:
                 raise failure
-            delay = random.uniform(0, self._base_delay_s * 2 ** (attempt - 1))  # full jitter
+            delay = delays.next()
             logger.warning(
                 "translation attempt %d failed (%s); retrying in %.2f s",
                 attempt,
