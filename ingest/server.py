@@ -12,7 +12,7 @@ from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
 import redis
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -48,7 +48,7 @@ from shared.addresses import process_name, url_host
 from shared.audio import Encoding
 from shared.cloudwatch import CloudWatchReporter
 from shared.errors import ProtocolError, SchemaError
-from shared.observability import Heartbeat, PartLoad, live_parts
+from shared.observability import Heartbeat, PartLoad, live_parts, operations_reply
 from shared.redis_client import connect, connect_async
 from shared.resilience import REDIS_DOWN, Delays
 from shared.schema import ResumableSession, SessionOpened, decode_event
@@ -179,6 +179,14 @@ class IngestServer:
             self._redis_ok = True
             return
 
+    def _readiness(self) -> str | None:
+        """Why a stream opened now would not be transcribed (None: it would)."""
+        if not self.ready:
+            return "redis is not answering"
+        if not self._transcribers_ready:
+            return "no transcriber is ready (its model may still be loading)"
+        return None
+
     @property
     def ready(self) -> bool:
         serving = bool(self._background) and not any(t.done() for t in self._background)
@@ -239,22 +247,12 @@ class IngestServer:
         if not host_allowed(host, self.options.allowed_hosts):
             logger.info("refused a request for host %r", host[:100])
             return connection.respond(HTTPStatus.MISDIRECTED_REQUEST, "unknown host\n")
-        if path == "/healthz":
-            return connection.respond(HTTPStatus.OK, "ok\n")
-        if path == "/readyz":
-            if not self.ready:
-                unready = "redis is not answering\n"
-            elif not self._transcribers_ready:
-                unready = "no transcriber is ready (its model may still be loading)\n"
-            else:
-                return connection.respond(HTTPStatus.OK, "ready\n")
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, unready)
-        if path == "/metrics":
-            body = generate_latest(self._registry)
+        reply = operations_reply(path, self._registry, self._readiness)
+        if reply is not None:
             headers = Headers(
-                [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))]
+                [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body)))]
             )
-            return Response(HTTPStatus.OK.value, "OK", headers, body)
+            return Response(reply.status.value, reply.status.phrase, headers, reply.body)
         if path == STREAM_PATH:
             if not origin_allowed(origin, host, self.options.allowed_origins):
                 logger.info("refused a stream from origin %s", origin)

@@ -179,6 +179,30 @@ def record_latency(pipe: redis.client.Pipeline, sample: LatencySample) -> None:
     pipe.ltrim(keys.FINAL_LATENCIES, 0, LATENCY_SAMPLES_KEPT - 1)
 
 
+@dataclass(frozen=True, slots=True)
+class OperationsReply:
+    status: HTTPStatus
+    body: bytes
+    content_type: str = "text/plain"
+
+
+def operations_reply(
+    path: str, registry: CollectorRegistry, readiness: Readiness
+) -> OperationsReply | None:
+    """The one router of ``/metrics``, ``/healthz`` and ``/readyz`` (None: another path),
+    served by :class:`HealthServer` and by the ingest node on its own port."""
+    if path == "/metrics":
+        return OperationsReply(HTTPStatus.OK, generate_latest(registry), CONTENT_TYPE_LATEST)
+    if path == "/healthz":
+        return OperationsReply(HTTPStatus.OK, b"ok\n")
+    if path == "/readyz":
+        problem = readiness()
+        if problem is None:
+            return OperationsReply(HTTPStatus.OK, b"ready\n")
+        return OperationsReply(HTTPStatus.SERVICE_UNAVAILABLE, f"{problem}\n".encode())
+    return None
+
+
 class HealthServer:
     """``/metrics``, ``/healthz`` (the process answers) and ``/readyz`` (it can do its work)
     over HTTP from a daemon thread, for the parts that are not HTTP servers themselves."""
@@ -213,19 +237,11 @@ def _handler_class(
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._reply(HTTPStatus.OK, generate_latest(registry), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                self._reply(HTTPStatus.OK, b"ok\n")
-            elif path == "/readyz":
-                problem = readiness()
-                if problem is None:
-                    self._reply(HTTPStatus.OK, b"ready\n")
-                else:
-                    self._reply(HTTPStatus.SERVICE_UNAVAILABLE, f"{problem}\n".encode())
-            else:
+            reply = operations_reply(self.path.split("?", 1)[0], registry, readiness)
+            if reply is None:
                 self._reply(HTTPStatus.NOT_FOUND, b"not found\n")
+            else:
+                self._reply(reply.status, reply.body, reply.content_type)
 
         def _reply(self, status: HTTPStatus, body: bytes, content_type: str = "text/plain") -> None:
             self.send_response(status)
