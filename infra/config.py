@@ -7,8 +7,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from dotenv import dotenv_values
+from pydantic import ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shared.errors import ConfigError
 
@@ -53,50 +55,99 @@ class InfraConfig:
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
+class InfraSettings(BaseSettings):
+    """The variables of ``.env`` (see ``.env.example``), by their lower-case names."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    host_name: str
+    domain_name: str
+    model: str = "large-v3"
+    gpu_instance_type: str = "g4dn.xlarge"
+    hosted_zone_id: str = ""
+    redis_node_type: str = "cache.t4g.small"
+    ingest_min: int = 1
+    ingest_max: int = 4
+    segmenter_min: int = 1
+    segmenter_max: int = 4
+    transcriber_min: int = 1
+    transcriber_max: int = 4
+    translator_enabled: bool = False
+    bedrock_model_id: str = "amazon.nova-micro-v1:0"
+    backlog_per_transcriber: float = 2.0
+    sessions_per_segmenter: float = 200.0
+
+    @field_validator("host_name", "domain_name")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        value = value.strip().lower().rstrip(".")
+        if not value:
+            raise ValueError("must be set (in .env or the environment)")
+        return value
+
+    @field_validator("host_name")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} is not a DNS label")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # the environment comes in as init values (load_config's ``environ``), over the file
+        return (init_settings, dotenv_settings)
+
+
 def load_config(
     env_file: str | Path | None = None, environ: Mapping[str, str] | None = None
 ) -> InfraConfig:
     """Values from ``env_file`` (default ``.env`` beside the repository), overridden by the
     environment; a missing or bad value is a :class:`ConfigError` naming it."""
     path = Path(env_file) if env_file else Path(__file__).parents[1] / ".env"
-    values: dict[str, str] = {
-        k: v for k, v in (dotenv_values(path) if path.is_file() else {}).items() if v is not None
+    environ = os.environ if environ is None else environ
+    given: dict[str, Any] = {
+        name.lower(): value
+        for name, value in environ.items()
+        if name.lower() in InfraSettings.model_fields
     }
-    values.update(os.environ if environ is None else environ)
-
-    def need(name: str) -> str:
-        value = values.get(name, "").strip()
-        if not value:
-            raise ConfigError(f"{name} must be set (in .env or the environment)")
-        return value
-
-    def number(name: str, default: float) -> float:
-        try:
-            return float(values.get(name, default))
-        except ValueError:
-            raise ConfigError(f"{name} must be a number, not {values[name]!r}") from None
-
-    def counts(prefix: str, minimum: int, maximum: int) -> ServiceCounts:
-        return ServiceCounts(
-            int(number(f"{prefix}_MIN", minimum)), int(number(f"{prefix}_MAX", maximum))
-        )
-
-    host = need("HOST_NAME").lower()
-    if not _NAME.match(host):
-        raise ConfigError(f"HOST_NAME {host!r} is not a DNS label")
+    given["_env_file"] = path if path.is_file() else None
+    try:
+        settings = InfraSettings(**given)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
     return InfraConfig(
-        host_name=host,
-        domain_name=need("DOMAIN_NAME").lower().rstrip("."),
-        model=values.get("MODEL", "large-v3"),
-        gpu_instance_type=values.get("GPU_INSTANCE_TYPE", "g4dn.xlarge"),
-        hosted_zone_id=values.get("HOSTED_ZONE_ID", ""),
-        redis_node_type=values.get("REDIS_NODE_TYPE", "cache.t4g.small"),
-        ingest=counts("INGEST", 1, 4),
-        segmenter=counts("SEGMENTER", 1, 4),
-        transcriber=counts("TRANSCRIBER", 1, 4),
-        translator_enabled=values.get("TRANSLATOR_ENABLED", "false").lower()
-        in ("1", "true", "yes"),
-        bedrock_model_id=values.get("BEDROCK_MODEL_ID", "amazon.nova-micro-v1:0"),
-        backlog_per_transcriber=number("BACKLOG_PER_TRANSCRIBER", 2.0),
-        sessions_per_segmenter=number("SESSIONS_PER_SEGMENTER", 200.0),
+        host_name=settings.host_name,
+        domain_name=settings.domain_name,
+        model=settings.model,
+        gpu_instance_type=settings.gpu_instance_type,
+        hosted_zone_id=settings.hosted_zone_id,
+        redis_node_type=settings.redis_node_type,
+        ingest=ServiceCounts(settings.ingest_min, settings.ingest_max),
+        segmenter=ServiceCounts(settings.segmenter_min, settings.segmenter_max),
+        transcriber=ServiceCounts(settings.transcriber_min, settings.transcriber_max),
+        translator_enabled=settings.translator_enabled,
+        bedrock_model_id=settings.bedrock_model_id,
+        backlog_per_transcriber=settings.backlog_per_transcriber,
+        sessions_per_segmenter=settings.sessions_per_segmenter,
     )
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]).upper()
+        if error["type"] == "missing":
+            problems.append(f"{name} must be set (in .env or the environment)")
+        elif error["type"] in ("int_parsing", "float_parsing", "bool_parsing"):
+            kind = "true or false" if error["type"] == "bool_parsing" else "a number"
+            problems.append(f"{name} must be {kind}, not {error['input']!r}")
+        else:
+            problems.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)

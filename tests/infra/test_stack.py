@@ -244,8 +244,11 @@ def test_configuration_comes_from_env_and_names_what_is_missing(tmp_path: Any) -
         load_config(tmp_path / "none", environ={"HOST_NAME": "live"})
     with pytest.raises(ConfigError, match="TRANSCRIBER_MAX must be a number"):
         load_config(env_file, environ={"TRANSCRIBER_MAX": "lots"})
-    with pytest.raises(ConfigError, match="HOST_NAME"):
+    with pytest.raises(ConfigError, match="HOST_NAME: 'no_way!' is not a DNS label"):
         load_config(tmp_path / "none", environ={"HOST_NAME": "no_way!", "DOMAIN_NAME": "x.org"})
+    with pytest.raises(ConfigError, match="TRANSLATOR_ENABLED must be true or false, not 'maybe'"):
+        load_config(env_file, environ={"TRANSLATOR_ENABLED": "maybe"})
+    assert load_config(env_file, environ={"HOST_NAME": "Other"}).host_name == "other"  # env wins
 
 
 def test_the_example_env_file_is_a_complete_configuration() -> None:
