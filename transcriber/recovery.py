@@ -10,7 +10,7 @@ utterance instead of waiting forever.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -52,16 +52,25 @@ class Reclaimed:
 
 
 class JobRecovery:
-    def __init__(self, client: redis.Redis, consumer: str, options: RecoveryOptions) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        consumer: str,
+        options: RecoveryOptions,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._redis = client
         self._consumer = consumer
         self.options = options
-        self._next_check = 0.0
+        self._clock = clock
+        """When to look again (the jobs' idle times are Redis's own clock)."""
+        self._next_check = -float("inf")
 
     def reclaim_due(self) -> list[Reclaimed]:
         """Final and turn jobs idle past the deadline on any consumer, now this one's; at
         most every half deadline."""
-        now = time.monotonic()
+        now = self._clock()
         if now < self._next_check:
             return []
         self._next_check = now + self.options.reclaim_after_s / 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -105,14 +105,18 @@ class TranscriberWorker:
         batch: BatchOptions | None = None,
         metrics: TranscriberMetrics | None = None,
         recovery: RecoveryOptions | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock``: when to look for jobs to take over (tests step it)."""
         self._redis = client
         self._model = model
         self.consumer = consumer or default_consumer_name()
         self._block_ms = block_ms
         self._batch = batch or BatchOptions()
         self.metrics = metrics or TranscriberMetrics(CollectorRegistry())
-        self.recovery = JobRecovery(client, self.consumer, recovery or RecoveryOptions())
+        self.recovery = JobRecovery(
+            client, self.consumer, recovery or RecoveryOptions(), clock=clock
+        )
         self._backoff = Backoff()
         self._in_hand: list[tuple[str, bytes]] = []
         self._retry: set[bytes] = set()

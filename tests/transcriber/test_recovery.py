@@ -3,7 +3,6 @@ error to its speaker (real Redis; the real model where a job must succeed)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -20,7 +19,38 @@ from transcriber.results import Transcription
 from transcriber.turns import SettledTurn, TurnAudio
 from transcriber.worker import TranscriberWorker
 
-FAST = RecoveryOptions(reclaim_after_s=0.2, max_attempts=2)
+RECOVERY = RecoveryOptions(reclaim_after_s=30.0, max_attempts=2)
+"""Jobs are taken over only once a test ages them past 30 s (:func:`age_pending`): no test
+waits on the clock, and none sees a job taken over early because the machine is slow."""
+
+
+class SteppedClock:
+    """A clock that moves only when told: the worker looks for jobs to take over at most
+    every half ``reclaim_after_s`` by it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self, seconds: float = RECOVERY.reclaim_after_s) -> None:
+        self.now += seconds
+
+
+def age_pending(client: redis.Redis, stream: str = keys.FINAL_JOBS_STREAM) -> None:
+    """Makes every job pending in ``stream`` look idle for a minute, as if its holder had
+    died a minute ago (XCLAIM to the same consumer with IDLE; JUSTID keeps the attempts)."""
+    for pending in client.xpending_range(stream, keys.TRANSCRIBER_GROUP, "-", "+", count=100):
+        client.xclaim(
+            stream,
+            keys.TRANSCRIBER_GROUP,
+            pending["consumer"].decode(),
+            0,
+            [pending["message_id"]],
+            idle=60_000,
+            justid=True,
+        )
 
 
 class CrashingModel:
@@ -62,10 +92,12 @@ def test_a_dead_transcribers_job_is_taken_over_and_published_once(
     redis_client: redis.Redis,
     model: SpeechModel,
 ) -> None:
-    survivor = TranscriberWorker(redis_client, model, consumer="alive", block_ms=50, recovery=FAST)
+    survivor = TranscriberWorker(
+        redis_client, model, consumer="alive", block_ms=50, recovery=RECOVERY
+    )
     survivor.prepare()
     held_by_dead_transcriber(redis_client)
-    time.sleep(0.3)
+    age_pending(redis_client)
     events = events_of(redis_client, "s1", lambda: [survivor.step() for _ in range(3)])
     assert [type(e) for e in events] == [FinalTranscript]
     assert redis_client.xpending(keys.FINAL_JOBS_STREAM, keys.TRANSCRIBER_GROUP)["pending"] == 0
@@ -76,15 +108,19 @@ def test_a_job_in_hand_is_kept_fresh_and_not_taken(
     redis_client: redis.Redis,
     model: SpeechModel,
 ) -> None:
-    other = TranscriberWorker(redis_client, model, consumer="other", block_ms=50, recovery=FAST)
+    clock = SteppedClock()
+    other = TranscriberWorker(
+        redis_client, model, consumer="other", block_ms=50, recovery=RECOVERY, clock=clock
+    )
     other.prepare()
     entry_id = held_by_dead_transcriber(redis_client)
-    holder = TranscriberWorker(redis_client, model, consumer="dead-one", recovery=FAST)
+    holder = TranscriberWorker(redis_client, model, consumer="dead-one", recovery=RECOVERY)
     for _ in range(3):  # the holder's heartbeat, while its model works on a long utterance
-        time.sleep(0.1)
+        age_pending(redis_client)  # a long while since the last beat
         pipe = redis_client.pipeline()
         holder.recovery.keep_fresh(pipe, [(keys.FINAL_JOBS_STREAM, entry_id)])
         pipe.execute()
+        clock.step()  # the other transcriber looks for jobs to take over each time
         other.step()
     [pending] = redis_client.xpending_range(
         keys.FINAL_JOBS_STREAM, keys.TRANSCRIBER_GROUP, min="-", max="+", count=10
@@ -93,8 +129,9 @@ def test_a_job_in_hand_is_kept_fresh_and_not_taken(
 
 
 def test_a_poison_job_is_dead_lettered_and_its_speaker_told(redis_client: redis.Redis) -> None:
+    clock = SteppedClock()
     worker = TranscriberWorker(
-        redis_client, CrashingModel(), consumer="t1", block_ms=50, recovery=FAST
+        redis_client, CrashingModel(), consumer="t1", block_ms=50, recovery=RECOVERY, clock=clock
     )
     worker.prepare()
     redis_client.xadd(keys.FINAL_JOBS_STREAM, job(JobKind.FINAL, index=4).encode())  # type: ignore[arg-type]
@@ -102,7 +139,8 @@ def test_a_poison_job_is_dead_lettered_and_its_speaker_told(redis_client: redis.
     def attempts() -> None:
         worker.step()  # attempt 1 fails: left for another try
         assert redis_client.xlen(keys.DEAD_JOBS_STREAM) == 0
-        time.sleep(0.3)
+        age_pending(redis_client)
+        clock.step()
         worker.step()  # taken over: attempt 2 fails: dead-lettered
 
     events = events_of(redis_client, "s1", attempts)
@@ -124,11 +162,11 @@ def test_a_job_that_killed_every_transcriber_is_dead_lettered_unrun(
         CrashingModel(),
         consumer="t2",
         block_ms=50,
-        recovery=RecoveryOptions(reclaim_after_s=0.1, max_attempts=1),
+        recovery=replace(RECOVERY, max_attempts=1),
     )
     worker.prepare()
     held_by_dead_transcriber(redis_client)
-    time.sleep(0.2)
+    age_pending(redis_client)
     events = events_of(redis_client, "s1", worker.step)
     assert [type(e) for e in events] == [UtteranceFailed]
     assert "died on every attempt" in str(redis_client.xrange(keys.DEAD_JOBS_STREAM)[0][1])
@@ -137,8 +175,9 @@ def test_a_job_that_killed_every_transcriber_is_dead_lettered_unrun(
 def test_a_turn_that_fails_every_attempt_falls_back_to_its_finals(
     redis_client: redis.Redis,
 ) -> None:
+    clock = SteppedClock()
     worker = TranscriberWorker(
-        redis_client, CrashingModel(), consumer="t3", block_ms=50, recovery=FAST
+        redis_client, CrashingModel(), consumer="t3", block_ms=50, recovery=RECOVERY, clock=clock
     )
     worker.prepare()
     turn_job = replace(job(JobKind.TURN, index=1), first_utterance=2, last_utterance=4)
@@ -146,7 +185,8 @@ def test_a_turn_that_fails_every_attempt_falls_back_to_its_finals(
 
     def attempts() -> None:
         worker.step()
-        time.sleep(0.3)
+        age_pending(redis_client, keys.TURN_JOBS_STREAM)
+        clock.step()
         worker.step()
 
     events = events_of(redis_client, "s1", attempts)
