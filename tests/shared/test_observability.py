@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 
@@ -11,8 +10,9 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from shared import keys
-from shared.observability import CommonMetrics, HealthServer, Heartbeat, PartLoad
+from shared.observability import CommonMetrics, HealthServer, Heartbeat, PartLoad, live_parts
 from shared.schema import PartHeartbeat
+from tests.conftest import wait_until
 
 
 def get(url: str) -> tuple[int, str]:
@@ -43,6 +43,7 @@ def test_health_server_answers_each_path() -> None:
 
 def test_heartbeat_is_renewed_expires_and_is_removed(redis_client: redis.Redis) -> None:
     registry = CollectorRegistry()
+    seen: list[int] = []
     heartbeat = Heartbeat(
         redis_client,
         "transcriber",
@@ -50,17 +51,25 @@ def test_heartbeat_is_renewed_expires_and_is_removed(redis_client: redis.Redis) 
         metrics=CommonMetrics(registry, "transcriber"),
         metrics_url="http://127.0.0.1:1/metrics",
         interval_s=0.1,
+        observe=lambda client: seen.append(len(live_parts(client))),
     ).start()
     key = keys.part_heartbeat(heartbeat.part_id)
+
+    def sent_at() -> float:
+        value = redis_client.get(key)
+        assert isinstance(value, bytes)
+        return PartHeartbeat.decode(value).sent_at
+
     try:
-        time.sleep(0.35)
+        first = sent_at()
+        assert wait_until(lambda: sent_at() > first)  # renewed, not just written once
         value = redis_client.get(key)
         assert isinstance(value, bytes)
         beat = PartHeartbeat.decode(value)
         assert (beat.kind, beat.jobs_done, beat.ready) == ("transcriber", 7, True)
-        assert time.time() - beat.sent_at < 0.3  # renewed, not just written once
         assert 0 < redis_client.pttl(key) <= 300
         assert heartbeat.redis_ok
+        assert seen and seen[0] == 1  # after each beat, the part sees the live parts
     finally:
         heartbeat.stop()
     assert redis_client.get(key) is None
