@@ -19,7 +19,7 @@ from transcriber.alignment import aligned_words
 from transcriber.batching import SegmentOutcome, pack_utterances
 from transcriber.options import ModelOptions
 from transcriber.results import SegmentStats, Transcription, WordTiming
-from transcriber.turns import SettledTurn, TurnAudio, settle_turn
+from transcriber.turns import SettledTurn, TurnAudio, loops, settle_turn
 from transcriber.windows import FULL_WINDOW_SAMPLES, Scope, WindowOptions, whisper_model_class
 
 __all__ = ["Scope", "SegmentStats", "SpeechModel", "Transcription", "UtteranceAudio", "WordTiming"]
@@ -166,6 +166,8 @@ class SpeechModel:
         self._batched = BatchedInferencePipeline(self._model)
         self.batch_fallbacks = 0
         """Utterances the batched pass could not settle, run again one at a time."""
+        self.window_fallbacks = 0
+        """Finals that looped on a short window, decoded again on Whisper's full one."""
         logger.info(
             "model %s loaded on %s (%s) from %s",
             options.model,
@@ -275,37 +277,15 @@ class SpeechModel:
         options = self.options
         if not self.multilingual:
             language = "en"
-        window = self._partial_window
-        if final:
-            window = self._final_windows[scope]
-        # on a window cut short, words are aligned after decoding (transcriber.alignment)
-        align_after = final and window.trims and len(audio) <= FULL_WINDOW_SAMPLES
-        self._model.window = window
-        self._model.first_encoding = None
-        segments, info = self._model.transcribe(
-            audio,
-            language=language,
-            beam_size=options.beam_size if final else options.partial_beam_size,
-            word_timestamps=final and not align_after,
-            initial_prompt=prompt or None,
-            condition_on_previous_text=False,
-            no_speech_threshold=options.no_speech_threshold,
-            log_prob_threshold=options.log_prob_threshold,
-            compression_ratio_threshold=options.compression_ratio_threshold,
-            vad_filter=False,
-        )
-        decoded = list(segments)
-        if align_after:
-            timings = aligned_words(
-                self._model,
-                decoded,
-                self._model.first_encoding,
-                len(audio) // self._model.feature_extractor.hop_length,
-                info.language,
+        window = self._final_windows[scope] if final else self._partial_window
+        decoded, timings, info = self._decode(audio, language, window, final=final, prompt=prompt)
+        if final and window.trims and loops(" ".join(s.text for s in decoded)):
+            # a short window can loop where Whisper's own does not ("to the end of the end of
+            # the end"): decoded again as Whisper was trained
+            self.window_fallbacks += 1
+            decoded, timings, info = self._decode(
+                audio, language, self._full_window, final=True, prompt=prompt
             )
-        else:
-            timings = [_words_of(s) for s in decoded]
-        self._model.first_encoding = None
         texts: list[str] = []
         words: list[WordTiming] = []
         start = end = 0.0
@@ -338,6 +318,43 @@ class SpeechModel:
             words=tuple(words),
             dropped_segments=dropped,
         )
+
+    def _decode(
+        self,
+        audio: np.ndarray,
+        language: str | None,
+        window: WindowOptions,
+        *,
+        final: bool,
+        prompt: str | None,
+    ) -> tuple[list[Any], list[tuple[WordTiming, ...]], Any]:
+        """faster-whisper's segments, their words, and its info; on a window cut short a
+        final's words are aligned after decoding (:mod:`transcriber.alignment`)."""
+        options = self.options
+        align_after = final and window.trims and len(audio) <= FULL_WINDOW_SAMPLES
+        self._model.window = window
+        self._model.first_encoding = None
+        segments, info = self._model.transcribe(
+            audio,
+            language=language,
+            beam_size=options.beam_size if final else options.partial_beam_size,
+            word_timestamps=final and not align_after,
+            initial_prompt=prompt or None,
+            condition_on_previous_text=False,
+            no_speech_threshold=options.no_speech_threshold,
+            log_prob_threshold=options.log_prob_threshold,
+            compression_ratio_threshold=options.compression_ratio_threshold,
+            vad_filter=False,
+        )
+        decoded = list(segments)
+        if align_after:
+            frames = len(audio) // self._model.feature_extractor.hop_length
+            first = self._model.first_encoding
+            timings = aligned_words(self._model, decoded, first, frames, info.language)
+        else:
+            timings = [_words_of(s) for s in decoded]
+        self._model.first_encoding = None
+        return decoded, timings, info
 
 
 def _words_of(segment: Any) -> tuple[WordTiming, ...]:

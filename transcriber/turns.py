@@ -82,6 +82,22 @@ def repetition_loop(text: str) -> bool:
     return False
 
 
+def repeats_phrase(text: str, *, words: int = 3) -> bool:
+    """A phrase of ``words`` or more words said twice in a row ("of any consequence of any
+    consequence"): rare in speech, common in a decoding that lost its place."""
+    found = words_of(text)
+    for n in range(words, len(found) // 2 + 1):
+        for start in range(0, len(found) - 2 * n + 1):
+            if found[start : start + n] == found[start + n : start + 2 * n]:
+                return True
+    return False
+
+
+def loops(text: str) -> bool:
+    """Whisper's loop, or a phrase repeated: what makes a final be decoded again."""
+    return repetition_loop(text) or repeats_phrase(text)
+
+
 def echoes_prompt(text: str, prompt: str, *, run: int = 5) -> bool:
     """The decoding repeats ``run`` consecutive words of the prompt's end."""
     tail = words_of(prompt)[-24:]

@@ -21,7 +21,9 @@ from transcriber.results import Transcription
 from transcriber.turns import (
     TurnAudio,
     echoes_prompt,
+    loops,
     prompt_from,
+    repeats_phrase,
     repetition_loop,
     settle_turn,
 )
@@ -35,6 +37,16 @@ def test_repetition_loops_are_found_and_plain_speech_is_not() -> None:
     assert repetition_loop("so so so so so")
     assert not repetition_loop("no, no, I said it was fine, it was fine")
     assert not repetition_loop("the cat sat on the mat and the dog sat on the log")
+
+
+def test_a_final_that_loops_or_repeats_a_phrase_is_found() -> None:
+    assert loops("God bless me, I hope I will go on to the end of the end of the end")
+    assert repeats_phrase("the only part of any consequence of any consequence which")
+    assert not repeats_phrase("no, no, I said so")  # two words: speech
+    # speech does it too; what it costs is one more decode on the full window, never text
+    assert repeats_phrase("I said it was fine, it was fine")
+    assert not repeats_phrase("the end of the end")
+    assert not loops("There were three good hotels, several stores, drapers, watchmakers.")
 
 
 def test_echoing_the_prompt_is_found() -> None:
