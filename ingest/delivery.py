@@ -140,7 +140,8 @@ class DeliveryOrder:
             span = range(turn.first_utterance, turn.last_utterance + 1)
             finals = tuple(self._open.pop(i) for i in sorted(self._open) if i in span)
             self.settled_until = max(self.settled_until, turn.last_utterance + 1)
-            if not turn.fallback and turn_lost_words(turn.result.text, [f.text for f in finals]):
+            said = [f.text for f in finals]
+            if not (turn.fallback or turn.withheld) and turn_lost_words(turn.result.text, said):
                 turn = replace(turn, fallback=True)
             if finals or (turn.result.text and not turn.fallback):
                 released.append(ReleasedTurn(turn, finals))

@@ -360,6 +360,9 @@ class TurnTranscript:
     fallback: bool
     endpoint_at: float
     """Wall time the turn's end was decided (its pause reached the turn gap)."""
+    withheld: bool = False
+    """The model withheld what it wrote as speech in a language it does not know: the turn's
+    text stands even where it says less than its finals did."""
 
     def to_json_obj(self) -> dict[str, Any]:
         return {
@@ -371,6 +374,7 @@ class TurnTranscript:
             "last_utterance": self.last_utterance,
             "fallback": self.fallback,
             "endpoint_at": self.endpoint_at,
+            "withheld": self.withheld,
         }
 
     def encode(self) -> bytes:
@@ -385,6 +389,7 @@ class TurnTranscript:
             last_utterance=_get(obj, "last_utterance", int),
             fallback=_get(obj, "fallback", bool),
             endpoint_at=float(_get(obj, "endpoint_at", (int, float))),
+            withheld=_get(obj, "withheld", bool) if "withheld" in obj else False,
         )
 
 

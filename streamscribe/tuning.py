@@ -122,7 +122,8 @@ def _run_file(job: TuneJob) -> FileResult:
         span = range(event.first_utterance, event.last_utterance + 1)
         said = [by_index[i] for i in span if by_index.get(i)]
         text = turn.transcription.text
-        if not turn.usable or turn_lost_words(text, said):
+        withheld = turn.transcription.out_of_language
+        if not turn.usable or (not withheld and turn_lost_words(text, said)):
             text = " ".join(said)
         turns.append(text)
         sizes.append(event.last_utterance - event.first_utterance + 1)

@@ -290,6 +290,7 @@ class SpeechModel:
         words: list[WordTiming] = []
         start = end = 0.0
         dropped = 0
+        foreign = False
         for segment, timing in zip(decoded, timings, strict=True):
             stats = SegmentStats(
                 segment.no_speech_prob, segment.avg_logprob, segment.compression_ratio
@@ -303,6 +304,7 @@ class SpeechModel:
                 and sounds_out_of_language(stats, [w.probability for w in timing])
             ):
                 dropped += 1
+                foreign = True
                 continue
             if not texts:
                 start = timing[0].start if timing else segment.start
@@ -317,6 +319,7 @@ class SpeechModel:
             language_probability=info.language_probability,
             words=tuple(words),
             dropped_segments=dropped,
+            out_of_language=foreign,
         )
 
     def _decode(

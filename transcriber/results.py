@@ -31,6 +31,8 @@ class Transcription:
     language_probability: float
     words: tuple[WordTiming, ...]
     dropped_segments: int
+    out_of_language: bool = False
+    """An English-only model dropped segments as another language it does not know."""
 
     def shifted(self, seconds: float) -> Transcription:
         """The same result with every time moved by ``seconds`` (never below zero)."""

@@ -342,6 +342,7 @@ class TranscriberWorker:
                 job.last_utterance,
                 False,
                 job.endpoint_at,
+                withheld=settled.transcription.out_of_language,
             )
         else:
             self.metrics.errors.labels("turn_fallback").inc()

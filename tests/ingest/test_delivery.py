@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ingest.delivery import DeliveryOrder, ReleasedTurn
 from shared.schema import (
     Commit,
@@ -128,3 +130,13 @@ def test_a_turn_that_lost_many_of_its_finals_words_falls_back_to_them() -> None:
     order.accept(final(1, "mister fish is a squire of dames with many mistresses"))
     [released] = order.accept(turn(0, 0, 1, "this strange change mister fish is a"))
     assert isinstance(released, ReleasedTurn) and released.turn.fallback
+
+
+def test_a_turn_the_model_withheld_as_another_language_stands_empty() -> None:
+    """tiny.en hearing Welsh: the finals show invented English, the turn withholds it."""
+    order = DeliveryOrder()
+    order.accept(final(0, "Beth, you're so with the Vary."))
+    welsh = replace(turn(0, 0, 0, ""), withheld=True)
+    [released] = order.accept(welsh)
+    assert isinstance(released, ReleasedTurn)
+    assert not released.turn.fallback and released.turn.result.text == ""

@@ -140,6 +140,11 @@ def test_turn_messages_round_trip() -> None:
     assert TranscriptionJob.decode(as_fields(job.encode())) == job
     turn = TurnTranscript(RESULT, 2, 1, 3, False, 9.5)
     assert decode_event(turn.encode()) == turn
+    withheld = TurnTranscript(RESULT, 2, 1, 3, False, 9.5, withheld=True)
+    assert decode_event(withheld.encode()) == withheld
+    older = json.loads(turn.encode())  # from a transcriber before the field
+    del older["withheld"]
+    assert decode_event(json.dumps(older).encode()) == turn
     shared = RoomTurn(Participant("s1", "Ana", False), 2, (1, 3), RESULT)
     assert decode_event(shared.encode()) == shared
     finished = SegmentationFinished("s1", 4, 2)
