@@ -279,9 +279,11 @@ class SpeechModel:
             language = "en"
         window = self._final_windows[scope] if final else self._partial_window
         decoded, timings, info = self._decode(audio, language, window, final=final, prompt=prompt)
-        if final and window.trims and loops(" ".join(s.text for s in decoded)):
+        looped = final and scope is Scope.UTTERANCE and loops(" ".join(s.text for s in decoded))
+        if looped and window.trims:
             # a short window can loop where Whisper's own does not ("to the end of the end of
-            # the end"): decoded again as Whisper was trained
+            # the end"): a fast final is decoded again as Whisper was trained (a turn has its
+            # own guards, and its finals to fall back on)
             self.window_fallbacks += 1
             decoded, timings, info = self._decode(
                 audio, language, self._full_window, final=True, prompt=prompt
@@ -319,7 +321,7 @@ class SpeechModel:
             language_probability=info.language_probability,
             words=tuple(words),
             dropped_segments=dropped,
-            out_of_language=foreign,
+            out_of_language=foreign and not texts,
         )
 
     def _decode(

@@ -32,7 +32,7 @@ class Transcription:
     words: tuple[WordTiming, ...]
     dropped_segments: int
     out_of_language: bool = False
-    """An English-only model dropped segments as another language it does not know."""
+    """An English-only model dropped everything it heard as a language it does not know."""
 
     def shifted(self, seconds: float) -> Transcription:
         """The same result with every time moved by ``seconds`` (never below zero)."""
