@@ -116,7 +116,10 @@ def test_a_redis_restart_ends_sessions_clearly_and_new_ones_work(fragile: Runnin
     for run in runs:
         assert run.close_code == 1011, run.close_code
         [error] = run.errors
-        assert error["code"] == "unavailable" and "lost its connection to Redis" in error["message"]
+        # whichever ingest sees first: the connection dropping, or the session's keys gone
+        # when a renewal reaches the empty Redis that replaced it
+        said = ("lost its connection to Redis", "this session's state is gone from Redis")
+        assert error["code"] == "unavailable" and any(s in error["message"] for s in said)
 
     new_redis = wait_until(
         lambda: parts(fragile).get("redis", before["redis"]) != before["redis"], 20, every=0.2
