@@ -55,6 +55,10 @@ class InfraConfig:
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
+_DEFAULTS = InfraConfig(host_name="", domain_name="")
+"""Where the defaults are written once; ``InfraSettings`` takes them from here."""
+
+
 class InfraSettings(BaseSettings):
     """The variables of ``.env`` (see ``.env.example``), by their lower-case names."""
 
@@ -62,20 +66,20 @@ class InfraSettings(BaseSettings):
 
     host_name: str
     domain_name: str
-    model: str = "large-v3"
-    gpu_instance_type: str = "g4dn.xlarge"
-    hosted_zone_id: str = ""
-    redis_node_type: str = "cache.t4g.small"
-    ingest_min: int = 1
-    ingest_max: int = 4
-    segmenter_min: int = 1
-    segmenter_max: int = 4
-    transcriber_min: int = 1
-    transcriber_max: int = 4
-    translator_enabled: bool = False
-    bedrock_model_id: str = "amazon.nova-micro-v1:0"
-    backlog_per_transcriber: float = 2.0
-    sessions_per_segmenter: float = 200.0
+    model: str = _DEFAULTS.model
+    gpu_instance_type: str = _DEFAULTS.gpu_instance_type
+    hosted_zone_id: str = _DEFAULTS.hosted_zone_id
+    redis_node_type: str = _DEFAULTS.redis_node_type
+    ingest_min: int = _DEFAULTS.ingest.minimum
+    ingest_max: int = _DEFAULTS.ingest.maximum
+    segmenter_min: int = _DEFAULTS.segmenter.minimum
+    segmenter_max: int = _DEFAULTS.segmenter.maximum
+    transcriber_min: int = _DEFAULTS.transcriber.minimum
+    transcriber_max: int = _DEFAULTS.transcriber.maximum
+    translator_enabled: bool = _DEFAULTS.translator_enabled
+    bedrock_model_id: str = _DEFAULTS.bedrock_model_id
+    backlog_per_transcriber: float = _DEFAULTS.backlog_per_transcriber
+    sessions_per_segmenter: float = _DEFAULTS.sessions_per_segmenter
 
     @field_validator("host_name", "domain_name")
     @classmethod
