@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from transcriber.results import WordTiming
+from transcriber.results import WordTiming, timed_words
 
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.\u3002,\uff0c!\uff01?\uff1f:\uff1a\u201d)]}\u3001"
@@ -55,11 +55,6 @@ def aligned_words(
         last_speech_timestamp=0.0,
     )
     return [
-        tuple(
-            WordTiming(
-                str(w["word"]).strip(), float(w["start"]), float(w["end"]), float(w["probability"])
-            )
-            for w in subsegment["words"]
-        )
-        for subsegment in group
+        timed_words((w["word"], w["start"], w["end"], w["probability"]) for w in sub["words"])
+        for sub in group
     ]

@@ -18,7 +18,7 @@ from transcriber import logger
 from transcriber.alignment import aligned_words
 from transcriber.batching import SegmentOutcome, pack_utterances
 from transcriber.options import ModelOptions
-from transcriber.results import SegmentStats, Transcription, WordTiming
+from transcriber.results import SegmentStats, Transcription, WordTiming, timed_words
 from transcriber.turns import SettledTurn, TurnAudio, loops, settle_turn
 from transcriber.windows import FULL_WINDOW_SAMPLES, Scope, WindowOptions, whisper_model_class
 
@@ -363,10 +363,7 @@ class SpeechModel:
 
 
 def _words_of(segment: Any) -> tuple[WordTiming, ...]:
-    return tuple(
-        WordTiming(str(w.word).strip(), float(w.start), float(w.end), float(w.probability))
-        for w in segment.words or ()
-    )
+    return timed_words((w.word, w.start, w.end, w.probability) for w in segment.words or ())
 
 
 def _segment_outcome(segment: Any) -> SegmentOutcome:

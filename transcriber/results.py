@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -11,6 +13,19 @@ class WordTiming:
     start: float
     end: float
     probability: float
+
+
+def timed_words(found: Iterable[tuple[Any, Any, Any, Any]]) -> tuple[WordTiming, ...]:
+    """faster-whisper's words (word, start, end, probability), stripped, none left blank: its
+    alignment can end on an empty word (seen after a temperature fallback on Welsh through
+    tiny.en: "Passat" then "" at 0.97), which would lift the language guard's mean word
+    probability over its threshold and reach clients as a word with no text."""
+    words = []
+    for word, start, end, probability in found:
+        text = str(word).strip()
+        if text:
+            words.append(WordTiming(text, float(start), float(end), float(probability)))
+    return tuple(words)
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,7 +119,7 @@ def stops_short(result: Transcription, duration_s: float) -> bool:
 def suspicious(result: Transcription, prompt: str, duration_s: float) -> bool:
     return (
         result.dropped_segments > 0
-        or repetition_loop(result.text)
+        or loops(result.text)
         or stops_short(result, duration_s)
         or (bool(prompt) and echoes_prompt(result.text, prompt))
     )

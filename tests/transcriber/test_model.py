@@ -21,6 +21,8 @@ from transcriber.model import (
     needs_fallback,
     resolve_model,
 )
+from transcriber.results import WordTiming, timed_words
+from transcriber.windows import Scope
 
 DATA = Path(__file__).parents[1] / "data"
 OPTIONS = model_options(Settings())
@@ -145,3 +147,17 @@ def test_a_final_on_a_short_window_has_its_words_aligned_after_decoding() -> Non
     assert short.words[-1].end <= seconds + 0.1
     assert (short.start, short.end) == (short.words[0].start, short.words[-1].end)
     assert short_model._model.first_encoding is None  # no encoder output kept between calls
+
+
+def test_blank_words_are_never_handed_on() -> None:
+    found = [(" Passat", 1.2, 1.8, 0.23), ("", 2.18, 2.18, 0.97), (" ", 2.2, 2.2, 0.9)]
+    assert timed_words(found) == (WordTiming("Passat", 1.2, 1.8, 0.23),)
+
+
+def test_welsh_through_the_english_model_has_no_blank_word(model: SpeechModel) -> None:
+    pcm = read_audio(DATA / "cy-macsen-001-beth-ydyr-newyddion.wav").pcm
+    audio = np.concatenate([np.zeros(3200), np.frombuffer(pcm, "<i2") / 32768]).astype(np.float32)
+    for scope in (Scope.UTTERANCE, Scope.TURN):
+        result = model.transcribe_array(audio, "en", final=True, language_guard=False, scope=scope)
+        assert result.words, scope
+        assert all(w.word and w.word == w.word.strip() for w in result.words), result.words

@@ -108,6 +108,16 @@ def test_a_turn_that_still_loops_is_unusable_and_never_a_prompt() -> None:
     assert not settled.usable and not settled.clean
 
 
+def test_a_turn_that_repeats_a_phrase_is_decoded_again_without_its_prompt() -> None:
+    repeated = "to my third jock, to my third jock."
+    decoder = ScriptedDecoder(repeated, "and then he left")
+    settled = settle_turn(decoder, AUDIO)
+    assert decoder.prompts == [AUDIO.prompt, ""]
+    assert settled.transcription.text == "and then he left" and settled.clean
+    again = settle_turn(ScriptedDecoder(repeated, repeated), AUDIO)
+    assert again.usable and not again.clean  # said twice, never the next turn's prompt
+
+
 def test_text_the_guards_flagged_is_never_a_prompt() -> None:
     settled = settle_turn(ScriptedDecoder("words", "words", dropped=1), AUDIO)
     assert settled.usable and not settled.clean
