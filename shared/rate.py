@@ -26,6 +26,14 @@ class TokenBucket:
         self._tokens -= amount
         return True
 
+    def seconds_until(self, amount: float, *, now: float) -> float:
+        """How long until ``amount`` is there (0: now; infinite at a zero rate)."""
+        self._refill(now)
+        short = amount - self._tokens
+        if short <= 0:
+            return 0.0
+        return short / self.rate if self.rate else float("inf")
+
     def spend(self, amount: float, *, now: float) -> bool:
         """Takes ``amount`` even into debt (a frame already received counts whole); false once
         the bucket is in debt."""

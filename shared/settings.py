@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     turn_window_floor_s: float = Field(default=10.0, ge=1.0, le=30.0)
     encoder_window_margin_s: float = Field(default=1.0, ge=0.0, le=30.0)
     partial_jobs_max: int = Field(default=1000, ge=10)
+    partial_model_share: float = Field(default=0.25, gt=0.0, le=1.0)
+    """Most of each transcriber's model time that partials may take (the rest is kept for
+    finals and turns under load)."""
     batch_size: int = Field(default=0, ge=0, le=64)
     """Most utterances per model call; 0 picks by device (8 on CUDA, 1 on CPU, as measured)."""
     reclaim_after_s: float = Field(default=10.0, ge=6.0, le=3600.0)

@@ -15,14 +15,17 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from shared import keys
+from shared.observability import live_parts
 from shared.redis_client import queue_stats
 from streamscribe.bench import cpu_seconds, server_processes
 from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
@@ -59,6 +62,9 @@ class LevelResult:
     gpu_util_percent: float | None
     sustained: bool
     why_not: str = ""
+    model_cores_by_kind: dict[str, float] = field(default_factory=dict)
+    """Model seconds per second of the level, by job kind, over every transcriber: where the
+    CPU (or GPU) goes."""
 
 
 @dataclass
@@ -129,6 +135,7 @@ async def _run_level(
             )
             index += streams
 
+    model_before = await asyncio.to_thread(model_seconds_by_kind, redis_url)
     watch = _QueueWatch(redis_url)
     gpu: list[float] = []
     watchers = [asyncio.create_task(watch.run()), asyncio.create_task(_gpu_watch(gpu))]
@@ -138,6 +145,11 @@ async def _run_level(
     cpu = (cpu_seconds(processes) - cpu_before) / elapsed
     for task in watchers:
         task.cancel()
+    model_after = await asyncio.to_thread(model_seconds_by_kind, redis_url)
+    model_cores = {
+        kind: round((seconds - model_before.get(kind, 0.0)) / elapsed, 3)
+        for kind, seconds in sorted(model_after.items())
+    }
     latencies = [
         float(f.message["server_timing"]["endpoint_to_send_s"])
         for run in runs
@@ -167,7 +179,29 @@ async def _run_level(
         gpu_util_percent=round(sum(gpu) / len(gpu), 1) if gpu else None,
         sustained=not why,
         why_not="; ".join(why),
+        model_cores_by_kind=model_cores,
     )
+
+
+def model_seconds_by_kind(redis_url: str) -> dict[str, float]:
+    """Every live transcriber's ``streamscribe_model_seconds_total``, summed by job kind."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        parts = live_parts(client)
+    finally:
+        client.close()
+    totals: dict[str, float] = {}
+    for part in parts:
+        if part.kind != "transcriber":
+            continue
+        with urllib.request.urlopen(part.metrics_url, timeout=5) as reply:
+            page = reply.read().decode()
+        for family in text_string_to_metric_families(page):
+            for sample in family.samples:
+                if sample.name == "streamscribe_model_seconds_total":
+                    kind = sample.labels["kind"]
+                    totals[kind] = totals.get(kind, 0.0) + sample.value
+    return totals
 
 
 def _r(value: float | None) -> float | None:

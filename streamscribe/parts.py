@@ -141,7 +141,7 @@ def run_transcriber(settings: Settings) -> int:
     from transcriber.metrics import JobQueueCollector, TranscriberMetrics, backlog_metrics
     from transcriber.model import SpeechModel
     from transcriber.recovery import RecoveryOptions
-    from transcriber.worker import BatchOptions, TranscriberWorker
+    from transcriber.worker import BatchOptions, PartialOptions, TranscriberWorker
 
     client = connect(require_redis_url(settings))
     registry = CollectorRegistry()
@@ -155,6 +155,7 @@ def run_transcriber(settings: Settings) -> int:
         batch=BatchOptions(size, settings.batch_wait_ms),
         metrics=metrics,
         recovery=RecoveryOptions(settings.reclaim_after_s, settings.job_max_attempts),
+        partials=PartialOptions(share=settings.partial_model_share),
     )
     _stop_on_signals(worker)
     with _Operations(

@@ -39,7 +39,10 @@ class TranscriberMetrics(CommonMetrics):
             registry=registry,
         )
         self.model_seconds = Counter(
-            "streamscribe_model_seconds", "Seconds spent in the model", registry=registry
+            "streamscribe_model_seconds",
+            "Seconds spent in the model, by job kind (a batch's time shared among its jobs)",
+            ["kind"],
+            registry=registry,
         )
         self.audio_seconds = Counter(
             "streamscribe_transcribed_audio_seconds",

@@ -92,7 +92,13 @@ def test_every_part_is_alive_ready_and_measured(pipeline: RunningPipeline) -> No
     assert segmenter["streamscribe_utterances_total{}"] >= len(run.finals)
     transcribers = by_kind["transcriber"]
     assert sum(t["streamscribe_batch_size_count{}"] for t in transcribers) >= len(run.finals)
-    assert sum(t["streamscribe_model_seconds_total{}"] for t in transcribers) > 0
+    model_seconds = [
+        seconds
+        for t in transcribers
+        for name, seconds in t.items()
+        if name.startswith("streamscribe_model_seconds_total{kind=")
+    ]
+    assert sum(model_seconds) > 0
     assert all("streamscribe_utterance_backlog{}" in t for t in transcribers)
     assert all(t["streamscribe_jobs_waiting{queue=final}"] >= 0 for t in transcribers)
 

@@ -34,3 +34,13 @@ def test_a_clock_going_back_adds_nothing() -> None:
 def test_negative_rates_are_refused() -> None:
     with pytest.raises(ValueError, match="negative"):
         TokenBucket(-1.0, 1.0, now=0.0)
+
+
+def test_seconds_until_says_when_a_debt_is_paid_back() -> None:
+    bucket = TokenBucket(0.25, 0.5, now=0.0)
+    assert bucket.seconds_until(0.0, now=0.0) == 0.0
+    bucket.spend(1.0, now=0.0)  # 0.5 in debt
+    assert bucket.seconds_until(0.0, now=0.0) == 2.0
+    assert bucket.seconds_until(0.0, now=1.0) == 1.0
+    assert bucket.seconds_until(0.0, now=2.0) == 0.0
+    assert TokenBucket(0.0, 1.0, now=0.0).seconds_until(2.0, now=5.0) == float("inf")

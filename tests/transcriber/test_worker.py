@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -21,8 +22,10 @@ from shared.schema import (
 from streamscribe.metrics import normalize
 from tests.transcriber.jobs import job
 from transcriber.metrics import backlog_metrics
-from transcriber.model import SpeechModel
-from transcriber.worker import BatchOptions, TranscriberWorker
+from transcriber.model import SpeechModel, UtteranceAudio
+from transcriber.results import Transcription
+from transcriber.turns import SettledTurn, TurnAudio
+from transcriber.worker import BatchOptions, PartialOptions, TranscriberWorker
 
 
 def drain(
@@ -109,6 +112,72 @@ def test_jobs_of_many_sessions_run_as_one_batch_finals_first(
     assert sizes["streamscribe_batch_size_count"] == 2  # one batch of finals, one of partials
     assert sizes["streamscribe_batch_size_sum"] == 5
     assert redis_client.xlen(keys.FINAL_JOBS_STREAM) == 0
+
+
+class SlowModel:
+    """Takes ``seconds`` of its clock per decode: what the partials' share is measured in."""
+
+    def __init__(self, seconds: float) -> None:
+        self.now = 0.0
+        self.seconds = seconds
+
+    def clock(self) -> float:
+        return self.now
+
+    def transcribe_batch(
+        self, utterances: Sequence[UtteranceAudio], *, final: bool
+    ) -> list[Transcription]:
+        self.now += self.seconds
+        return [Transcription("words", 0.0, 1.0, "en", 1.0, (), 0) for _ in utterances]
+
+    def settle_turn(self, turn: TurnAudio) -> SettledTurn:
+        raise AssertionError("no turn here")
+
+
+def test_partials_past_their_share_of_model_time_wait_and_finals_do_not(
+    redis_client: redis.Redis,
+) -> None:
+    model = SlowModel(seconds=1.0)
+    worker = TranscriberWorker(
+        redis_client,
+        model,
+        consumer="t1",
+        block_ms=100,
+        partials=PartialOptions(share=0.25, burst_s=0.5),
+        clock=model.clock,
+    )
+    worker.prepare()
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(keys.session_channel("s1"))
+    pubsub.get_message(timeout=1)
+    state = keys.session_state("s1")
+    redis_client.hset(state, mapping={"u": 0, "pseq": 1})
+    redis_client.xadd(keys.PARTIAL_JOBS_STREAM, job(JobKind.PARTIAL, seq=1).encode())  # type: ignore[arg-type]
+    worker.step()  # 1 s of model time against a 0.5 s burst: 0.5 s in debt
+    redis_client.hset(state, "pseq", 2)
+    redis_client.xadd(keys.PARTIAL_JOBS_STREAM, job(JobKind.PARTIAL, seq=2).encode())  # type: ignore[arg-type]
+    final = replace(job(JobKind.FINAL), utterance_index=1)
+    redis_client.xadd(keys.FINAL_JOBS_STREAM, final.encode())  # type: ignore[arg-type]
+    worker.step()
+    assert redis_client.xlen(keys.PARTIAL_JOBS_STREAM) == 1  # left waiting, not dropped
+    worker.step()  # still in debt: nothing to do, and the wait ends within block_ms
+    assert redis_client.xlen(keys.PARTIAL_JOBS_STREAM) == 1
+    model.now += 2.0  # 0.5 s of debt paid back at 0.25 s per second
+    worker.step()
+    events = []
+    while (message := pubsub.get_message(timeout=0.5)) is not None:
+        if message["type"] == "message":
+            events.append(decode_event(message["data"]))
+    pubsub.close()
+    kinds = [(type(e).__name__, e.result.partial_seq) for e in events]  # type: ignore[union-attr]
+    assert kinds == [("PartialTranscript", 1), ("FinalTranscript", 0), ("PartialTranscript", 2)]
+    assert redis_client.xlen(keys.PARTIAL_JOBS_STREAM) == 0
+
+
+def test_partial_options_are_checked() -> None:
+    for share, burst in ((0.0, 1.0), (1.5, 1.0), (0.5, 0.0)):
+        with pytest.raises(ValueError, match="share"):
+            PartialOptions(share=share, burst_s=burst)
 
 
 def test_batch_options_are_checked() -> None:
