@@ -27,11 +27,11 @@ from streamscribe.launcher import LaunchOptions, LocalPipeline
 from streamscribe.metrics import (
     ManifestEntry,
     corpus_wer,
+    cuts_repeating,
     group_of,
     load_manifest,
     normalize,
     percentile,
-    repeats_across_cuts,
 )
 from streamscribe.options import model_options
 from streamscribe.redis_server import free_port
@@ -172,14 +172,20 @@ def _groups(
     return out
 
 
-def _cut_repeats(results: list[StreamResult]) -> dict[str, int]:
-    """Words said once (by the reference) that come twice across a cut."""
-    finals = turns = 0
+def _cut_repeats(results: list[StreamResult]) -> dict[str, Any]:
+    """Words said once (by the reference) that come twice across a cut, and where."""
+    found: dict[str, list[str]] = {"fast_finals": [], "turns": []}
     for r in results:
         reference = normalize(r.entry.text)
-        finals += repeats_across_cuts([str(f.message["text"]) for f in r.run.finals], reference)
-        turns += repeats_across_cuts([str(t.message["text"]) for t in r.run.turns], reference)
-    return {"fast_finals": finals, "turns": turns}
+        pieces = {"fast_finals": r.run.finals, "turns": r.run.turns}
+        for kind, messages in pieces.items():
+            texts = [str(m.message["text"]) for m in messages]
+            found[kind] += [f"{r.entry.id}: {cut}" for cut in cuts_repeating(texts, reference)]
+    return {
+        "fast_finals": len(found["fast_finals"]),
+        "turns": len(found["turns"]),
+        "where": found,
+    }
 
 
 def _summarize(

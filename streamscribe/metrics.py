@@ -85,14 +85,20 @@ def group_of(entry_id: str) -> str:
     return names.get(head, "single")
 
 
-def repeats_across_cuts(pieces: Sequence[str], reference: str) -> int:
-    """How often a piece ends with the word the next one starts with, where the normalized
-    ``reference`` never says that word twice in a row."""
+def cuts_repeating(pieces: Sequence[str], reference: str) -> list[str]:
+    """Each cut where a piece ends with the word the next one starts with, and the normalized
+    ``reference`` never says that word twice in a row: "... end | end ..." (the last three
+    words before the cut and the first three after)."""
     words = [normalize(p).split() for p in pieces]
     words = [w for w in words if w]
     said_twice = {a for a, b in itertools.pairwise(reference.split()) if a == b}
-    return sum(
-        1
+    return [
+        f"{' '.join(before[-3:])} | {' '.join(after[:3])}"
         for before, after in itertools.pairwise(words)
         if before[-1] == after[0] and before[-1] not in said_twice
-    )
+    ]
+
+
+def repeats_across_cuts(pieces: Sequence[str], reference: str) -> int:
+    """How many cuts repeat a word (:func:`cuts_repeating`)."""
+    return len(cuts_repeating(pieces, reference))
