@@ -4,7 +4,9 @@ order after the finals it settles, partials never stale."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+
+import msgspec
 
 from shared.schema import (
     FinalTranscript,
@@ -142,7 +144,7 @@ class DeliveryOrder:
             self.settled_until = max(self.settled_until, turn.last_utterance + 1)
             said = [f.text for f in finals]
             if not (turn.fallback or turn.withheld) and turn_lost_words(turn.result.text, said):
-                turn = replace(turn, fallback=True)
+                turn = msgspec.structs.replace(turn, fallback=True)
             if finals or (turn.result.text and not turn.fallback):
                 released.append(ReleasedTurn(turn, finals))
         return released

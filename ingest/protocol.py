@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import unicodedata
@@ -10,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+import msgspec
 
 from ingest.delivery import ReleasedTurn
 from shared.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Encoding
@@ -262,7 +263,7 @@ def settled_result(released: ReleasedTurn) -> TranscriptResult:
     if not turn.fallback:
         return turn.result
     finals = released.finals
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         turn.result,
         text=" ".join(f.text for f in finals),
         start=finals[0].start if finals else turn.result.start,

@@ -108,8 +108,8 @@ _SPECULATION_DONE = (
     + """
 local commit = redis.call('GET', KEYS[2])
 if commit then
-  local revision = string.match(commit, '"revision":(%d+)')
-  if revision == ARGV[1] then
+  -- the commit is a Commit's JSON (shared.schema): its revision read as JSON, not by pattern
+  if cjson.decode(commit).revision == tonumber(ARGV[1]) then
     log_and_publish(ARGV[3] .. commit .. ARGV[4] .. ARGV[2] .. '}', KEYS[1], KEYS[4], KEYS[5])
     redis.call('PEXPIRE', KEYS[2], session_ttl(KEYS[1]))
     return 1

@@ -11,11 +11,15 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any, Self
+from typing import Any, Literal, Self, TypeVar
+
+import msgspec
 
 from shared.errors import SchemaError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
+
+_T = TypeVar("_T")
 
 Fields = Mapping[bytes, bytes]
 
@@ -55,6 +59,10 @@ def _get(meta: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> A
     if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
         raise SchemaError(f"field {name!r} has type {type(value).__name__}")
     return value
+
+
+def _dumps(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _entry(kind: str, meta: Mapping[str, Any], pcm: bytes | None = None) -> dict[str, bytes]:
@@ -232,18 +240,20 @@ class TranscriptionJob:
 
 
 # --- pub/sub events: workers -> the ingest node holding the session -----------------------
+#
+# msgspec Structs: frozen, typed, tagged by ``kind`` and versioned by ``v``; one decoder for
+# the whole channel (:func:`decode_event`). Nested records (words, results, commits,
+# participants) are untagged Structs inside them.
 
 
-@dataclass(frozen=True, slots=True)
-class Word:
+class Word(msgspec.Struct, frozen=True):
     word: str
     start: float
     end: float
     probability: float
 
 
-@dataclass(frozen=True, slots=True)
-class TranscriptResult:
+class TranscriptResult(msgspec.Struct, frozen=True):
     """What a transcriber made of one job. Times are seconds of the session's audio."""
 
     session_id: str
@@ -258,40 +268,13 @@ class TranscriptResult:
     model_started_at: float = 0.0
     model_done_at: float = 0.0
 
-    def to_json_obj(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json_obj(cls, obj: Mapping[str, Any]) -> Self:
-        words_raw = _get(obj, "words", list)
-        try:
-            words = tuple(
-                Word(str(w["word"]), float(w["start"]), float(w["end"]), float(w["probability"]))
-                for w in words_raw
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SchemaError(f"bad words: {exc}") from exc
-        return cls(
-            session_id=_get(obj, "session_id", str),
-            utterance_index=_get(obj, "utterance_index", int),
-            partial_seq=_get(obj, "partial_seq", int),
-            text=_get(obj, "text", str),
-            start=float(_get(obj, "start", (int, float))),
-            end=float(_get(obj, "end", (int, float))),
-            language=_get(obj, "language", str),
-            language_probability=float(_get(obj, "language_probability", (int, float))),
-            words=words,
-            model_started_at=float(_get(obj, "model_started_at", (int, float))),
-            model_done_at=float(_get(obj, "model_done_at", (int, float))),
-        )
-
     def encode(self) -> bytes:
-        return _dumps(self.to_json_obj())
+        return _ENCODER.encode(self)
 
 
-@dataclass(frozen=True, slots=True)
-class Commit:
-    """The segmenter's decision that an utterance has ended."""
+class Commit(msgspec.Struct, frozen=True):
+    """The segmenter's decision that an utterance has ended. Redis scripts read its
+    ``revision`` with ``cjson`` (:mod:`shared.redis_client`)."""
 
     utterance_index: int
     revision: int
@@ -299,28 +282,27 @@ class Commit:
     committed_at: float
 
     def encode(self) -> bytes:
-        return _dumps(asdict(self))
+        return _ENCODER.encode(self)
 
     @classmethod
-    def from_json_obj(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(
-            utterance_index=_get(obj, "utterance_index", int),
-            revision=_get(obj, "revision", int),
-            endpoint_at=float(_get(obj, "endpoint_at", (int, float))),
-            committed_at=float(_get(obj, "committed_at", (int, float))),
-        )
+    def decode(cls, data: bytes) -> Commit:
+        return _decode_with(_COMMIT_DECODER, data, "commit")
 
 
-@dataclass(frozen=True, slots=True)
-class PartialTranscript:
-    result: TranscriptResult
+class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """Every event of the channel: ``v`` is the schema version, ``kind`` its tag."""
+
+    v: Literal[1] = SCHEMA_VERSION
 
     def encode(self) -> bytes:
-        return _dumps({"v": SCHEMA_VERSION, "kind": "partial", "result": self.result.to_json_obj()})
+        return _ENCODER.encode(self)
 
 
-@dataclass(frozen=True, slots=True)
-class FinalTranscript:
+class PartialTranscript(_Event, frozen=True, tag="partial"):
+    result: TranscriptResult
+
+
+class FinalTranscript(_Event, frozen=True, tag="final"):
     """Published exactly once per committed utterance (text may be empty: nothing was said)."""
 
     result: TranscriptResult
@@ -346,8 +328,7 @@ def final_envelope(commit_json: bytes, result_json: bytes) -> bytes:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class TurnTranscript:
+class TurnTranscript(_Event, frozen=True, tag="turn"):
     """The settled text of turn ``turn_index``: utterances ``first_utterance`` to
     ``last_utterance`` decoded as a whole. Published once per turn (at least once: a
     reclaimed job may publish again; the edge keeps the first). ``fallback``: no settled
@@ -364,37 +345,8 @@ class TurnTranscript:
     """The model withheld what it wrote as speech in a language it does not know: the turn's
     text stands even where it says less than its finals did."""
 
-    def to_json_obj(self) -> dict[str, Any]:
-        return {
-            "v": SCHEMA_VERSION,
-            "kind": "turn",
-            "result": self.result.to_json_obj(),
-            "turn_index": self.turn_index,
-            "first_utterance": self.first_utterance,
-            "last_utterance": self.last_utterance,
-            "fallback": self.fallback,
-            "endpoint_at": self.endpoint_at,
-            "withheld": self.withheld,
-        }
 
-    def encode(self) -> bytes:
-        return _dumps(self.to_json_obj())
-
-    @classmethod
-    def from_json_obj(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(
-            result=TranscriptResult.from_json_obj(_get(obj, "result", dict)),
-            turn_index=_get(obj, "turn_index", int),
-            first_utterance=_get(obj, "first_utterance", int),
-            last_utterance=_get(obj, "last_utterance", int),
-            fallback=_get(obj, "fallback", bool),
-            endpoint_at=float(_get(obj, "endpoint_at", (int, float))),
-            withheld=_get(obj, "withheld", bool) if "withheld" in obj else False,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentationFinished:
+class SegmentationFinished(_Event, frozen=True, tag="segmentation.finished"):
     """The segmenter has flushed a closed stream; ``utterances`` finals and ``turns`` turns
     were committed (``turns`` -1: a segmenter without turns)."""
 
@@ -402,20 +354,13 @@ class SegmentationFinished:
     utterances: int
     turns: int = -1
 
-    def encode(self) -> bytes:
-        return _dumps({"v": SCHEMA_VERSION, "kind": "segmentation.finished", **asdict(self)})
 
-
-@dataclass(frozen=True, slots=True)
-class UtteranceFailed:
+class UtteranceFailed(_Event, frozen=True, tag="utterance.failed"):
     """A final could not be produced; the client gets an error instead of waiting forever."""
 
     session_id: str
     utterance_index: int
     message: str
-
-    def encode(self) -> bytes:
-        return _dumps({"v": SCHEMA_VERSION, "kind": "utterance.failed", **asdict(self)})
 
 
 SessionEvent = (
@@ -426,71 +371,38 @@ SessionEvent = (
 # --- room events: an ingest connection -> every participant's connection -----------------
 
 
-@dataclass(frozen=True, slots=True)
-class Participant:
+class Participant(msgspec.Struct, frozen=True):
     session_id: str
     name: str
     listener: bool
     """Joined without a microphone."""
 
     def encode(self) -> bytes:
-        return _dumps(asdict(self))
+        return _ENCODER.encode(self)
 
     @classmethod
-    def from_json_obj(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(
-            session_id=_get(obj, "session_id", str),
-            name=_get(obj, "name", str),
-            listener=_get(obj, "listener", bool),
-        )
-
-    @classmethod
-    def decode(cls, data: bytes) -> Self:
-        return cls.from_json_obj(json_object(data, "participant"))
+    def decode(cls, data: bytes) -> Participant:
+        return _decode_with(_PARTICIPANT_DECODER, data, "participant")
 
 
-@dataclass(frozen=True, slots=True)
-class RoomTranscript:
+class RoomTranscript(_Event, frozen=True, tag="room.transcript"):
     """A participant's transcript, already ordered and deduplicated by its own connection."""
 
     speaker: Participant
     is_final: bool
     result: TranscriptResult
 
-    def encode(self) -> bytes:
-        return _dumps(
-            {
-                "v": SCHEMA_VERSION,
-                "kind": "room.transcript",
-                "speaker": asdict(self.speaker),
-                "is_final": self.is_final,
-                "result": self.result.to_json_obj(),
-            }
-        )
 
-
-@dataclass(frozen=True, slots=True)
-class RoomPresence:
+class RoomPresence(_Event, frozen=True, tag="room.presence"):
     joined: bool
     """True: joined; False: left."""
     participant: Participant
-
-    def encode(self) -> bytes:
-        return _dumps(
-            {
-                "v": SCHEMA_VERSION,
-                "kind": "room.presence",
-                "joined": self.joined,
-                "participant": asdict(self.participant),
-            }
-        )
 
 
 # --- translations: ingest -> rq queue -> translator -> session and room channels ----------
 
 
-@dataclass(frozen=True, slots=True)
-class TranslationJob:
+class TranslationJob(msgspec.Struct, frozen=True):
     """The argument of one rq translation job (a JSON string, so rq never pickles our types)."""
 
     session_id: str
@@ -503,33 +415,17 @@ class TranslationJob:
     enqueued_at: float
     turn_index: int = -1
     """The turn translated (``utterance_index``: its last utterance); -1: one final."""
+    v: Literal[1] = SCHEMA_VERSION
 
     def encode(self) -> str:
-        return _dumps({"v": SCHEMA_VERSION, **asdict(self)}).decode()
+        return _ENCODER.encode(self).decode()
 
     @classmethod
-    def decode(cls, data: str) -> Self:
-        obj = json_object(data, "translation job")
-        if obj.get("v") != SCHEMA_VERSION:
-            raise SchemaError("not a version 1 translation job")
-        room = obj.get("room")
-        if room is not None and not isinstance(room, str):
-            raise SchemaError("field 'room' has wrong type")
-        return cls(
-            session_id=_get(obj, "session_id", str),
-            room=room,
-            speaker=_get(obj, "speaker", str),
-            utterance_index=_get(obj, "utterance_index", int),
-            text=_get(obj, "text", str),
-            source_language=_get(obj, "source_language", str),
-            target_language=_get(obj, "target_language", str),
-            enqueued_at=float(_get(obj, "enqueued_at", (int, float))),
-            turn_index=_get({"turn_index": -1, **obj}, "turn_index", int),
-        )
+    def decode(cls, data: str) -> TranslationJob:
+        return _decode_with(_TRANSLATION_JOB_DECODER, data, "translation job")
 
 
-@dataclass(frozen=True, slots=True)
-class TranslationDone:
+class TranslationDone(_Event, frozen=True, tag="translation"):
     """A translation, or why there is none (``error_code`` set, ``text`` empty)."""
 
     session_id: str
@@ -543,27 +439,8 @@ class TranslationDone:
     latency_s: float = 0.0
     turn_index: int = -1
 
-    def encode(self) -> bytes:
-        return _dumps({"v": SCHEMA_VERSION, "kind": "translation", **asdict(self)})
 
-    @classmethod
-    def from_json_obj(cls, obj: Mapping[str, Any]) -> Self:
-        return cls(
-            session_id=_get(obj, "session_id", str),
-            speaker=_get(obj, "speaker", str),
-            utterance_index=_get(obj, "utterance_index", int),
-            source_language=_get(obj, "source_language", str),
-            target_language=_get(obj, "target_language", str),
-            text=_get(obj, "text", str),
-            error_code=_get(obj, "error_code", str),
-            error_message=_get(obj, "error_message", str),
-            latency_s=float(_get(obj, "latency_s", (int, float))),
-            turn_index=_get({"turn_index": -1, **obj}, "turn_index", int),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class RoomTurn:
+class RoomTurn(_Event, frozen=True, tag="room.turn"):
     """A participant's turn as its own connection delivered it: ``utterance_indexes`` are
     the speaker's finals (already shared) that it settles."""
 
@@ -572,77 +449,28 @@ class RoomTurn:
     utterance_indexes: tuple[int, ...]
     result: TranscriptResult
 
-    def encode(self) -> bytes:
-        return _dumps(
-            {
-                "v": SCHEMA_VERSION,
-                "kind": "room.turn",
-                "speaker": asdict(self.speaker),
-                "turn_index": self.turn_index,
-                "utterance_indexes": list(self.utterance_indexes),
-                "result": self.result.to_json_obj(),
-            }
-        )
-
 
 RoomEvent = RoomTranscript | RoomPresence | RoomTurn
 PipelineEvent = SessionEvent | RoomEvent | TranslationDone
 
+_ENCODER = msgspec.json.Encoder()
+_EVENT_DECODER = msgspec.json.Decoder(PipelineEvent)
+_COMMIT_DECODER = msgspec.json.Decoder(Commit)
+_PARTICIPANT_DECODER = msgspec.json.Decoder(Participant)
+_TRANSLATION_JOB_DECODER = msgspec.json.Decoder(TranslationJob)
 
-def _dumps(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+def _decode_with(decoder: msgspec.json.Decoder[_T], data: bytes | str, what: str) -> _T:
+    try:
+        return decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise SchemaError(f"bad {what}: {exc}") from exc
 
 
 def decode_event(data: bytes) -> PipelineEvent:
-    obj = json_object(data, "event")
-    if obj.get("v") != SCHEMA_VERSION:
-        raise SchemaError(f"unsupported schema version {obj.get('v')!r}")
-    kind = obj.get("kind")
-    if kind == "partial":
-        return PartialTranscript(TranscriptResult.from_json_obj(_get(obj, "result", dict)))
-    if kind == "final":
-        return FinalTranscript(
-            result=TranscriptResult.from_json_obj(_get(obj, "result", dict)),
-            commit=Commit.from_json_obj(_get(obj, "commit", dict)),
-        )
-    if kind == "segmentation.finished":
-        return SegmentationFinished(
-            session_id=_get(obj, "session_id", str),
-            utterances=_get(obj, "utterances", int),
-            turns=_get({"turns": -1, **obj}, "turns", int),
-        )
-    if kind == "turn":
-        return TurnTranscript.from_json_obj(obj)
-    if kind == "room.turn":
-        indexes = _get(obj, "utterance_indexes", list)
-        if not all(isinstance(i, int) and not isinstance(i, bool) for i in indexes):
-            raise SchemaError("field 'utterance_indexes' must hold integers")
-        return RoomTurn(
-            speaker=Participant.from_json_obj(_get(obj, "speaker", dict)),
-            turn_index=_get(obj, "turn_index", int),
-            utterance_indexes=tuple(indexes),
-            result=TranscriptResult.from_json_obj(_get(obj, "result", dict)),
-        )
-    if kind == "utterance.failed":
-        return UtteranceFailed(
-            session_id=_get(obj, "session_id", str),
-            utterance_index=_get(obj, "utterance_index", int),
-            message=_get(obj, "message", str),
-        )
-    if kind == "room.transcript":
-        return RoomTranscript(
-            speaker=Participant.from_json_obj(_get(obj, "speaker", dict)),
-            is_final=_get(obj, "is_final", bool),
-            result=TranscriptResult.from_json_obj(_get(obj, "result", dict)),
-        )
-    if kind == "translation":
-        return TranslationDone.from_json_obj(obj)
-    if kind == "room.presence":
-        return RoomPresence(
-            joined=_get(obj, "joined", bool),
-            participant=Participant.from_json_obj(_get(obj, "participant", dict)),
-        )
-    raise SchemaError(f"unknown event kind {kind!r}")
+    """Any event of a session or room channel; a :class:`SchemaError` for anything else
+    (not JSON, another version, an unknown kind, a field missing or of the wrong type)."""
+    return _decode_with(_EVENT_DECODER, data, "event")
 
 
 # --- operations: every part -> Redis, read by ``streamscribe status`` ----------------------

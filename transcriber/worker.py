@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+import msgspec
 import redis
 from prometheus_client import CollectorRegistry
 
@@ -33,7 +34,6 @@ from shared.schema import (
     TranscriptResult,
     TurnTranscript,
     Word,
-    json_object,
 )
 from transcriber import logger
 from transcriber.metrics import TranscriberMetrics
@@ -318,7 +318,7 @@ class TranscriberWorker:
             return _int(utterance) == job.utterance_index and _int(seq) == job.partial_seq
         commit, (utterance, revision) = self._speculation_state(job)
         if commit is not None:
-            return Commit.from_json_obj(json_object(commit, "commit")).revision == job.revision
+            return Commit.decode(commit).revision == job.revision
         return _int(utterance) == job.utterance_index and _int(revision) == job.revision
 
     def _speculation_state(self, job: TranscriptionJob) -> tuple[bytes | None, list[bytes | None]]:
@@ -367,7 +367,7 @@ class TranscriberWorker:
         if settled.usable:
             result = _result(job, settled.transcription, started, done)
             turn = TurnTranscript(
-                replace(result, utterance_index=job.last_utterance),
+                msgspec.structs.replace(result, utterance_index=job.last_utterance),
                 job.utterance_index,
                 job.first_utterance,
                 job.last_utterance,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import replace
+import msgspec
 
 from ingest.delivery import DeliveryOrder, ReleasedTurn
 from shared.schema import (
@@ -136,7 +136,7 @@ def test_a_turn_the_model_withheld_as_another_language_stands_empty() -> None:
     """tiny.en hearing Welsh: the finals show invented English, the turn withholds it."""
     order = DeliveryOrder()
     order.accept(final(0, "Beth, you're so with the Vary."))
-    welsh = replace(turn(0, 0, 0, ""), withheld=True)
+    welsh = msgspec.structs.replace(turn(0, 0, 0, ""), withheld=True)
     [released] = order.accept(welsh)
     assert isinstance(released, ReleasedTurn)
     assert not released.turn.fallback and released.turn.result.text == ""

@@ -14,17 +14,21 @@ from shared.schema import (
     PartialTranscript,
     Participant,
     ResumableSession,
+    RoomPresence,
+    RoomTranscript,
     RoomTurn,
     SegmentationFinished,
     SessionOpened,
     StreamClosed,
     TranscriptionJob,
     TranscriptResult,
+    TranslationDone,
     TurnTranscript,
     UtteranceFailed,
     Word,
     decode_audio_entry,
     decode_event,
+    final_envelope,
 )
 
 
@@ -84,8 +88,20 @@ def test_events_round_trip() -> None:
         FinalTranscript(RESULT, commit),
         SegmentationFinished("s1", 4),
         UtteranceFailed("s1", 3, "model failed"),
+        RoomPresence(True, Participant("s2", "Ben", True)),
+        RoomTranscript(Participant("s1", "Ana", False), True, RESULT),
+        TranslationDone("s1", "Ana", 3, "en", "cy", "Peidiwch", latency_s=0.4),
     ):
         assert decode_event(event.encode()) == event
+    assert Commit.decode(commit.encode()) == commit
+    assert Participant.decode(Participant("s2", "Ben", True).encode()).listener
+
+
+def test_the_final_envelope_a_redis_script_builds_decodes_as_a_final() -> None:
+    commit = Commit(3, 1, 100.0, 100.2)
+    built = final_envelope(commit.encode(), RESULT.encode())
+    assert decode_event(built) == FinalTranscript(RESULT, commit)
+    assert built == FinalTranscript(RESULT, commit).encode()
 
 
 def test_wrong_version_and_garbage_are_refused() -> None:
@@ -93,10 +109,21 @@ def test_wrong_version_and_garbage_are_refused() -> None:
     fields[b"v"] = b"2"
     with pytest.raises(SchemaError, match="version"):
         SessionOpened.decode(fields)
-    with pytest.raises(SchemaError, match="not JSON"):
+    with pytest.raises(SchemaError, match="bad event: JSON is malformed"):
         decode_event(b"\xff")
-    with pytest.raises(SchemaError, match="unknown event kind"):
+    with pytest.raises(SchemaError, match=r"Invalid value 'nope' - at `\$.kind`"):
         decode_event(json.dumps({"v": 1, "kind": "nope"}).encode())
+    partial = json.loads(PartialTranscript(RESULT).encode())
+    with pytest.raises(SchemaError, match=r"Invalid enum value 2 - at `\$.v`"):
+        decode_event(json.dumps({**partial, "v": 2}).encode())
+    partial["result"]["utterance_index"] = True
+    with pytest.raises(
+        SchemaError, match=r"Expected `int`, got `bool` - at `\$.result.utterance_index`"
+    ):
+        decode_event(json.dumps(partial).encode())
+    del partial["result"]
+    with pytest.raises(SchemaError, match="missing required field `result`"):
+        decode_event(json.dumps(partial).encode())
     with pytest.raises(SchemaError, match="missing field 'pcm'"):
         decode_audio_entry({b"v": b"1", b"kind": b"audio", b"meta": b'{"received_at": 1}'})
     with pytest.raises(SchemaError, match="odd number"):
