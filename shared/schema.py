@@ -23,6 +23,8 @@ _T = TypeVar("_T")
 
 Fields = Mapping[bytes, bytes]
 
+_ENCODER = msgspec.json.Encoder()
+
 
 def _field(fields: Fields, name: str) -> bytes:
     try:
@@ -48,8 +50,8 @@ def json_object(data: bytes | str, what: str) -> dict[str, Any]:
     return obj
 
 
-def _meta(fields: Fields) -> dict[str, Any]:
-    return json_object(_field(fields, "meta"), "meta")
+def _meta(decoder: msgspec.json.Decoder[_T], fields: Fields) -> _T:
+    return _decode_with(decoder, _field(fields, "meta"), "meta")
 
 
 def _get(meta: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -65,22 +67,23 @@ def _dumps(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _entry(kind: str, meta: Mapping[str, Any], pcm: bytes | None = None) -> dict[str, bytes]:
-    out = {
-        "v": str(SCHEMA_VERSION).encode(),
-        "kind": kind.encode(),
-        "meta": json.dumps(meta, separators=(",", ":")).encode(),
-    }
+def _entry(kind: str, meta: bytes, pcm: bytes | None = None) -> dict[str, bytes]:
+    out = {"v": _VERSION, "kind": kind.encode(), "meta": meta}
     if pcm is not None:
         out["pcm"] = pcm
     return out
 
 
+_VERSION = str(SCHEMA_VERSION).encode()
+
+
 # --- session announcements: ingest -> segmenters (stream with a consumer group) -----------
+#
+# Stream entries are flat field maps: ``v`` (schema version), ``kind``, ``meta`` (the typed
+# fields as JSON, one msgspec decoder per kind) and, for audio and jobs, ``pcm`` (raw bytes).
 
 
-@dataclass(frozen=True, slots=True)
-class SessionOpened:
+class SessionOpened(msgspec.Struct, frozen=True):
     """A new session whose audio stream a segmenter must claim."""
 
     session_id: str
@@ -89,58 +92,46 @@ class SessionOpened:
     opened_at: float
 
     def encode(self) -> dict[str, bytes]:
-        return _entry("session.opened", asdict(self))
+        return _entry("session.opened", _ENCODER.encode(self))
 
     @classmethod
-    def decode(cls, fields: Fields) -> Self:
+    def decode(cls, fields: Fields) -> SessionOpened:
         _check_version(fields)
         if _field(fields, "kind") != b"session.opened":
             raise SchemaError("not a session.opened entry")
-        meta = _meta(fields)
-        language = meta.get("language")
-        if language is not None and not isinstance(language, str):
-            raise SchemaError("field 'language' has wrong type")
-        return cls(
-            session_id=_get(meta, "session_id", str),
-            language=language,
-            partials=_get(meta, "partials", bool),
-            opened_at=float(_get(meta, "opened_at", (int, float))),
-        )
+        return _meta(_SESSION_OPENED_DECODER, fields)
 
 
 # --- audio stream entries: ingest -> segmenter ---------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class AudioAppended:
+class AudioAppended(msgspec.Struct, frozen=True):
     """16 kHz mono s16le PCM, received by ingest at ``received_at`` (wall clock)."""
 
     pcm: bytes
     received_at: float
 
     def encode(self) -> dict[str, bytes]:
-        return _entry("audio", {"received_at": self.received_at}, self.pcm)
+        return _entry("audio", _ENCODER.encode(FinalizeRequested(self.received_at)), self.pcm)
 
 
-@dataclass(frozen=True, slots=True)
-class FinalizeRequested:
+class FinalizeRequested(msgspec.Struct, frozen=True):
     """The client asked to end the current utterance now."""
 
     received_at: float
 
     def encode(self) -> dict[str, bytes]:
-        return _entry("finalize", {"received_at": self.received_at})
+        return _entry("finalize", _ENCODER.encode(self))
 
 
-@dataclass(frozen=True, slots=True)
-class StreamClosed:
+class StreamClosed(msgspec.Struct, frozen=True):
     """No more audio: the client sent ``close`` (reason "close") or went away."""
 
     reason: str
     received_at: float
 
     def encode(self) -> dict[str, bytes]:
-        return _entry("closed", {"reason": self.reason, "received_at": self.received_at})
+        return _entry("closed", _ENCODER.encode(self))
 
 
 AudioStreamEntry = AudioAppended | FinalizeRequested | StreamClosed
@@ -149,17 +140,15 @@ AudioStreamEntry = AudioAppended | FinalizeRequested | StreamClosed
 def decode_audio_entry(fields: Fields) -> AudioStreamEntry:
     _check_version(fields)
     kind = _field(fields, "kind")
-    meta = _meta(fields)
-    received_at = float(_get(meta, "received_at", (int, float)))
     if kind == b"audio":
         pcm = _field(fields, "pcm")
         if len(pcm) % 2:
             raise SchemaError("audio entry has an odd number of bytes")
-        return AudioAppended(pcm=pcm, received_at=received_at)
+        return AudioAppended(pcm, _meta(_RECEIVED_DECODER, fields).received_at)
     if kind == b"finalize":
-        return FinalizeRequested(received_at=received_at)
+        return _meta(_RECEIVED_DECODER, fields)
     if kind == b"closed":
-        return StreamClosed(reason=_get(meta, "reason", str), received_at=received_at)
+        return _meta(_CLOSED_DECODER, fields)
     raise SchemaError(f"unknown audio entry kind {kind!r}")
 
 
@@ -178,8 +167,10 @@ class JobKind(StrEnum):
     finals ``first_utterance``..``last_utterance`` (``utterance_index`` is the turn's)."""
 
 
-@dataclass(frozen=True, slots=True)
-class TranscriptionJob:
+class TranscriptionJob(msgspec.Struct, frozen=True):
+    """Its ``meta`` holds every field but the audio (``pcm`` empty there); the audio travels
+    raw in the entry's own ``pcm`` field."""
+
     kind: JobKind
     session_id: str
     utterance_index: int
@@ -201,42 +192,24 @@ class TranscriptionJob:
     last_utterance: int = -1
 
     def encode(self) -> dict[str, bytes]:
-        meta = asdict(self)
-        del meta["pcm"]
-        meta["kind"] = self.kind.value
+        meta = _ENCODER.encode(msgspec.structs.replace(self, pcm=b""))
         return _entry("job", meta, self.pcm)
 
     @classmethod
-    def decode(cls, fields: Fields) -> Self:
+    def decode(cls, fields: Fields) -> TranscriptionJob:
         _check_version(fields)
         if _field(fields, "kind") != b"job":
             raise SchemaError("not a job entry")
-        meta = _meta(fields)
-        try:
-            kind = JobKind(_get(meta, "kind", str))
-        except ValueError as exc:
-            raise SchemaError(str(exc)) from exc
-        language = meta.get("language")
-        if language is not None and not isinstance(language, str):
-            raise SchemaError("field 'language' has wrong type")
         pcm = _field(fields, "pcm")
         if len(pcm) % 2:
             raise SchemaError("job audio has an odd number of bytes")
-        return cls(
-            kind=kind,
-            session_id=_get(meta, "session_id", str),
-            utterance_index=_get(meta, "utterance_index", int),
-            revision=_get(meta, "revision", int),
-            partial_seq=_get(meta, "partial_seq", int),
-            start_sample=_get(meta, "start_sample", int),
-            pcm=pcm,
-            language=language,
-            speech_ratio=float(_get(meta, "speech_ratio", (int, float))),
-            endpoint_at=float(_get(meta, "endpoint_at", (int, float))),
-            enqueued_at=float(_get(meta, "enqueued_at", (int, float))),
-            first_utterance=_get({"first_utterance": -1, **meta}, "first_utterance", int),
-            last_utterance=_get({"last_utterance": -1, **meta}, "last_utterance", int),
-        )
+        return msgspec.structs.replace(_meta(_JOB_DECODER, fields), pcm=pcm)
+
+
+_SESSION_OPENED_DECODER = msgspec.json.Decoder(SessionOpened)
+_RECEIVED_DECODER = msgspec.json.Decoder(FinalizeRequested)
+_CLOSED_DECODER = msgspec.json.Decoder(StreamClosed)
+_JOB_DECODER = msgspec.json.Decoder(TranscriptionJob)
 
 
 # --- pub/sub events: workers -> the ingest node holding the session -----------------------
@@ -453,7 +426,6 @@ class RoomTurn(_Event, frozen=True, tag="room.turn"):
 RoomEvent = RoomTranscript | RoomPresence | RoomTurn
 PipelineEvent = SessionEvent | RoomEvent | TranslationDone
 
-_ENCODER = msgspec.json.Encoder()
 _EVENT_DECODER = msgspec.json.Decoder(PipelineEvent)
 _COMMIT_DECODER = msgspec.json.Decoder(Commit)
 _PARTICIPANT_DECODER = msgspec.json.Decoder(Participant)
@@ -476,8 +448,7 @@ def decode_event(data: bytes) -> PipelineEvent:
 # --- operations: every part -> Redis, read by ``streamscribe status`` ----------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PartHeartbeat:
+class PartHeartbeat(msgspec.Struct, frozen=True):
     """A part says it is alive, how to scrape it and how loaded it is."""
 
     kind: str
@@ -491,27 +462,17 @@ class PartHeartbeat:
     ready: bool
     sessions: int
     jobs_done: int
+    v: Literal[1] = SCHEMA_VERSION
 
     def encode(self) -> bytes:
-        return _dumps({"v": SCHEMA_VERSION, **asdict(self)})
+        return _ENCODER.encode(self)
 
     @classmethod
-    def decode(cls, data: bytes) -> Self:
-        obj = json_object(data, "heartbeat")
-        if obj.get("v") != SCHEMA_VERSION:
-            raise SchemaError("not a version 1 heartbeat")
-        return cls(
-            kind=_get(obj, "kind", str),
-            part_id=_get(obj, "part_id", str),
-            host=_get(obj, "host", str),
-            pid=_get(obj, "pid", int),
-            started_at=float(_get(obj, "started_at", (int, float))),
-            sent_at=float(_get(obj, "sent_at", (int, float))),
-            metrics_url=_get(obj, "metrics_url", str),
-            ready=_get(obj, "ready", bool),
-            sessions=_get(obj, "sessions", int),
-            jobs_done=_get(obj, "jobs_done", int),
-        )
+    def decode(cls, data: bytes) -> PartHeartbeat:
+        return _decode_with(_HEARTBEAT_DECODER, data, "heartbeat")
+
+
+_HEARTBEAT_DECODER = msgspec.json.Decoder(PartHeartbeat)
 
 
 @dataclass(frozen=True, slots=True)

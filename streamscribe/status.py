@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any
 
+import msgspec
 import redis
 
 from shared import keys
@@ -40,7 +42,8 @@ class PipelineStatus:
         return sum(p.sessions for p in self.parts if p.kind == "ingest")
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "sessions": self.sessions}, indent=2)
+        fields: dict[str, Any] = msgspec.to_builtins(self)
+        return json.dumps({**fields, "sessions": self.sessions}, indent=2)
 
 
 def read_status(client: redis.Redis, *, now: float | None = None) -> PipelineStatus:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+import msgspec
 import pytest
 import redis
 
@@ -180,7 +181,9 @@ def test_a_turn_that_fails_every_attempt_falls_back_to_its_finals(
         redis_client, CrashingModel(), consumer="t3", block_ms=50, recovery=RECOVERY, clock=clock
     )
     worker.prepare()
-    turn_job = replace(job(JobKind.TURN, index=1), first_utterance=2, last_utterance=4)
+    turn_job = msgspec.structs.replace(
+        job(JobKind.TURN, index=1), first_utterance=2, last_utterance=4
+    )
     redis_client.xadd(keys.TURN_JOBS_STREAM, turn_job.encode())  # type: ignore[arg-type]
 
     def attempts() -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 
 import pytest
 import redis
+from msgspec.structs import replace
 
 from shared import keys
 from shared.schema import (
