@@ -32,6 +32,7 @@ from ingest.protocol import (
     parse_stream_params,
 )
 from ingest.redis_io import EventRelay, RedisWriter
+from ingest.resume_record import ResumableSession
 from ingest.rooms import RoomMembership, ensure_room_space
 from ingest.session_link import (
     Hold,
@@ -51,7 +52,7 @@ from shared.errors import ProtocolError, SchemaError
 from shared.observability import Heartbeat, PartLoad, live_parts, operations_reply
 from shared.redis_client import connect, connect_async
 from shared.resilience import REDIS_DOWN, Delays
-from shared.schema import ResumableSession, SessionOpened, decode_event
+from shared.schema import SessionOpened, decode_event
 
 STREAM_PATH = "/v1/stream"
 RENEW_EVERY_S = 2.0

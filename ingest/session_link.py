@@ -9,7 +9,6 @@ was published while no node listened comes from the session's results log.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import re
@@ -19,12 +18,13 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+import msgspec
 import redis.asyncio
 
 from ingest.protocol import CLOSE_BAD_PARAMETER
+from ingest.resume_record import ResumableSession
 from shared import keys
 from shared.errors import ProtocolError, SchemaError
-from shared.schema import ResumableSession
 
 OUTBOX_MAX_ENTRIES = 20000
 """Safety cap: the outbox is trimmed to what the client has not confirmed long before this."""
@@ -176,7 +176,7 @@ class SessionLink:
     async def create(self, record: ResumableSession) -> str:
         """Stores the session and takes hold of it; returns the client's resume token."""
         secret = secrets.token_urlsafe(24)
-        stored = dataclasses.replace(record, secret_sha256=secret_digest(secret))
+        stored = msgspec.structs.replace(record, secret_sha256=secret_digest(secret))
         pipe = self._redis.pipeline(transaction=True)
         name = keys.resumable_session(self.session_id)
         pipe.hset(name, mapping={"record": stored.encode(), "samples": 0})

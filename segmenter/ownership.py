@@ -17,12 +17,13 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
+from segmenter.checkpoint import SegmenterCheckpoint
 from segmenter.core import IdleState
 from segmenter.turns import OpenTurn
 from shared import keys
 from shared.errors import SchemaError
 from shared.redis_client import expire_with_session
-from shared.schema import SegmenterCheckpoint, SessionOpened, StreamClosed
+from shared.schema import SessionOpened, StreamClosed
 
 LEASE_MS = 6000
 """Three heartbeats: a session is orphaned this long after its owner's last renewal."""

@@ -90,7 +90,7 @@ def session_owner(session_id: str) -> str:
 
 
 def session_checkpoint(session_id: str) -> str:
-    """The session's latest :class:`SegmenterCheckpoint` (a hash)."""
+    """The session's latest ``segmenter.checkpoint.SegmenterCheckpoint`` (a hash)."""
     return f"ss:{{{session_id}}}:checkpoint"
 
 
@@ -101,7 +101,8 @@ def results_log(session_id: str) -> str:
 
 
 def resumable_session(session_id: str) -> str:
-    """The session's :class:`ResumableSession` and client samples stored (a hash)."""
+    """The session's ``ingest.resume_record.ResumableSession`` and client samples stored
+    (a hash)."""
     return f"ss:{{{session_id}}}:client"
 
 

@@ -1,17 +1,18 @@
 """Every message that crosses a process boundary inside the pipeline, versioned.
 
-Stream entries (audio, jobs, session announcements) are flat field maps so that PCM travels
-as raw bytes; pub/sub events are JSON objects. Each type has explicit ``encode`` and
-``decode``; decoding anything else raises :class:`SchemaError`.
+msgspec Structs, frozen and typed. Stream entries (audio, jobs, session announcements) are
+flat field maps so that PCM travels as raw bytes, their other fields as one JSON ``meta``;
+pub/sub events are JSON objects tagged by ``kind``, with one decoder for the channel. Each
+type has ``encode`` and ``decode``; decoding anything else raises :class:`SchemaError`. Records
+private to one part live in it (``segmenter.checkpoint``, ``ingest.resume_record``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal, Self, TypeVar
+from typing import Literal, Self, TypeVar
 
 import msgspec
 
@@ -26,45 +27,22 @@ Fields = Mapping[bytes, bytes]
 _ENCODER = msgspec.json.Encoder()
 
 
-def _field(fields: Fields, name: str) -> bytes:
+def entry_field(fields: Fields, name: str) -> bytes:
+    """A stream entry's field, or a :class:`SchemaError` naming it."""
     try:
         return fields[name.encode()]
     except KeyError:
         raise SchemaError(f"missing field {name!r}") from None
 
 
-def _check_version(fields: Fields) -> None:
-    version = _field(fields, "v")
+def check_version(fields: Fields) -> None:
+    version = entry_field(fields, "v")
     if version != str(SCHEMA_VERSION).encode():
         raise SchemaError(f"unsupported schema version {version!r}")
 
 
-def json_object(data: bytes | str, what: str) -> dict[str, Any]:
-    """``data`` parsed as a JSON object, or a :class:`SchemaError` naming ``what`` it was."""
-    try:
-        obj = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SchemaError(f"{what} is not JSON: {exc}") from exc
-    if not isinstance(obj, dict):
-        raise SchemaError(f"{what} is not an object")
-    return obj
-
-
 def _meta(decoder: msgspec.json.Decoder[_T], fields: Fields) -> _T:
-    return _decode_with(decoder, _field(fields, "meta"), "meta")
-
-
-def _get(meta: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
-    if name not in meta:
-        raise SchemaError(f"missing field {name!r}")
-    value = meta[name]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
-        raise SchemaError(f"field {name!r} has type {type(value).__name__}")
-    return value
-
-
-def _dumps(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return _decode_with(decoder, entry_field(fields, "meta"), "meta")
 
 
 def _entry(kind: str, meta: bytes, pcm: bytes | None = None) -> dict[str, bytes]:
@@ -96,8 +74,8 @@ class SessionOpened(msgspec.Struct, frozen=True):
 
     @classmethod
     def decode(cls, fields: Fields) -> SessionOpened:
-        _check_version(fields)
-        if _field(fields, "kind") != b"session.opened":
+        check_version(fields)
+        if entry_field(fields, "kind") != b"session.opened":
             raise SchemaError("not a session.opened entry")
         return _meta(_SESSION_OPENED_DECODER, fields)
 
@@ -138,10 +116,10 @@ AudioStreamEntry = AudioAppended | FinalizeRequested | StreamClosed
 
 
 def decode_audio_entry(fields: Fields) -> AudioStreamEntry:
-    _check_version(fields)
-    kind = _field(fields, "kind")
+    check_version(fields)
+    kind = entry_field(fields, "kind")
     if kind == b"audio":
-        pcm = _field(fields, "pcm")
+        pcm = entry_field(fields, "pcm")
         if len(pcm) % 2:
             raise SchemaError("audio entry has an odd number of bytes")
         return AudioAppended(pcm, _meta(_RECEIVED_DECODER, fields).received_at)
@@ -197,10 +175,10 @@ class TranscriptionJob(msgspec.Struct, frozen=True):
 
     @classmethod
     def decode(cls, fields: Fields) -> TranscriptionJob:
-        _check_version(fields)
-        if _field(fields, "kind") != b"job":
+        check_version(fields)
+        if entry_field(fields, "kind") != b"job":
             raise SchemaError("not a job entry")
-        pcm = _field(fields, "pcm")
+        pcm = entry_field(fields, "pcm")
         if len(pcm) % 2:
             raise SchemaError("job audio has an odd number of bytes")
         return msgspec.structs.replace(_meta(_JOB_DECODER, fields), pcm=pcm)
@@ -492,115 +470,3 @@ class LatencySample:
             return cls(float(at), float(seconds))
         except ValueError as exc:
             raise SchemaError(f"bad latency sample {data[:40]!r}") from exc
-
-
-# --- segmenter checkpoints: a segmenter -> the one taking its session over ----------------
-
-
-@dataclass(frozen=True, slots=True)
-class SegmenterCheckpoint:
-    """A session's segmentation state between utterances, and the last audio entry it
-    covers: a segmenter taking the session over restores it and replays what came after."""
-
-    opened: SessionOpened
-    after_entry: str
-    """Stream id of the last audio entry the state includes (``0-0``: none)."""
-    position: int
-    pending: bytes
-    recent_pcm: bytes
-    """The pre-speech padding frames, concatenated (each ``frame_bytes`` long)."""
-    recent_speech: str
-    """One ``1``/``0`` per padding frame."""
-    onset: str
-    utterances: int
-    turns: int = 0
-    turn: str = ""
-    """The open turn's numbers as JSON (``first``, ``last``, ``start``, ``end_bytes``,
-    ``speech``, ``pause``), or '' for none."""
-    turn_pcm: bytes = b""
-
-    def encode(self) -> dict[str, bytes]:
-        fields = self.opened.encode()
-        fields.update(
-            after=self.after_entry.encode(),
-            position=str(self.position).encode(),
-            pending=self.pending,
-            recent_pcm=self.recent_pcm,
-            recent_speech=self.recent_speech.encode(),
-            onset=self.onset.encode(),
-            utterances=str(self.utterances).encode(),
-            turns=str(self.turns).encode(),
-            turn=self.turn.encode(),
-            turn_pcm=self.turn_pcm,
-        )
-        return fields
-
-    @classmethod
-    def decode(cls, fields: Fields) -> Self:
-        opened = SessionOpened.decode(fields)
-        try:
-            return cls(
-                opened=opened,
-                after_entry=_field(fields, "after").decode(),
-                position=int(_field(fields, "position")),
-                pending=_field(fields, "pending"),
-                recent_pcm=_field(fields, "recent_pcm"),
-                recent_speech=_field(fields, "recent_speech").decode(),
-                onset=_field(fields, "onset").decode(),
-                utterances=int(_field(fields, "utterances")),
-                turns=int(fields.get(b"turns", b"0")),
-                turn=fields.get(b"turn", b"").decode(),
-                turn_pcm=fields.get(b"turn_pcm", b""),
-            )
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise SchemaError(f"bad checkpoint: {exc}") from exc
-
-
-# --- resumable sessions: the ingest node holding a client -> the one it resumes on ---------
-
-
-@dataclass(frozen=True, slots=True)
-class ResumableSession:
-    """What an ingest node needs to take over a session whose client reconnects to it."""
-
-    session_id: str
-    secret_sha256: str
-    """Hex digest of the resume token's secret part; the secret itself is never stored."""
-    sample_rate: int
-    encoding: str
-    language: str | None
-    partials: bool
-    name: str
-    room: str | None
-    listen: bool
-    translate: tuple[str, ...]
-    may_speak: bool
-    opened_at: float
-
-    def encode(self) -> bytes:
-        obj = asdict(self)
-        obj["translate"] = list(self.translate)
-        return _dumps({"v": SCHEMA_VERSION, **obj})
-
-    @classmethod
-    def decode(cls, data: bytes) -> Self:
-        obj = json_object(data, "resumable session")
-        if obj.get("v") != SCHEMA_VERSION:
-            raise SchemaError(f"unsupported schema version {obj.get('v')!r}")
-        translate = _get(obj, "translate", list)
-        if not all(isinstance(code, str) for code in translate):
-            raise SchemaError("field 'translate' must hold strings")
-        return cls(
-            session_id=_get(obj, "session_id", str),
-            secret_sha256=_get(obj, "secret_sha256", str),
-            sample_rate=_get(obj, "sample_rate", int),
-            encoding=_get(obj, "encoding", str),
-            language=_get(obj, "language", (str, type(None))),
-            partials=_get(obj, "partials", bool),
-            name=_get(obj, "name", str),
-            room=_get(obj, "room", (str, type(None))),
-            listen=_get(obj, "listen", bool),
-            translate=tuple(translate),
-            may_speak=_get(obj, "may_speak", bool),
-            opened_at=_get(obj, "opened_at", (int, float)),
-        )
