@@ -49,6 +49,7 @@ from shared.schema import (
     JobKind,
     SegmentationFinished,
     SessionOpened,
+    SessionState,
     StreamClosed,
     TranscriptionJob,
     decode_audio_entry,
@@ -297,7 +298,13 @@ class SegmenterWorker:
         if isinstance(event, PartialReady):
             if not session.opened.partials:
                 return
-            pipe.hset(state, mapping={"u": event.utterance_index, "pseq": event.partial_seq})
+            pipe.hset(
+                state,
+                mapping={
+                    SessionState.UTTERANCE: event.utterance_index,
+                    SessionState.PARTIAL_SEQ: event.partial_seq,
+                },
+            )
             job = self._job(
                 session,
                 JobKind.PARTIAL,
@@ -314,7 +321,13 @@ class SegmenterWorker:
                 approximate=True,
             )
         elif isinstance(event, SpeculationReady):
-            pipe.hset(state, mapping={"u": event.utterance_index, "rev": event.revision})
+            pipe.hset(
+                state,
+                mapping={
+                    SessionState.UTTERANCE: event.utterance_index,
+                    SessionState.REVISION: event.revision,
+                },
+            )
             job = self._job(
                 session,
                 JobKind.SPECULATIVE,
@@ -327,7 +340,7 @@ class SegmenterWorker:
             )
             pipe.xadd(keys.FINAL_JOBS_STREAM, job.encode())  # type: ignore[arg-type]
         elif isinstance(event, SpeechResumed):
-            pipe.hset(state, "rev", -1)
+            pipe.hset(state, SessionState.REVISION, -1)
         elif isinstance(event, TurnEnded):
             session.checkpoint_due = True
             job = self._job(
@@ -346,7 +359,14 @@ class SegmenterWorker:
         elif isinstance(event, UtteranceEnded):
             self.metrics.utterances.inc()
             session.checkpoint_due = True
-            pipe.hset(state, mapping={"u": event.utterance_index + 1, "rev": -1, "pseq": 0})
+            pipe.hset(
+                state,
+                mapping={
+                    SessionState.UTTERANCE: event.utterance_index + 1,
+                    SessionState.REVISION: -1,
+                    SessionState.PARTIAL_SEQ: 0,
+                },
+            )
             if event.committed_revision is not None:
                 commit = Commit(event.utterance_index, event.committed_revision, received_at, now)
                 commit_speculation(pipe, sid, commit)

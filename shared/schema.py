@@ -190,6 +190,21 @@ _CLOSED_DECODER = msgspec.json.Decoder(StreamClosed)
 _JOB_DECODER = msgspec.json.Decoder(TranscriptionJob)
 
 
+# --- the session state hash: segmenter -> transcribers (``shared.keys.session_state``) ---
+
+
+class SessionState:
+    """The fields of a session's state hash: the segmenter writes them as an utterance moves
+    on, transcribers read them to skip what is stale."""
+
+    UTTERANCE = "u"
+    """Index of the open utterance."""
+    REVISION = "rev"
+    """Revision of its live speculation (-1: none)."""
+    PARTIAL_SEQ = "pseq"
+    """Sequence of its newest partial."""
+
+
 # --- pub/sub events: workers -> the ingest node holding the session -----------------------
 #
 # msgspec Structs: frozen, typed, tagged by ``kind`` and versioned by ``v``; one decoder for

@@ -30,6 +30,7 @@ from shared.schema import (
     FinalTranscript,
     JobKind,
     PartialTranscript,
+    SessionState,
     TranscriptionJob,
     TranscriptResult,
     TurnTranscript,
@@ -314,7 +315,9 @@ class TranscriberWorker:
         if job.kind in (JobKind.FINAL, JobKind.TURN):
             return True
         if job.kind is JobKind.PARTIAL:
-            utterance, seq = self._redis.hmget(state, "u", "pseq")
+            utterance, seq = self._redis.hmget(
+                state, SessionState.UTTERANCE, SessionState.PARTIAL_SEQ
+            )
             return _int(utterance) == job.utterance_index and _int(seq) == job.partial_seq
         commit, (utterance, revision) = self._speculation_state(job)
         if commit is not None:
@@ -324,7 +327,9 @@ class TranscriberWorker:
     def _speculation_state(self, job: TranscriptionJob) -> tuple[bytes | None, list[bytes | None]]:
         pipe = self._redis.pipeline(transaction=False)
         pipe.get(keys.commit_key(job.session_id, job.utterance_index))
-        pipe.hmget(keys.session_state(job.session_id), "u", "rev")
+        pipe.hmget(
+            keys.session_state(job.session_id), SessionState.UTTERANCE, SessionState.REVISION
+        )
         commit, state = pipe.execute()
         return commit, state
 
