@@ -31,7 +31,6 @@ from segmenter.ownership import (
 from segmenter.turns import TurnEnded
 from segmenter.vad import WebRtcSpeechDetector
 from shared import keys
-from shared.addresses import process_name
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.errors import SchemaError
 from shared.redis_client import (
@@ -41,7 +40,7 @@ from shared.redis_client import (
     publish_result,
     read_group,
 )
-from shared.resilience import REDIS_DOWN, Backoff, serve
+from shared.resilience import REDIS_DOWN
 from shared.schema import (
     AudioAppended,
     Commit,
@@ -54,6 +53,7 @@ from shared.schema import (
     TranscriptionJob,
     decode_audio_entry,
 )
+from shared.worker import RedisWorker
 
 
 @dataclass
@@ -69,12 +69,14 @@ class _Session:
     """After a takeover: entries up to here were replayed and must not be fed again."""
 
 
-class SegmenterWorker:
+class SegmenterWorker(RedisWorker):
     """One Redis loop over every session this process owns.
 
     A single blocking ``XREADGROUP`` covers the session announcements and all owned audio
     streams, so new sessions and new audio wake it alike.
     """
+
+    kind = "segmenter"
 
     def __init__(
         self,
@@ -86,44 +88,29 @@ class SegmenterWorker:
         partial_jobs_max: int = 1000,
         metrics: SegmenterMetrics | None = None,
     ) -> None:
-        self._redis = client
+        self.metrics = metrics or SegmenterMetrics(CollectorRegistry())
+        super().__init__(client, consumer=consumer, on_redis_error=self.metrics.redis_errors.inc)
         self._options = options
-        self.consumer = consumer or process_name()
         self._block_ms = block_ms
         self._partial_jobs_max = partial_jobs_max
         self._sessions: dict[str, _Session] = {}
-        self.metrics = metrics or SegmenterMetrics(CollectorRegistry())
-        self._backoff = Backoff()
         self.ownership = Ownership(client, self.consumer)
 
     @property
     def session_count(self) -> int:
         return len(self._sessions)
 
-    def stop(self) -> None:
-        self._backoff.stopping.set()
-
     def prepare(self) -> None:
         """Creates the session announcements' group and this consumer (idempotent)."""
         ensure_consumer(self._redis, keys.SESSIONS_STREAM, keys.SEGMENTER_GROUP, self.consumer)
 
-    def run(self) -> None:
-        """Serves until ``stop()``; rides out Redis restarts (sessions whose streams were lost
-        with Redis's data are dropped: their ingest node has ended them)."""
-        self.prepare()
-        logger.info("segmenter %s waiting for sessions", self.consumer)
-        serve(
-            self.step,
-            stopping=self._backoff.stopping.is_set,
-            client=self._redis,
-            backoff=self._backoff,
-            on_error=self.metrics.redis_errors.inc,
-            recover=self._recover,
-            name=f"segmenter {self.consumer}",
-        )
-        logger.info("segmenter %s stopped with %d sessions", self.consumer, len(self._sessions))
+    def waiting_for(self) -> str:
+        return "waiting for sessions"
 
-    def _recover(self) -> None:
+    def stopped_with(self) -> str:
+        return f"with {len(self._sessions)} sessions"
+
+    def recover(self) -> None:
         """After an outage: recreate the group; drop sessions whose audio stream or group is
         gone (their state went with Redis's data; their ingest node has ended them)."""
         try:

@@ -12,7 +12,6 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from shared import keys
-from shared.addresses import process_name
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.errors import SchemaError
 from shared.rate import TokenBucket
@@ -24,7 +23,7 @@ from shared.redis_client import (
     read_group,
     speculation_done,
 )
-from shared.resilience import REDIS_DOWN, Backoff, serve
+from shared.resilience import REDIS_DOWN
 from shared.schema import (
     Commit,
     FinalTranscript,
@@ -36,6 +35,7 @@ from shared.schema import (
     TurnTranscript,
     Word,
 )
+from shared.worker import RedisWorker
 from transcriber import logger
 from transcriber.metrics import TranscriberMetrics
 from transcriber.model import UtteranceAudio
@@ -63,10 +63,6 @@ class Transcribes(Protocol):
     ) -> list[Transcription]: ...
 
     def settle_turn(self, turn: TurnAudio) -> SettledTurn: ...
-
-
-def default_consumer_name() -> str:
-    return process_name()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +102,14 @@ class _Taken:
     attempts: int = 1
 
 
-class TranscriberWorker:
+class TranscriberWorker(RedisWorker):
     """Consumes final and speculative jobs, then turns, then partials, oldest first, up to
     ``batch.max_size`` at a time; partials that are stale are skipped.
 
     ``run()`` blocks until ``stop()``; the batch in hand is always finished (warm shutdown).
     """
+
+    kind = "transcriber"
 
     def __init__(
         self,
@@ -128,16 +126,14 @@ class TranscriberWorker:
     ) -> None:
         """``clock``: when to look for jobs to take over, and the partials' share of model
         time (tests step it)."""
-        self._redis = client
+        self.metrics = metrics or TranscriberMetrics(CollectorRegistry())
+        super().__init__(client, consumer=consumer, on_redis_error=self.metrics.redis_errors.inc)
         self._model = model
-        self.consumer = consumer or default_consumer_name()
         self._block_ms = block_ms
         self._batch = batch or BatchOptions()
-        self.metrics = metrics or TranscriberMetrics(CollectorRegistry())
         self.recovery = JobRecovery(
             client, self.consumer, recovery or RecoveryOptions(), clock=clock
         )
-        self._backoff = Backoff()
         self._clock = clock
         share = partials or PartialOptions()
         self._partial_time = TokenBucket(share.share, share.burst_s, now=clock())
@@ -146,29 +142,14 @@ class TranscriberWorker:
         self.jobs_done = 0
         self.jobs_skipped = 0
 
-    def stop(self) -> None:
-        self._backoff.stopping.set()
+    def waiting_for(self) -> str:
+        return f"waiting for jobs (batches of up to {self._batch.max_size})"
 
-    def run(self) -> None:
-        """Serves until ``stop()``; rides out Redis restarts, re-creating its groups."""
-        self.prepare()
-        logger.info(
-            "transcriber %s waiting for jobs (batches of up to %d)",
-            self.consumer,
-            self._batch.max_size,
-        )
-        serve(
-            self.step,
-            stopping=self._backoff.stopping.is_set,
-            client=self._redis,
-            backoff=self._backoff,
-            on_error=self.metrics.redis_errors.inc,
-            recover=self._prepare_after_outage,
-            name=f"transcriber {self.consumer}",
-        )
-        logger.info("transcriber %s stopped after %d jobs", self.consumer, self.jobs_done)
+    def stopped_with(self) -> str:
+        return f"after {self.jobs_done} jobs"
 
-    def _prepare_after_outage(self) -> None:
+    def recover(self) -> None:
+        """After an outage: the consumer groups again (Redis may have come back empty)."""
         try:
             self.prepare()
         except REDIS_DOWN:
