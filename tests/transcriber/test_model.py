@@ -20,6 +20,7 @@ from transcriber.model import (
     has_words,
     needs_fallback,
     resolve_model,
+    sounds_out_of_language,
 )
 from transcriber.results import WordTiming, timed_words
 from transcriber.windows import Scope
@@ -161,3 +162,25 @@ def test_welsh_through_the_english_model_has_no_blank_word(model: SpeechModel) -
         result = model.transcribe_array(audio, "en", final=True, language_guard=False, scope=scope)
         assert result.words, scope
         assert all(w.word and w.word == w.word.strip() for w in result.words), result.words
+
+
+def _words(*pairs: tuple[str, float]) -> tuple[WordTiming, ...]:
+    return tuple(WordTiming(w, i * 0.3, i * 0.3 + 0.25, p) for i, (w, p) in enumerate(pairs))
+
+
+def test_words_the_model_does_not_believe_sound_out_of_language() -> None:
+    unsure = SegmentStats(0.1, -0.9, 1.3)
+    sure = SegmentStats(0.1, -0.3, 1.3)
+    english = _words(("He", 0.95), ("could", 0.9), ("wait", 0.97), ("no", 0.99), ("longer.", 0.9))
+    assert not sounds_out_of_language(unsure, english)
+    welsh = _words(("Beth,", 0.5), ("you're", 0.6), ("so", 0.7), ("with", 0.4), ("Vary.", 0.3))
+    assert sounds_out_of_language(unsure, welsh)
+    assert not sounds_out_of_language(sure, welsh)  # believed enough at this log probability
+    assert sounds_out_of_language(sure, _words(("Passat", 0.23)))  # barely believed at all
+
+
+def test_a_loop_does_not_vouch_for_the_words_it_repeats() -> None:
+    once = [("to", 0.45), ("my", 0.88), ("third", 0.41), ("jock,", 0.46)]
+    again = [("to", 0.8), ("my", 0.96), ("third", 0.99), ("jock.", 0.98)]
+    looping = _words(*once, *again, *again)
+    assert sounds_out_of_language(SegmentStats(0.1, -0.9, 1.7), looping)
