@@ -200,10 +200,10 @@ def _status_redis_url(settings: Settings) -> str:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from streamscribe.bench import BenchOptions, run_bench
+    from streamscribe.benchmarks.bench import BenchOptions, run_bench
 
     if args.find_capacity:
-        from streamscribe.capacity import DEFAULT_LEVELS, CapacityOptions, find_capacity
+        from streamscribe.benchmarks.capacity import DEFAULT_LEVELS, CapacityOptions, find_capacity
 
         find_capacity(
             CapacityOptions(
@@ -236,7 +236,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
-    from streamscribe.soak import SoakOptions, run_soak
+    from streamscribe.benchmarks.soak import SoakOptions, run_soak
 
     return run_soak(
         SoakOptions(
@@ -254,7 +254,7 @@ def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
-    from streamscribe.tuning import run_tune
+    from streamscribe.benchmarks.tuning import run_tune
 
     configs = [c.split(",") for c in args.config] if args.config else [[]]
     return run_tune(

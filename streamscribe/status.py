@@ -15,7 +15,7 @@ from shared.errors import SchemaError
 from shared.observability import live_parts
 from shared.redis_client import QueueStats, queue_stats
 from shared.schema import LatencySample, PartHeartbeat
-from streamscribe.metrics import percentile
+from streamscribe.statistics import percentile
 
 LATENCY_WINDOW_S = 300.0
 

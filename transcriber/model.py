@@ -321,11 +321,7 @@ class SpeechModel:
             if not has_words(segment.text) or not accept_segment(stats, speech_ratio, options):
                 dropped += 1
                 continue
-            if (
-                language_guard
-                and not self.multilingual
-                and sounds_out_of_language(stats, timing)
-            ):
+            if language_guard and not self.multilingual and sounds_out_of_language(stats, timing):
                 dropped += 1
                 foreign = True
                 continue

@@ -21,9 +21,9 @@ import numpy as np
 from segmenter.core import UtteranceEnded
 from segmenter.options import SegmenterOptions
 from shared.settings import Settings
-from streamscribe.metrics import load_manifest
+from streamscribe.benchmarks.metrics import load_manifest
+from streamscribe.benchmarks.tuning import pcm_of, segment
 from streamscribe.options import model_options
-from streamscribe.tuning import pcm_of, segment
 from transcriber.model import SpeechModel, Transcription
 
 

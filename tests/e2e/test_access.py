@@ -15,8 +15,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ingest.auth import mint_token
 from ingest.options import AuthOptions
+from streamscribe.benchmarks.metrics import normalize
 from streamscribe.client import read_audio, stream_audio
-from streamscribe.metrics import normalize
 from streamscribe.redis_server import free_port
 from tests.conftest import DATA, RunningPipeline, start_up, stop_up
 

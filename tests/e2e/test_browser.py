@@ -20,9 +20,9 @@ import soundfile
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from shared.settings import Settings
-from streamscribe.bench import offline_transcript
+from streamscribe.benchmarks.bench import offline_transcript
+from streamscribe.benchmarks.metrics import ManifestEntry, corpus_wer, load_manifest
 from streamscribe.client import read_audio, stream_audio
-from streamscribe.metrics import ManifestEntry, corpus_wer, load_manifest
 from streamscribe.options import model_options
 from tests.conftest import DATA, RunningPipeline
 from transcriber.model import SpeechModel

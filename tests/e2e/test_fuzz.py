@@ -21,8 +21,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ingest.protocol import KNOWN_PARAMETERS
+from streamscribe.benchmarks.metrics import corpus_wer, load_manifest
 from streamscribe.client import StreamRun, read_audio, stream_audio
-from streamscribe.metrics import corpus_wer, load_manifest
 from tests.conftest import DATA, RunningPipeline
 
 pytestmark = pytest.mark.e2e

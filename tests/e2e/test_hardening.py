@@ -24,8 +24,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from shared import keys
 from shared.schema import Participant, RoomTranscript, TranscriptResult
+from streamscribe.benchmarks.metrics import corpus_wer, load_manifest
 from streamscribe.client import StreamRun, read_audio, stream_audio
-from streamscribe.metrics import corpus_wer, load_manifest
 from streamscribe.redis_server import free_port
 from tests.conftest import DATA, RunningPipeline, start_up, stop_up
 

@@ -12,8 +12,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from streamscribe.benchmarks.metrics import corpus_wer, load_manifest
 from streamscribe.client import read_audio, stream_audio
-from streamscribe.metrics import corpus_wer, load_manifest
 from streamscribe.redis_server import free_port
 from tests.conftest import DATA, RunningPipeline, start_up, stop_up
 

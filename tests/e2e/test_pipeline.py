@@ -14,9 +14,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from shared.settings import Settings
-from streamscribe.bench import offline_transcript
+from streamscribe.benchmarks.bench import offline_transcript
+from streamscribe.benchmarks.metrics import ManifestEntry, corpus_wer, load_manifest, normalize
 from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
-from streamscribe.metrics import ManifestEntry, corpus_wer, load_manifest, normalize
 from streamscribe.options import model_options
 from tests.conftest import DATA, RunningPipeline
 from tests.e2e.turn_checks import assert_turns_follow_their_finals

@@ -20,8 +20,8 @@ import redis
 from websockets.asyncio.client import connect
 
 from shared import keys
+from streamscribe.benchmarks.metrics import normalize
 from streamscribe.client import StreamRun, read_audio, stream_audio
-from streamscribe.metrics import normalize
 from streamscribe.redis_server import free_port
 from tests.conftest import DATA, RunningPipeline, wait_until
 from tests.e2e.turn_checks import assert_turns_follow_their_finals

@@ -16,8 +16,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from streamscribe.benchmarks.metrics import corpus_wer, load_manifest
 from streamscribe.client import StreamRun, read_audio, stream_audio
-from streamscribe.metrics import corpus_wer, load_manifest
 from streamscribe.redis_server import RedisServer, free_port
 from tests.conftest import DATA, RunningPipeline, start_up, stop_up
 from tests.e2e.room_clients import listen

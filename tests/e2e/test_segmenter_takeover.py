@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
+from streamscribe.benchmarks.metrics import corpus_wer, load_manifest
 from streamscribe.client import StreamRun, read_audio, stream_audio
-from streamscribe.metrics import corpus_wer, load_manifest
 from streamscribe.redis_server import free_port
 from tests.conftest import DATA, RunningPipeline, start_up, stop_up
 

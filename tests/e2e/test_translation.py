@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from streamscribe.benchmarks.metrics import load_manifest, normalize
 from streamscribe.client import StreamRun, read_audio, stream_audio
-from streamscribe.metrics import load_manifest, normalize
 from streamscribe.redis_server import free_port
 from tests.conftest import DATA, RunningPipeline, start_up, stop_up
 from tests.e2e.room_clients import listen

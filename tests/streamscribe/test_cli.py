@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from streamscribe.metrics import normalize
+from streamscribe.benchmarks.metrics import normalize
 from streamscribe.redis_server import RedisServer, free_port
 from tests.conftest import DATA, RunningPipeline, start_up, stop_up
 

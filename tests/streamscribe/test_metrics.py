@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamscribe.metrics import cuts_repeating, normalize, repeats_across_cuts
+from streamscribe.benchmarks.metrics import cuts_repeating, normalize, repeats_across_cuts
 
 
 def test_a_word_repeated_across_a_cut_is_found_with_where() -> None:

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from shared.settings import Settings
-from streamscribe.client import Received, StreamRun
-from streamscribe.metrics import group_of, load_manifest
-from streamscribe.soak import (
+from streamscribe.benchmarks.metrics import group_of, load_manifest
+from streamscribe.benchmarks.soak import (
     READ_SPEECH_GROUPS,
     SoakOptions,
     by_minute,
@@ -19,6 +18,7 @@ from streamscribe.soak import (
     run_soak,
     trends,
 )
+from streamscribe.client import Received, StreamRun
 from tests.conftest import DATA, RunningPipeline
 
 ENTRIES = load_manifest(DATA / "manifest.jsonl")

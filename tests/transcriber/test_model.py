@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from shared.settings import Settings
+from streamscribe.benchmarks.metrics import normalize
 from streamscribe.client import read_audio
-from streamscribe.metrics import normalize
 from streamscribe.options import model_options
 from transcriber.model import (
     SegmentStats,

@@ -12,10 +12,10 @@ from segmenter.core import UtteranceEnded
 from segmenter.options import SegmenterOptions
 from segmenter.turns import TurnEnded
 from shared.settings import Settings
+from streamscribe.benchmarks.metrics import corpus_wer, load_manifest
+from streamscribe.benchmarks.tuning import segment
 from streamscribe.client import read_audio
-from streamscribe.metrics import corpus_wer, load_manifest
 from streamscribe.options import model_options
-from streamscribe.tuning import segment
 from transcriber.model import SpeechModel
 from transcriber.results import Transcription
 from transcriber.turns import (

@@ -19,7 +19,7 @@ from shared.schema import (
     TranscriptionJob,
     decode_event,
 )
-from streamscribe.metrics import normalize
+from streamscribe.benchmarks.metrics import normalize
 from tests.transcriber.jobs import job
 from transcriber.metrics import backlog_metrics
 from transcriber.model import SpeechModel, UtteranceAudio

@@ -22,19 +22,19 @@ import soxr
 
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.settings import Settings
-from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
-from streamscribe.launcher import LaunchOptions, LocalPipeline
-from streamscribe.metrics import (
+from streamscribe.benchmarks.metrics import (
     ManifestEntry,
     corpus_wer,
     cuts_repeating,
     group_of,
     load_manifest,
     normalize,
-    percentile,
 )
+from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
+from streamscribe.launcher import LaunchOptions, LocalPipeline
 from streamscribe.options import model_options
 from streamscribe.redis_server import free_port
+from streamscribe.statistics import percentile
 from transcriber.model import Scope, SpeechModel
 
 

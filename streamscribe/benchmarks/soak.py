@@ -26,10 +26,16 @@ import soxr
 
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.settings import Settings
+from streamscribe.benchmarks.metrics import (
+    ManifestEntry,
+    corpus_wer,
+    group_of,
+    load_manifest,
+)
 from streamscribe.client import Audio, Received, StreamRun, read_audio, stream_audio
 from streamscribe.launcher import LaunchOptions, LocalPipeline
-from streamscribe.metrics import ManifestEntry, corpus_wer, group_of, load_manifest, percentile
 from streamscribe.redis_server import free_port
+from streamscribe.statistics import percentile
 
 READ_SPEECH_GROUPS = ("single", "long-form")
 

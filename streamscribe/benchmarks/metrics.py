@@ -1,10 +1,9 @@
-"""Pure measurement helpers for tests and the benchmark: WER and percentiles."""
+"""Pure measurement helpers for tests and the benchmarks: manifests, normalization, WER."""
 
 from __future__ import annotations
 
 import itertools
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,15 +28,6 @@ def corpus_wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     errors = output.substitutions + output.deletions + output.insertions
     words = output.substitutions + output.deletions + output.hits
     return float(errors / words)
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0-100); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,11 +27,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from shared import keys
 from shared.observability import live_parts
 from shared.redis_client import queue_stats
-from streamscribe.bench import cpu_seconds, server_processes
+from streamscribe.benchmarks.bench import cpu_seconds, server_processes
+from streamscribe.benchmarks.metrics import load_manifest
 from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
 from streamscribe.launcher import LaunchOptions, LocalPipeline
-from streamscribe.metrics import load_manifest, percentile
 from streamscribe.redis_server import free_port
+from streamscribe.statistics import percentile
 
 DEFAULT_LEVELS = (1, 2, 4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
 

@@ -28,8 +28,8 @@ from segmenter.options import SegmenterOptions
 from segmenter.turns import TurnEnded
 from segmenter.vad import WebRtcSpeechDetector
 from shared.audio import PIPELINE_SAMPLE_RATE, float_to_s16
+from streamscribe.benchmarks.metrics import ManifestEntry, corpus_wer, group_of, load_manifest
 from streamscribe.client import read_audio
-from streamscribe.metrics import ManifestEntry, corpus_wer, group_of, load_manifest
 from transcriber.model import Scope, SpeechModel
 from transcriber.options import ModelOptions
 from transcriber.turns import TURN_LEAD_S, TurnAudio, prompt_from, settle_turn
