@@ -5,6 +5,9 @@ import statements (module level and inside functions), parsed with ``ast``."""
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +41,15 @@ def test_a_part_imports_only_shared(package: str) -> None:
 def test_the_checker_sees_imports_inside_functions() -> None:
     # streamscribe/parts.py imports each part inside the function that runs it
     assert set(PARTS) <= set().union(*imported_packages("streamscribe").values())
+
+
+def test_the_client_library_imports_neither_the_command_line_nor_the_benchmarks() -> None:
+    """A program that streams with ``streamscribe.client`` loads no benchmark (jiwer, the
+    normalizer) and no composition root (the parts and their model)."""
+    code = (
+        "import json, sys, streamscribe.client; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('streamscribe', 'jiwer', 'whisper_normalizer', 'faster_whisper', 'ingest'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == ["streamscribe", "streamscribe.client"]
