@@ -8,12 +8,27 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 import msgspec
+from msgspec import UNSET
 
 from ingest.delivery import ReleasedTurn
 from shared.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Encoding
+from shared.client_messages import (
+    Error,
+    Member,
+    RoomJoin,
+    RoomLeave,
+    RoomParticipants,
+    SessionBegin,
+    SessionEnd,
+    Transcript,
+    Translation,
+    TranslationError,
+    Turn,
+    WordTimes,
+    encode,
+)
 from shared.errors import ProtocolError
 from shared.schema import Participant, RoomTurn, TranscriptResult, TranslationDone
 
@@ -225,22 +240,6 @@ def check_audio_frame(payload: bytes, encoding: Encoding, max_bytes: int) -> Non
         )
 
 
-def _begin_fields(params: StreamParams, model: str, resume_token: str | None) -> dict[str, Any]:
-    return {
-        "protocol": PROTOCOL_VERSION,
-        "resume_token": resume_token,
-        "sample_rate": params.sample_rate,
-        "encoding": params.encoding.value,
-        "language": params.language or "auto",
-        "model": model,
-        "room": params.room,
-        "listen": params.listen,
-        "translate": list(params.translate),
-        "partials": params.partials,
-        "name": params.name,
-    }
-
-
 def utterance_id(session_id: str, index: int) -> str:
     return f"{session_id}-{index}"
 
@@ -273,23 +272,13 @@ def settled_result(released: ReleasedTurn) -> TranscriptResult:
     )
 
 
-def _settled_fields(result: TranscriptResult) -> dict[str, Any]:
-    """What a final and a turn say of their text."""
-    return {
-        "text": result.text,
-        "start": result.start,
-        "end": result.end,
-        "language": result.language,
-        "language_probability": result.language_probability,
-        "words": [
-            {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
-            for w in result.words
-        ],
-    }
+def _words(result: TranscriptResult) -> tuple[WordTimes, ...]:
+    return tuple(WordTimes(w.word, w.start, w.end, w.probability) for w in result.words)
 
 
 class MessageBuilder:
-    """Builds the server's messages for one connection, numbering them with ``seq``."""
+    """Builds the server's messages for one connection (``shared.client_messages``), numbering
+    them with ``seq``; each method returns the text frame."""
 
     def __init__(self, session_id: str, *, last_seq: int = 0) -> None:
         """``last_seq``: the seq of the session's last message (of a resumed session)."""
@@ -301,16 +290,33 @@ class MessageBuilder:
         """The seq of the latest message built."""
         return self._seq
 
-    def _message(self, kind: str, *, about: str | None = None, **fields: Any) -> str:
-        """``about``: the session the message is about, when not this connection's own."""
+    def _next(self) -> int:
         self._seq += 1
-        body = {"type": kind, "session_id": about or self.session_id, "seq": self._seq, **fields}
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        return self._seq
 
     def session_begin(
         self, params: StreamParams, model: str, resume_token: str | None = None
     ) -> str:
-        return self._message("session.begin", **_begin_fields(params, model, resume_token))
+        return encode(self._begin(params, model, resume_token, seq=self._next()))
+
+    def _begin(
+        self, params: StreamParams, model: str, resume_token: str | None, *, seq: int
+    ) -> SessionBegin:
+        return SessionBegin(
+            self.session_id,
+            seq,
+            protocol=PROTOCOL_VERSION,
+            resume_token=resume_token,
+            sample_rate=params.sample_rate,
+            encoding=params.encoding.value,
+            language=params.language or "auto",
+            model=model,
+            room=params.room,
+            listen=params.listen,
+            translate=params.translate,
+            partials=params.partials,
+            name=params.name,
+        )
 
     def session_resumed(
         self, params: StreamParams, model: str, resume_token: str, *, client_seq: int, samples: int
@@ -318,35 +324,45 @@ class MessageBuilder:
         """The first message of a resumed connection: numbered with the client's own last seq
         (it is not a new message; the missed ones follow with their own numbers), saying how
         many of the client's samples the server holds, so the client resends the rest."""
-        fields = _begin_fields(params, model, resume_token)
-        body = {"type": "session.begin", "session_id": self.session_id, "seq": client_seq}
-        body |= fields | {"resumed": True, "samples_received": samples, "last_seq": self._seq}
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        begin = self._begin(params, model, resume_token, seq=client_seq)
+        return encode(
+            msgspec.structs.replace(
+                begin, resumed=True, samples_received=samples, last_seq=self._seq
+            )
+        )
 
     def partial(self, result: TranscriptResult, speaker: str) -> str:
-        return self._message(
-            "transcript",
-            about=result.session_id,
-            is_final=False,
-            utterance_id=utterance_id(result.session_id, result.utterance_index),
-            text=result.text,
-            start=result.start,
-            end=result.end,
-            speaker=speaker,
+        return encode(
+            Transcript(
+                result.session_id,
+                self._next(),
+                is_final=False,
+                utterance_id=utterance_id(result.session_id, result.utterance_index),
+                text=result.text,
+                start=result.start,
+                end=result.end,
+                speaker=speaker,
+            )
         )
 
     def final(
         self, result: TranscriptResult, speaker: str, timing: Mapping[str, float] | None = None
     ) -> str:
-        extra = {"server_timing": dict(timing)} if timing else {}
-        return self._message(
-            "transcript",
-            about=result.session_id,
-            is_final=True,
-            utterance_id=utterance_id(result.session_id, result.utterance_index),
-            **_settled_fields(result),
-            speaker=speaker,
-            **extra,
+        return encode(
+            Transcript(
+                result.session_id,
+                self._next(),
+                is_final=True,
+                utterance_id=utterance_id(result.session_id, result.utterance_index),
+                text=result.text,
+                start=result.start,
+                end=result.end,
+                speaker=speaker,
+                language=result.language,
+                language_probability=result.language_probability,
+                words=_words(result),
+                server_timing=dict(timing) if timing else UNSET,
+            )
         )
 
     def turn(self, released: ReleasedTurn, speaker: str) -> TurnMessage:
@@ -355,7 +371,7 @@ class MessageBuilder:
         text = self._turn(
             result,
             turn_id(sid, released.turn.turn_index),
-            [utterance_id(sid, i) for i in released.utterance_indexes],
+            tuple(utterance_id(sid, i) for i in released.utterance_indexes),
             speaker,
             settled=not released.turn.fallback,
         )
@@ -366,7 +382,7 @@ class MessageBuilder:
         return self._turn(
             turn.result,
             turn_id(sid, turn.turn_index),
-            [utterance_id(sid, i) for i in turn.utterance_indexes],
+            tuple(utterance_id(sid, i) for i in turn.utterance_indexes),
             turn.speaker.name,
             settled=True,
         )
@@ -375,59 +391,78 @@ class MessageBuilder:
         self,
         result: TranscriptResult,
         the_turn_id: str,
-        utterance_ids: list[str],
+        utterance_ids: tuple[str, ...],
         speaker: str,
         *,
         settled: bool,
     ) -> str:
-        return self._message(
-            "turn",
-            about=result.session_id,
-            turn_id=the_turn_id,
-            utterance_ids=utterance_ids,
-            **_settled_fields(result),
-            speaker=speaker,
-            settled=settled,
+        return encode(
+            Turn(
+                result.session_id,
+                self._next(),
+                turn_id=the_turn_id,
+                utterance_ids=utterance_ids,
+                text=result.text,
+                start=result.start,
+                end=result.end,
+                language=result.language,
+                language_probability=result.language_probability,
+                words=_words(result),
+                speaker=speaker,
+                settled=settled,
+            )
         )
 
     def presence(self, room: str, joined: bool, participant: Participant) -> str:
-        return self._message(
-            "room.join" if joined else "room.leave",
-            about=participant.session_id,
-            room=room,
-            name=participant.name,
-            listener=participant.listener,
+        kind = RoomJoin if joined else RoomLeave
+        return encode(
+            kind(
+                participant.session_id,
+                self._next(),
+                room=room,
+                name=participant.name,
+                listener=participant.listener,
+            )
         )
 
     def participants(self, room: str, participants: Sequence[Participant]) -> str:
-        return self._message(
-            "room.participants",
-            room=room,
-            participants=[
-                {"session_id": p.session_id, "name": p.name, "listener": p.listener}
-                for p in participants
-            ],
-        )
+        members = tuple(Member(p.session_id, p.name, p.listener) for p in participants)
+        return encode(RoomParticipants(self.session_id, self._next(), room, members))
 
     def translation(self, done: TranslationDone) -> str:
-        extra: dict[str, Any] = {}
-        if done.error_code:
-            extra["error"] = {"code": done.error_code, "message": done.error_message}
-        if done.turn_index >= 0:
-            extra["turn_id"] = turn_id(done.session_id, done.turn_index)
-        return self._message(
-            "translation",
-            about=done.session_id,
-            utterance_id=utterance_id(done.session_id, done.utterance_index),
-            source_language=done.source_language,
-            target_language=done.target_language,
-            text=done.text,
-            speaker=done.speaker,
-            **extra,
+        error = TranslationError(done.error_code, done.error_message) if done.error_code else None
+        the_turn_id = turn_id(done.session_id, done.turn_index) if done.turn_index >= 0 else None
+        return encode(
+            Translation(
+                done.session_id,
+                self._next(),
+                utterance_id=utterance_id(done.session_id, done.utterance_index),
+                source_language=done.source_language,
+                target_language=done.target_language,
+                text=done.text,
+                speaker=done.speaker,
+                error=UNSET if error is None else error,
+                turn_id=UNSET if the_turn_id is None else the_turn_id,
+            )
         )
 
-    def error(self, code: str, message: str, **extra: Any) -> str:
-        return self._message("error", code=code, message=message, **extra)
+    def error(self, code: str, message: str, *, utterance_id: str | None = None) -> str:
+        return encode(
+            Error(
+                self.session_id,
+                self._next(),
+                code=code,
+                message=message,
+                utterance_id=UNSET if utterance_id is None else utterance_id,
+            )
+        )
 
     def session_end(self, duration_s: float, utterances: int) -> str:
-        return self._message("session.end", duration_s=round(duration_s, 3), utterances=utterances)
+        return encode(
+            SessionEnd(
+                self.session_id,
+                self._next(),
+                duration_s=round(duration_s, 3),
+                utterances=utterances,
+            )
+        )

@@ -17,7 +17,9 @@ import soundfile
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from shared.errors import ClientError
+from shared import client_messages
+from shared.client_messages import KNOWN_TYPES, ServerMessage
+from shared.errors import ClientError, SchemaError
 from shared.resilience import Delays
 
 DEFAULT_URL = "ws://127.0.0.1:8080/v1/stream"
@@ -54,6 +56,25 @@ def read_audio(path: str | Path) -> Audio:
 class Received:
     at: float
     message: Mapping[str, Any]
+    """The message as JSON."""
+    typed: ServerMessage | None = None
+    """The message decoded by protocol v1's schema (``shared.client_messages``); None for a
+    kind this client does not know (a newer server's), kept as JSON only."""
+
+
+def _decoded(text: str | bytes) -> tuple[ServerMessage | None, dict[str, Any]]:
+    """A server frame typed by protocol v1's schema, and as its JSON (all of it, fields this
+    client does not know included). A frame of a known ``type`` that the schema refuses is an
+    error; one of an unknown ``type`` (a newer server's) is kept as JSON only."""
+    message = json.loads(text)
+    if not isinstance(message, dict):
+        raise ClientError(f"the server sent a message that is not a JSON object: {text!r:.80}")
+    try:
+        return client_messages.decode(text), message
+    except SchemaError as exc:
+        if message.get("type") in KNOWN_TYPES:
+            raise ClientError(f"the server sent a malformed message: {exc}") from exc
+        return None, message
 
 
 @dataclass
@@ -302,7 +323,7 @@ class _ResumingStreamer:
         """Before ``session.begin`` only a refusal comes, numbered on its own: taken as is."""
         try:
             async for text in ws:
-                message = json.loads(text)
+                typed, message = _decoded(text)
                 seq = int(message.get("seq", 0))
                 if message.get("type") == "session.begin":
                     greeted = True
@@ -314,7 +335,7 @@ class _ResumingStreamer:
                     continue  # replayed after a resume, already held
                 if greeted:
                     self.last_seq = max(self.last_seq, seq)
-                received = Received(time.time(), message)
+                received = Received(time.time(), message, typed)
                 self.run.received.append(received)
                 if self._on_message is not None:
                     self._on_message(received)

@@ -16,9 +16,10 @@ from ingest.protocol import (
     parse_client_text,
     parse_stream_params,
 )
+from shared import client_messages
 from shared.audio import Encoding
-from shared.errors import ProtocolError
-from shared.schema import TranscriptResult, Word
+from shared.errors import ProtocolError, SchemaError
+from shared.schema import Participant, RoomTurn, TranscriptResult, TranslationDone, Word
 
 
 def params(**query: str) -> StreamParams:
@@ -186,3 +187,42 @@ def test_text_frames_that_break_parsers_are_invalid_messages(text: str) -> None:
 )
 def test_display_names_lose_control_characters(raw: str, shown: str) -> None:
     assert params(name=raw).name == shown
+
+
+def test_every_message_built_decodes_by_the_client_schema_as_sent() -> None:
+    builder = MessageBuilder("s9")
+    result = TranscriptResult("s9", 4, 0, "hi", 1.0, 1.5, "en", 0.99, (Word("hi", 1.0, 1.5, 0.9),))
+    ana, ben = Participant("s9", "Ana", False), Participant("s2", "Ben", True)
+    frames = [
+        builder.session_begin(params(room="42"), "tiny.en", "s9.t"),
+        builder.session_resumed(params(), "tiny.en", "s9.t", client_seq=1, samples=320),
+        builder.partial(result, "Ana"),
+        builder.final(result, "Ana", {"overhead_s": 0.001}),
+        builder.final(result, "Ana"),
+        builder.room_turn(RoomTurn(ben, 0, (1, 2), result)),
+        builder.presence("42", True, ben),
+        builder.presence("42", False, ben),
+        builder.participants("42", [ana, ben]),
+        builder.translation(TranslationDone("s9", "Ana", 4, "en", "cy", "Helo", turn_index=0)),
+        builder.translation(TranslationDone("s9", "Ana", 4, "en", "cy", "", "throttled", "later")),
+        builder.error("transcription_failed", "model failed", utterance_id="s9-4"),
+        builder.error("timeout", "too slow"),
+        builder.session_end(3.0, 1),
+    ]
+    kinds = []
+    for frame in frames:
+        typed = client_messages.decode(frame)
+        assert client_messages.as_dict(typed) == json.loads(frame)
+        kinds.append(json.loads(frame)["type"])
+    assert set(kinds) == client_messages.KNOWN_TYPES
+    final = json.loads(frames[4])
+    assert "server_timing" not in final and final["language"] == "en"
+    partial = json.loads(frames[2])
+    assert "words" not in partial and "language" not in partial  # a partial has text and times
+    assert json.loads(frames[10])["error"] == {"code": "throttled", "message": "later"}
+    assert "error" not in json.loads(frames[9]) and json.loads(frames[9])["turn_id"] == "s9-t0"
+
+
+def test_a_malformed_server_message_is_refused_by_name() -> None:
+    with pytest.raises(SchemaError, match="missing required field `seq`"):
+        client_messages.decode(b'{"type": "session.end", "session_id": "s", "duration_s": 1}')
