@@ -332,37 +332,32 @@ class MessageBuilder:
         )
 
     def partial(self, result: TranscriptResult, speaker: str) -> str:
-        return encode(
-            Transcript(
-                result.session_id,
-                self._next(),
-                is_final=False,
-                utterance_id=utterance_id(result.session_id, result.utterance_index),
-                text=result.text,
-                start=result.start,
-                end=result.end,
-                speaker=speaker,
-            )
-        )
+        return encode(self._transcript(result, speaker, is_final=False))
 
     def final(
         self, result: TranscriptResult, speaker: str, timing: Mapping[str, float] | None = None
     ) -> str:
+        final = self._transcript(result, speaker, is_final=True)
         return encode(
-            Transcript(
-                result.session_id,
-                self._next(),
-                is_final=True,
-                utterance_id=utterance_id(result.session_id, result.utterance_index),
-                text=result.text,
-                start=result.start,
-                end=result.end,
-                speaker=speaker,
+            msgspec.structs.replace(
+                final,
                 language=result.language,
                 language_probability=result.language_probability,
                 words=_words(result),
                 server_timing=dict(timing) if timing else UNSET,
             )
+        )
+
+    def _transcript(self, result: TranscriptResult, speaker: str, *, is_final: bool) -> Transcript:
+        return Transcript(
+            result.session_id,
+            self._next(),
+            is_final=is_final,
+            utterance_id=utterance_id(result.session_id, result.utterance_index),
+            text=result.text,
+            start=result.start,
+            end=result.end,
+            speaker=speaker,
         )
 
     def turn(self, released: ReleasedTurn, speaker: str) -> TurnMessage:

@@ -80,16 +80,20 @@ class Turn(_Message, frozen=True, tag="turn"):
     settled: bool
 
 
-class RoomJoin(_Message, frozen=True, tag="room.join"):
+class _Presence(_Message, frozen=True):
+    """``session_id``: who joined or left."""
+
     room: str
     name: str
     listener: bool
 
 
-class RoomLeave(_Message, frozen=True, tag="room.leave"):
-    room: str
-    name: str
-    listener: bool
+class RoomJoin(_Presence, frozen=True, tag="room.join"):
+    pass
+
+
+class RoomLeave(_Presence, frozen=True, tag="room.leave"):
+    pass
 
 
 class Member(msgspec.Struct, frozen=True):
