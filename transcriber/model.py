@@ -19,7 +19,7 @@ from transcriber.alignment import aligned_words
 from transcriber.batching import SegmentOutcome, pack_utterances
 from transcriber.options import ModelOptions
 from transcriber.results import SegmentStats, Transcription, WordTiming, timed_words
-from transcriber.turns import SettledTurn, TurnAudio, loops, repetition_loop, settle_turn
+from transcriber.turns import SettledTurn, TurnAudio, loops, settle_turn
 from transcriber.windows import FULL_WINDOW_SAMPLES, Scope, WindowOptions, whisper_model_class
 
 __all__ = ["Scope", "SegmentStats", "SpeechModel", "Transcription", "UtteranceAudio", "WordTiming"]
@@ -114,24 +114,19 @@ def _first_occurrences(words: Sequence[WordTiming]) -> list[float]:
     return probabilities
 
 
-def sounds_out_of_language(
-    stats: SegmentStats, words: Sequence[WordTiming], *, looping: bool = False
-) -> bool:
+def sounds_out_of_language(stats: SegmentStats, words: Sequence[WordTiming]) -> bool:
     """An English-only model hearing another language writes English-sounding words it does
     not believe ("Beth, you're so with the Vary." for Welsh): a low average log probability
     and a low mean word probability together, or a very low mean word probability alone.
-    ``looping``: the segment repeats itself, which lifts its log probability as much as its
-    words' (a loop's copies are sure of themselves), so its words' first occurrences alone
-    decide. Measured on ../shared/audio-cy and ../shared/audio-dev (README: "Speech the model
-    does not know")."""
+    Measured on ../shared/audio-cy and ../shared/audio-dev (README: "Speech the model does
+    not know")."""
     probabilities = _first_occurrences(words)
     if not probabilities:
         return False
     mean = sum(probabilities) / len(probabilities)
     if mean < UNBELIEVED_WORD_PROBABILITY:
         return True
-    unsure = looping or stats.avg_logprob < OUT_OF_LANGUAGE_LOGPROB
-    return unsure and mean < OUT_OF_LANGUAGE_WORD_PROBABILITY
+    return stats.avg_logprob < OUT_OF_LANGUAGE_LOGPROB and mean < OUT_OF_LANGUAGE_WORD_PROBABILITY
 
 
 _WORD_CHARACTER = re.compile(r"\w")
@@ -326,11 +321,7 @@ class SpeechModel:
             if not has_words(segment.text) or not accept_segment(stats, speech_ratio, options):
                 dropped += 1
                 continue
-            if (
-                language_guard
-                and not self.multilingual
-                and sounds_out_of_language(stats, timing, looping=repetition_loop(segment.text))
-            ):
+            if language_guard and not self.multilingual and sounds_out_of_language(stats, timing):
                 dropped += 1
                 foreign = True
                 continue
