@@ -90,7 +90,13 @@ class AudioAppended(msgspec.Struct, frozen=True):
     received_at: float
 
     def encode(self) -> dict[str, bytes]:
-        return _entry("audio", _ENCODER.encode(FinalizeRequested(self.received_at)), self.pcm)
+        return _entry("audio", _ENCODER.encode(_ReceivedAt(self.received_at)), self.pcm)
+
+
+class _ReceivedAt(msgspec.Struct, frozen=True):
+    """The ``meta`` of an audio entry (its PCM travels raw beside it)."""
+
+    received_at: float
 
 
 class FinalizeRequested(msgspec.Struct, frozen=True):
@@ -122,7 +128,7 @@ def decode_audio_entry(fields: Fields) -> AudioStreamEntry:
         pcm = entry_field(fields, "pcm")
         if len(pcm) % 2:
             raise SchemaError("audio entry has an odd number of bytes")
-        return AudioAppended(pcm, _meta(_RECEIVED_DECODER, fields).received_at)
+        return AudioAppended(pcm, _meta(_AUDIO_META_DECODER, fields).received_at)
     if kind == b"finalize":
         return _meta(_RECEIVED_DECODER, fields)
     if kind == b"closed":
@@ -185,6 +191,7 @@ class TranscriptionJob(msgspec.Struct, frozen=True):
 
 
 _SESSION_OPENED_DECODER = msgspec.json.Decoder(SessionOpened)
+_AUDIO_META_DECODER = msgspec.json.Decoder(_ReceivedAt)
 _RECEIVED_DECODER = msgspec.json.Decoder(FinalizeRequested)
 _CLOSED_DECODER = msgspec.json.Decoder(StreamClosed)
 _JOB_DECODER = msgspec.json.Decoder(TranscriptionJob)
