@@ -291,6 +291,7 @@ class SpeechModel:
         prompt: str | None = None,
         language_guard: bool = True,
         scope: Scope = Scope.UTTERANCE,
+        no_repeat_ngrams: int = 0,
     ) -> Transcription:
         """``prompt``: the speaker's earlier text, as Whisper's initial prompt;
         ``language_guard``: drop what an English-only model wrote for another language;
@@ -299,7 +300,9 @@ class SpeechModel:
         if not self.multilingual:
             language = "en"
         window = self._final_windows[scope] if final else self._partial_window
-        decoded, timings, info = self._decode(audio, language, window, final=final, prompt=prompt)
+        decoded, timings, info = self._decode(
+            audio, language, window, final=final, prompt=prompt, no_repeat_ngrams=no_repeat_ngrams
+        )
         looped = final and scope is Scope.UTTERANCE and loops(" ".join(s.text for s in decoded))
         if looped and window.trims:
             # a short window can loop where Whisper's own does not ("to the end of the end of
@@ -349,6 +352,7 @@ class SpeechModel:
         *,
         final: bool,
         prompt: str | None,
+        no_repeat_ngrams: int = 0,
     ) -> tuple[list[Any], list[tuple[WordTiming, ...]], Any]:
         """faster-whisper's segments, their words, and its info; on a window cut short a
         final's words are aligned after decoding (:mod:`transcriber.alignment`)."""
@@ -367,6 +371,7 @@ class SpeechModel:
             log_prob_threshold=options.log_prob_threshold,
             compression_ratio_threshold=options.compression_ratio_threshold,
             vad_filter=False,
+            no_repeat_ngram_size=no_repeat_ngrams,
         )
         decoded = list(segments)
         if align_after:

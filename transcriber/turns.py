@@ -26,6 +26,10 @@ STOPS_SHORT_S = 2.5
 """A turn's last word ending this long before its audio does means the decoding stopped
 early (the audio ends with at most the hangover and the turn's padding after speech)."""
 PROMPT_WORDS = 48
+NO_REPEAT_NGRAMS = 3
+"""A turn that loops even without its prompt is decoded once more with no 3-word sequence
+allowed twice: the loop's confidence was hiding how little the model believed the words (Welsh
+"Dyweda joc" is "To my third jock," three times; without the loop nothing is believed)."""
 """How much of the speaker's settled text goes into the prompt (its last words)."""
 
 _WORD = re.compile(r"[\w']+")
@@ -41,6 +45,7 @@ class DecodesArrays(Protocol):
         speech_ratio: float = 1.0,
         prompt: str | None = None,
         scope: Scope = Scope.UTTERANCE,
+        no_repeat_ngrams: int = 0,
     ) -> Transcription: ...
 
 
@@ -151,7 +156,7 @@ def settle_turn(
     lead = np.zeros(int(lead_s * 16000), np.float32)
     audio = np.concatenate([lead, s16_to_float(turn.pcm)])
 
-    def decode(prompt: str) -> Transcription:
+    def decode(prompt: str, no_repeat_ngrams: int = 0) -> Transcription:
         decoded = model.transcribe_array(
             audio,
             turn.language,
@@ -159,6 +164,7 @@ def settle_turn(
             speech_ratio=turn.speech_ratio,
             prompt=prompt,
             scope=Scope.TURN,
+            no_repeat_ngrams=no_repeat_ngrams,
         )
         return without_doubtful_tail(decoded.shifted(-lead_s))
 
@@ -168,7 +174,11 @@ def settle_turn(
     if prompted and suspicious(result, turn.prompt, duration_s):
         result = decode("")
         prompted = False
-    if repetition_loop(result.text) or stops_short(result, duration_s):
+    looped = repetition_loop(result.text)
+    if looped:
+        result = decode("", NO_REPEAT_NGRAMS)
+        prompted = False
+    if stops_short(result, duration_s) and not result.out_of_language:
         return SettledTurn(result, clean=False, prompted=prompted, usable=False)
-    clean = not suspicious(result, "", duration_s) and bool(result.text)
+    clean = not looped and not suspicious(result, "", duration_s) and bool(result.text)
     return SettledTurn(result, clean=clean, prompted=prompted)

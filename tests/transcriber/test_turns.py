@@ -17,8 +17,9 @@ from streamscribe.benchmarks.tuning import segment
 from streamscribe.client import read_audio
 from streamscribe.options import model_options
 from transcriber.model import SpeechModel
-from transcriber.results import Transcription
+from transcriber.results import Transcription, WordTiming
 from transcriber.turns import (
+    NO_REPEAT_NGRAMS,
     TurnAudio,
     echoes_prompt,
     loops,
@@ -67,6 +68,7 @@ class ScriptedDecoder:
         self._texts: Iterator[str] = iter(texts)
         self._dropped = dropped
         self.prompts: list[str | None] = []
+        self.no_repeat: list[int] = []
 
     def transcribe_array(
         self,
@@ -77,10 +79,22 @@ class ScriptedDecoder:
         speech_ratio: float = 1.0,
         prompt: str | None = None,
         scope: Scope = Scope.UTTERANCE,
+        no_repeat_ngrams: int = 0,
     ) -> Transcription:
         assert scope is Scope.TURN
         self.prompts.append(prompt)
-        return Transcription(next(self._texts), 0.5, 1.5, "en", 1.0, (), self._dropped)
+        self.no_repeat.append(no_repeat_ngrams)
+        text = next(self._texts)
+        if text == FOREIGN:  # what the language guard leaves of another language
+            return Transcription("", 0.0, 0.0, "en", 1.0, (), 1, out_of_language=True)
+        words = tuple(
+            WordTiming(w, 0.5 + 0.3 * i, 0.75 + 0.3 * i, 0.9) for i, w in enumerate(text.split())
+        )
+        end = words[-1].end if words else 0.5
+        return Transcription(text, 0.5, end, "en", 1.0, words, self._dropped)
+
+
+FOREIGN = "<out of language>"
 
 
 AUDIO = TurnAudio(bytes(32000), None, 1.0, "the story so far was told by him")
@@ -102,9 +116,28 @@ def test_a_turn_that_echoes_its_prompt_is_decoded_again_without_it() -> None:
     assert settled.transcription.text == "and then he left"
 
 
-def test_a_turn_that_still_loops_is_unusable_and_never_a_prompt() -> None:
-    loop = "you know you know you know you know"
-    settled = settle_turn(ScriptedDecoder(loop, loop), AUDIO)
+LOOP = "you know you know you know you know"
+
+
+def test_a_turn_that_still_loops_is_decoded_once_more_with_no_phrase_repeated() -> None:
+    decoder = ScriptedDecoder(LOOP, LOOP, "you know what I mean")
+    settled = settle_turn(decoder, AUDIO)
+    assert decoder.prompts == [AUDIO.prompt, "", ""]
+    assert decoder.no_repeat == [0, 0, NO_REPEAT_NGRAMS]
+    assert settled.usable and settled.transcription.text == "you know what I mean"
+    assert not settled.clean  # it looped twice: never the next turn's prompt
+
+
+def test_a_loop_hiding_another_language_settles_the_turn_as_nothing() -> None:
+    settled = settle_turn(ScriptedDecoder(LOOP, LOOP, FOREIGN), AUDIO)
+    assert settled.usable and settled.transcription.out_of_language
+    assert settled.transcription.text == "" and not settled.clean
+
+
+def test_a_turn_that_stops_short_is_unusable_and_never_a_prompt() -> None:
+    decoder = ScriptedDecoder("and then", "and then")
+    long_audio = TurnAudio(bytes(32000 * 6), None, 1.0, AUDIO.prompt)  # words end at 1.05 s
+    settled = settle_turn(decoder, long_audio)
     assert not settled.usable and not settled.clean
 
 
@@ -152,3 +185,12 @@ def test_turns_of_a_long_recording_settle_at_least_as_well_as_its_finals(
     settled_wer = corpus_wer([entry.text], [settled_text])
     print(f"\n{fast}\n{settled_text}")
     assert settled_wer <= fast_wer + 0.005, (settled_wer, fast_wer)
+
+
+def test_welsh_that_loops_in_the_english_model_settles_as_no_text(model: SpeechModel) -> None:
+    # tiny.en hears "Dyweda jôc" as "To my third jock, to my third jock, to my third jock."
+    pcm = read_audio(DATA / "cy-macsen-001-dyweda-joc.wav").pcm
+    [turn] = [e for e in segment(pcm, SegmenterOptions()) if isinstance(e, TurnEnded)]
+    settled = settle_turn(model, TurnAudio(turn.pcm, None, turn.speech_ratio, ""))
+    assert settled.usable and settled.transcription.out_of_language
+    assert settled.transcription.text == "" and not settled.clean
