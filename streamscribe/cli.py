@@ -203,7 +203,12 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from streamscribe.benchmarks.bench import BenchOptions, run_bench
 
     if args.find_capacity:
-        from streamscribe.benchmarks.capacity import DEFAULT_LEVELS, CapacityOptions, find_capacity
+        from streamscribe.benchmarks.capacity import (
+            DEFAULT_LEVELS,
+            CapacityOptions,
+            find_capacity,
+            parse_variant,
+        )
 
         find_capacity(
             CapacityOptions(
@@ -215,6 +220,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
                 transcribers=args.transcribers or settings.transcribers,
                 output=args.output if args.output != BENCH_OUTPUT else CAPACITY_OUTPUT,
                 limit=args.limit,
+                variants=tuple(parse_variant(v) for v in args.variant or ()),
             ),
             model=settings.model,
             device=settings.device,
@@ -369,6 +375,13 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.add_argument("--latency-bound", type=float, default=2.0, help="capacity: seconds")
     bench.add_argument("--window", type=float, default=40.0, help="capacity: seconds per level")
     bench.add_argument("--levels", type=int, nargs="+", default=None, help="capacity: streams")
+    bench.add_argument(
+        "--variant",
+        action="append",
+        metavar="SETTINGS",
+        help="capacity: one search under these settings, e.g. partial_model_share=1.0 "
+        "(comma-separated; repeat to compare, in one run)",
+    )
     bench.set_defaults(handler=cmd_bench)
     soak = sub.add_parser(
         "soak", help="one long session of continuous read speech: latency and memory over time"

@@ -1,6 +1,7 @@
 """``streamscribe bench --find-capacity``: the most real-time streams a pipeline carries.
 
-For each batch size a fresh local pipeline is started; concurrency is raised level by level.
+For each batch size, and each variant of the settings (``--variant``: before and after a change,
+in one run), a fresh local pipeline is started; concurrency is raised level by level.
 At each level every stream plays manifest recordings back to back, one session each, at real
 time for ``window_s``. A level is sustained when the p95 final latency (end of an utterance's
 speech to its final being sent, as the ingest node measures it) stays within the bound, the
@@ -21,12 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pydantic
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared import keys
+from shared.errors import ConfigError
 from shared.observability import live_parts
 from shared.redis_client import queue_stats
+from shared.settings import ENV_PREFIX, Settings
 from streamscribe.benchmarks.bench import cpu_seconds, server_processes
 from streamscribe.benchmarks.metrics import load_manifest
 from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
@@ -47,6 +51,38 @@ class CapacityOptions:
     transcribers: int = 2
     output: str = "bench-results/capacity.json"
     limit: int | None = None
+    variants: tuple[Variant, ...] = ()
+    """Settings to search under, one search each (none: the settings as they are)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """Settings a search's pipeline is started with: ``STREAMSCRIBE_`` variables."""
+
+    env: tuple[tuple[str, str], ...]
+
+    @property
+    def name(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.env) or "as configured"
+
+
+def parse_variant(text: str) -> Variant:
+    """``partial_model_share=1.0,batch_size=2``: settings by their names (or their
+    ``STREAMSCRIBE_`` variables), each checked as the parts would check it."""
+    pairs: list[tuple[str, str]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, equals, value = item.partition("=")
+        field_name = name.strip().lower().removeprefix(ENV_PREFIX.lower())
+        if not equals or field_name not in Settings.model_fields:
+            raise ConfigError(f"--variant {text!r}: {name.strip()!r} is not a setting (NAME=VALUE)")
+        try:
+            Settings.model_validate({field_name: value.strip()})
+        except pydantic.ValidationError as error:
+            raise ConfigError(f"--variant {text!r}: {error.errors()[0]['msg']}") from None
+        pairs.append((ENV_PREFIX + field_name.upper(), value.strip()))
+    if not pairs:
+        raise ConfigError("--variant needs NAME=VALUE settings")
+    return Variant(tuple(pairs))
 
 
 @dataclass
@@ -71,6 +107,7 @@ class LevelResult:
 @dataclass
 class BatchSizeResult:
     batch_size: int
+    variant: str = "as configured"
     capacity_streams: int = 0
     utterances_per_s_at_capacity: float = 0.0
     peak_utterances_per_s: float = 0.0
@@ -209,15 +246,17 @@ def _r(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def _search(options: CapacityOptions, batch_size: int, audio: list[Audio]) -> BatchSizeResult:
-    result = BatchSizeResult(batch_size)
+def _search(
+    options: CapacityOptions, batch_size: int, variant: Variant, audio: list[Audio]
+) -> BatchSizeResult:
+    result = BatchSizeResult(batch_size, variant.name)
     pipeline = LocalPipeline(
         LaunchOptions(
             "127.0.0.1",
             free_port(),
             options.transcribers,
             "",
-            env=(("STREAMSCRIBE_BATCH_SIZE", str(batch_size)),),
+            env=(("STREAMSCRIBE_BATCH_SIZE", str(batch_size)), *variant.env),
         )
     )
     pipeline.start()
@@ -238,7 +277,8 @@ def _search(options: CapacityOptions, batch_size: int, audio: list[Audio]) -> Ba
             result.peak_utterances_per_s = max(result.peak_utterances_per_s, level.utterances_per_s)
             verdict = "sustained" if level.sustained else f"NOT sustained ({level.why_not})"
             print(
-                f"  batch {batch_size}, {streams:3d} streams: p95 {level.final_latency_p95_s} s, "
+                f"  {variant.name}, batch {batch_size}, {streams:3d} streams: "
+                f"p95 {level.final_latency_p95_s} s, "
                 f"{level.utterances_per_s:.2f} utt/s, oldest job {level.oldest_final_job_s} s, "
                 f"cpu {level.cpu_cores_busy} cores: {verdict}",
                 file=sys.stderr,
@@ -257,9 +297,10 @@ def find_capacity(options: CapacityOptions, model: str, device: str) -> dict[str
     entries = load_manifest(options.manifest, options.limit)
     audio = [read_audio(e.audio) for e in entries]
     results = []
-    for batch_size in options.batch_sizes:
-        print(f"batch size {batch_size}:", file=sys.stderr, flush=True)
-        results.append(_search(options, batch_size, audio))
+    for variant in options.variants or (Variant(()),):
+        for batch_size in options.batch_sizes:
+            print(f"{variant.name}, batch size {batch_size}:", file=sys.stderr, flush=True)
+            results.append(_search(options, batch_size, variant, audio))
     report: dict[str, Any] = {
         "manifest": str(Path(options.manifest).resolve()),
         "model": model,
@@ -275,6 +316,7 @@ def find_capacity(options: CapacityOptions, model: str, device: str) -> dict[str
         first, last = results[0], results[-1]
         report["comparison"] = {
             "batch_sizes": [first.batch_size, last.batch_size],
+            "variants": [first.variant, last.variant],
             "capacity_ratio": _ratio(last.capacity_streams, first.capacity_streams),
             "utterances_per_s_ratio_at_capacity": _ratio(
                 last.utterances_per_s_at_capacity, first.utterances_per_s_at_capacity
@@ -285,7 +327,8 @@ def find_capacity(options: CapacityOptions, model: str, device: str) -> dict[str
         }
     for r in results:
         print(
-            f"batch size {r.batch_size}: {r.capacity_streams} real-time streams sustained "
+            f"{r.variant}, batch size {r.batch_size}: "
+            f"{r.capacity_streams} real-time streams sustained "
             f"(p95 <= {options.latency_bound_s} s), {r.utterances_per_s_at_capacity} utt/s there, "
             f"peak {r.peak_utterances_per_s} utt/s"
         )
