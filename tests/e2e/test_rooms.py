@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from streamscribe.benchmarks.metrics import corpus_wer, load_manifest
 from streamscribe.client import StreamRun, read_audio, stream_audio
 from streamscribe.redis_server import RedisServer, free_port
 from tests.conftest import DATA, RunningPipeline, start_up, stop_up
-from tests.e2e.room_clients import listen
+from tests.e2e.room_clients import Listener
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +31,7 @@ BEN = BY_ID["ls-test-clean-1089-134686-0000"]
 DAN = BY_ID["ls-test-clean-1995-1837-0001"]
 
 
-def room_views(messages: list[dict[str, Any]]) -> list[set[str]]:
+def room_views(messages: Sequence[Mapping[str, Any]]) -> list[set[str]]:
     """The room's participants by name, as a client knows them after each presence message."""
     present: dict[str, str] = {}
     views = []
@@ -47,7 +48,7 @@ def room_views(messages: list[dict[str, Any]]) -> list[set[str]]:
     return views
 
 
-def finals_by_speaker(messages: list[dict[str, Any]]) -> dict[str, str]:
+def finals_by_speaker(messages: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     texts: dict[str, list[str]] = {}
     for m in messages:
         if m["type"] == "transcript" and m["is_final"]:
@@ -59,10 +60,6 @@ def test_room_participants_see_each_other_and_other_rooms_see_nothing(
     pipeline: RunningPipeline,
 ) -> None:
     async def scenario() -> tuple[list[StreamRun], list[dict[str, Any]]]:
-        done = asyncio.Event()
-        listener = asyncio.create_task(listen(pipeline.url + "?room=42&name=Cy&listen=true", done))
-        await asyncio.sleep(0.5)
-
         def speak(entry: Any, room: str, name: str) -> Any:
             # everyone stays until 6 s after the longest recording ends, so that each hears all
             # the others' finals (one leaving the room hears no more), even on a loaded machine
@@ -76,11 +73,19 @@ def test_room_participants_see_each_other_and_other_rooms_see_nothing(
             )
 
         longest = max(ANA.seconds, BEN.seconds, DAN.seconds)
-        runs = await asyncio.gather(
-            speak(ANA, "42", "Ana"), speak(BEN, "42", "Ben"), speak(DAN, "43", "Dan")
-        )
-        done.set()
-        return list(runs), await listener
+        async with Listener(pipeline.url + "?room=42&name=Cy&listen=true") as cy:
+            runs = await asyncio.gather(
+                speak(ANA, "42", "Ana"), speak(BEN, "42", "Ben"), speak(DAN, "43", "Dan")
+            )
+            spoken = {f.message["utterance_id"] for run in runs[:2] for f in run.finals}
+
+            def heard_all(heard: list[dict[str, Any]]) -> bool:
+                finals = {m.get("utterance_id") for m in heard if m["type"] == "final"}
+                left = {m["name"] for m in heard if m["type"] == "room.leave"}
+                return finals >= spoken and left >= {"Ana", "Ben"}
+
+            await cy.wait_for(heard_all)
+        return list(runs), cy.messages
 
     (ana, ben, dan), cy = asyncio.run(scenario())
     for run, own, other, name in ((ana, ANA, BEN, "Ben"), (ben, BEN, ANA, "Ana")):

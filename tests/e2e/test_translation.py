@@ -15,7 +15,7 @@ from streamscribe.benchmarks.metrics import load_manifest, normalize
 from streamscribe.client import StreamRun, read_audio, stream_audio
 from streamscribe.redis_server import free_port
 from tests.conftest import DATA, RunningPipeline, start_up, stop_up
-from tests.e2e.room_clients import listen
+from tests.e2e.room_clients import Listener
 from tests.translator.fake_services import FakeService, translated
 
 pytestmark = pytest.mark.e2e
@@ -57,20 +57,21 @@ def test_turns_are_translated_for_the_speaker_and_the_room(translating_pipeline:
     """Translations are of turns (whole sentences), one per turn, not of the finals in them."""
 
     async def scenario() -> tuple[StreamRun, list[dict[str, Any]]]:
-        done = asyncio.Event()
-        listener = asyncio.create_task(
-            listen(translating_pipeline + "?room=tr&name=Ben&listen=true", done)
-        )
-        await asyncio.sleep(0.5)
-        run = await stream_audio(
-            translating_pipeline,
-            read_audio(JFK.audio),
-            speed=2,
-            tail_silence_s=3,
-            params={"room": "tr", "name": "Ana", "translate": "cy"},
-        )
-        done.set()
-        return run, await listener
+        async with Listener(translating_pipeline + "?room=tr&name=Ben&listen=true") as ben:
+            run = await stream_audio(
+                translating_pipeline,
+                read_audio(JFK.audio),
+                speed=2,
+                tail_silence_s=3,
+                params={"room": "tr", "name": "Ana", "translate": "cy"},
+            )
+            wanted = {m["turn_id"] for _, m in messages_of(run) if m["type"] == "translation"}
+
+            def heard_all(heard: list[dict[str, Any]]) -> bool:
+                return {m.get("turn_id") for m in heard if m["type"] == "translation"} >= wanted
+
+            await ben.wait_for(heard_all)
+        return run, ben.messages
 
     run, ben = asyncio.run(scenario())
     assert run.close_code == 1000
