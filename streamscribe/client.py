@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
 import numpy as np
@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from shared import client_messages
-from shared.client_messages import KNOWN_TYPES, ServerMessage
+from shared.client_messages import KNOWN_TYPES, ServerMessage, SessionBegin, Transcript, Turn
 from shared.errors import ClientError, SchemaError
 from shared.resilience import Delays
 
@@ -61,6 +61,22 @@ class Received:
     """The message decoded by protocol v1's schema (``shared.client_messages``); None for a
     kind this client does not know (a newer server's), kept as JSON only."""
 
+    @classmethod
+    def of(cls, at: float, message: ServerMessage) -> Received:
+        """A typed message as if it had arrived at ``at`` (for replaying or testing)."""
+        return cls(at, client_messages.as_dict(message), message)
+
+
+MessageT = TypeVar("MessageT")
+
+
+@dataclass(frozen=True, slots=True)
+class Timed(Generic[MessageT]):
+    """A typed message and when it arrived (``time.time()``)."""
+
+    at: float
+    message: MessageT
+
 
 def _decoded(text: str | bytes) -> tuple[ServerMessage | None, dict[str, Any]]:
     """A server frame typed by protocol v1's schema, and as its JSON (all of it, fields this
@@ -97,46 +113,62 @@ class StreamRun:
     @property
     def session_id(self) -> str | None:
         for r in self.received:
-            if r.message.get("type") == "session.begin":
-                return str(r.message["session_id"])
+            if isinstance(r.typed, SessionBegin):
+                return r.typed.session_id
         return None
 
-    def _transcripts(self, final: bool) -> list[Received]:
+    def _own_transcripts(self, final: bool) -> list[tuple[Received, Transcript]]:
         """This session's own transcripts (in a room, others' arrive too)."""
         own = self.session_id
         return [
-            r
+            (r, r.typed)
             for r in self.received
-            if r.message.get("type") == "transcript"
-            and bool(r.message.get("is_final")) == final
-            and r.message.get("session_id") == own
+            if isinstance(r.typed, Transcript)
+            and r.typed.is_final == final
+            and r.typed.session_id == own
+        ]
+
+    def _own_turns(self) -> list[tuple[Received, Turn]]:
+        own = self.session_id
+        return [
+            (r, r.typed)
+            for r in self.received
+            if isinstance(r.typed, Turn) and r.typed.session_id == own
         ]
 
     @property
     def finals(self) -> list[Received]:
-        return self._transcripts(final=True)
+        return [r for r, _ in self._own_transcripts(final=True)]
 
     @property
     def partials(self) -> list[Received]:
-        return self._transcripts(final=False)
+        return [r for r, _ in self._own_transcripts(final=False)]
+
+    @property
+    def turns(self) -> list[Received]:
+        return [r for r, _ in self._own_turns()]
+
+    @property
+    def final_messages(self) -> list[Timed[Transcript]]:
+        """This session's finals, typed."""
+        return [Timed(r.at, m) for r, m in self._own_transcripts(final=True)]
+
+    @property
+    def partial_messages(self) -> list[Timed[Transcript]]:
+        return [Timed(r.at, m) for r, m in self._own_transcripts(final=False)]
+
+    @property
+    def turn_messages(self) -> list[Timed[Turn]]:
+        return [Timed(r.at, m) for r, m in self._own_turns()]
 
     @property
     def errors(self) -> list[Mapping[str, Any]]:
         return [r.message for r in self.received if r.message.get("type") == "error"]
 
     @property
-    def turns(self) -> list[Received]:
-        own = self.session_id
-        return [
-            r
-            for r in self.received
-            if r.message.get("type") == "turn" and r.message.get("session_id") == own
-        ]
-
-    @property
     def fast_transcript(self) -> str:
         """The finals alone, as they came."""
-        return " ".join(str(r.message["text"]).strip() for r in self.finals).strip()
+        return " ".join(f.message.text.strip() for f in self.final_messages).strip()
 
     @property
     def transcript(self) -> str:

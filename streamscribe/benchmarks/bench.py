@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import psutil
 import soxr
+from msgspec import UnsetType
 
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.settings import Settings
@@ -60,7 +61,7 @@ class StreamResult:
     @property
     def last_final_latency(self) -> float | None:
         """Arrival of the last final minus the moment the file's last sample was sent."""
-        finals = self.run.finals
+        finals = self.run.final_messages
         if not finals or not self.run.audio_end_sent_at:
             return None
         return finals[-1].at - self.run.audio_end_sent_at
@@ -68,27 +69,28 @@ class StreamResult:
     def end_of_speech_latencies(self) -> list[float]:
         """Per final: arrival minus when the audio at its ``end`` was sent."""
         return [
-            f.at - (self.run.started_at + float(f.message["end"]) / self.speed)
-            for f in self.run.finals
+            f.at - (self.run.started_at + f.message.end / self.speed)
+            for f in self.run.final_messages
         ]
 
     def turn_latencies(self) -> list[float]:
         """Per turn: arrival minus when the audio at its ``end`` was sent."""
         return [
-            t.at - (self.run.started_at + float(t.message["end"]) / self.speed)
-            for t in self.run.turns
+            t.at - (self.run.started_at + t.message.end / self.speed)
+            for t in self.run.turn_messages
         ]
 
     def first_partial_latencies(self) -> list[float]:
         """Per final that had partials: first partial's arrival minus when its first word's
         audio was sent (how long a speaker waits to see words appear)."""
         first_partial: dict[str, float] = {}
-        for p in self.run.partials:
-            first_partial.setdefault(str(p.message["utterance_id"]), p.at)
+        for p in self.run.partial_messages:
+            first_partial.setdefault(p.message.utterance_id, p.at)
         return [
-            first_partial[uid] - (self.run.started_at + float(f.message["start"]) / self.speed)
-            for f in self.run.finals
-            if (uid := str(f.message["utterance_id"])) in first_partial
+            first_partial[f.message.utterance_id]
+            - (self.run.started_at + f.message.start / self.speed)
+            for f in self.run.final_messages
+            if f.message.utterance_id in first_partial
         ]
 
 
@@ -177,9 +179,11 @@ def _cut_repeats(results: list[StreamResult]) -> dict[str, Any]:
     found: dict[str, list[str]] = {"fast_finals": [], "turns": []}
     for r in results:
         reference = normalize(r.entry.text)
-        pieces = {"fast_finals": r.run.finals, "turns": r.run.turns}
-        for kind, messages in pieces.items():
-            texts = [str(m.message["text"]) for m in messages]
+        pieces = {
+            "fast_finals": [f.message.text for f in r.run.final_messages],
+            "turns": [t.message.text for t in r.run.turn_messages],
+        }
+        for kind, texts in pieces.items():
             found[kind] += [f"{r.entry.id}: {cut}" for cut in cuts_repeating(texts, reference)]
     return {
         "fast_finals": len(found["fast_finals"]),
@@ -195,7 +199,12 @@ def _summarize(
     eos = [x for r in results for x in r.end_of_speech_latencies()]
     turn_latency = [x for r in results for x in r.turn_latencies()]
     partial_latency = [x for r in results for x in r.first_partial_latencies()]
-    timings = [f.message.get("server_timing", {}) for r in results for f in r.run.finals]
+    timings = [
+        f.message.server_timing
+        for r in results
+        for f in r.run.final_messages
+        if not isinstance(f.message.server_timing, UnsetType)
+    ]
     overhead = [float(t["overhead_s"]) for t in timings if "overhead_s" in t]
     model = [float(t["model_s"]) for t in timings if "model_s" in t]
     audio_s = sum(r.entry.seconds for r in results)

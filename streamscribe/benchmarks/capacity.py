@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 import pydantic
 import redis
+from msgspec import UnsetType
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared import keys
@@ -189,10 +190,11 @@ async def _run_level(
         for kind, seconds in sorted(model_after.items())
     }
     latencies = [
-        float(f.message["server_timing"]["endpoint_to_send_s"])
+        f.message.server_timing["endpoint_to_send_s"]
         for run in runs
-        for f in run.finals
-        if "server_timing" in f.message
+        for f in run.final_messages
+        if not isinstance(f.message.server_timing, UnsetType)
+        and "endpoint_to_send_s" in f.message.server_timing
     ]
     finals = sum(len(run.finals) for run in runs)
     p95 = percentile(latencies, 95)

@@ -32,7 +32,7 @@ from streamscribe.benchmarks.metrics import (
     group_of,
     load_manifest,
 )
-from streamscribe.client import Audio, Received, StreamRun, read_audio, stream_audio
+from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
 from streamscribe.launcher import LaunchOptions, LocalPipeline
 from streamscribe.redis_server import free_port
 from streamscribe.statistics import percentile
@@ -117,14 +117,12 @@ def memory_sample(
 def by_minute(run: StreamRun) -> list[dict[str, Any]]:
     """Finals and turns per minute of the stream, with their latency from the end of speech."""
 
-    def latency(received: Received) -> float:
-        return received.at - (run.started_at + float(received.message["end"]))
-
+    ends = [("final", f.at, f.message.end) for f in run.final_messages]
+    ends += [("turn", t.at, t.message.end) for t in run.turn_messages]
     rows: dict[int, dict[str, list[float]]] = {}
-    for kind, messages in (("final", run.finals), ("turn", run.turns)):
-        for message in messages:
-            minute = int(float(message.message["end"]) // 60)
-            rows.setdefault(minute, {"final": [], "turn": []})[kind].append(latency(message))
+    for kind, at, end in ends:
+        latency = at - (run.started_at + end)
+        rows.setdefault(int(end // 60), {"final": [], "turn": []})[kind].append(latency)
     return [
         {
             "minute": minute,
@@ -212,7 +210,7 @@ def run_soak(options: SoakOptions, settings: Settings) -> int:
         if pipeline is not None:
             pipeline.stop()
     minutes = by_minute(run)
-    settled = {u for t in run.turns for u in t.message["utterance_ids"]}
+    settled = {u for t in run.turn_messages for u in t.message.utterance_ids}
     report = {
         "manifest": str(Path(options.manifest).resolve()),
         "model": settings.model,
@@ -222,7 +220,9 @@ def run_soak(options: SoakOptions, settings: Settings) -> int:
         "errors": list(run.errors),
         "finals": len(run.finals),
         "turns": len(run.turns),
-        "finals_never_settled": sum(f.message["utterance_id"] not in settled for f in run.finals),
+        "finals_never_settled": sum(
+            f.message.utterance_id not in settled for f in run.final_messages
+        ),
         "settled_wer": _r(corpus_wer([program.reference], [run.transcript])),
         "fast_final_wer": _r(corpus_wer([program.reference], [run.fast_transcript])),
         "trends": trends(minutes, samples),

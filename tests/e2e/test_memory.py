@@ -14,6 +14,7 @@ import psutil
 import pytest
 import redis
 
+from shared.observability import live_parts
 from streamscribe.client import Audio, stream_audio
 from streamscribe.redis_server import free_port
 from tests.conftest import RunningPipeline, start_up, stop_up, wait_until
@@ -51,7 +52,13 @@ def measure(pipeline: RunningPipeline, client: redis.Redis) -> dict[str, Any]:
 def settle(client: redis.Redis, keys_at_most: int) -> None:
     """Waits (up to a minute) for the sessions' resume keys to expire."""
     wait_until(lambda: client.dbsize() <= keys_at_most, timeout=60, every=0.5)
-    time.sleep(3)  # one heartbeat and the segmenter's last closes
+    since = time.time()
+
+    def every_part_idle() -> bool:  # each has sent a heartbeat since, holding no session
+        parts = live_parts(client)
+        return bool(parts) and all(p.sent_at > since and p.sessions == 0 for p in parts)
+
+    wait_until(every_part_idle, timeout=30, every=0.2)
 
 
 def test_a_thousand_sessions_leave_nothing_behind(busy: RunningPipeline) -> None:

@@ -295,7 +295,9 @@ def test_a_room_participant_resuming_gets_the_others_finals_it_missed_once(
     Bo has each of Ana's finals exactly once, in order, the missed ones from the room's log."""
     room = "resume-room"
 
-    async def listen(got: list[dict[str, object]], ana_done: asyncio.Event) -> int:
+    async def listen(
+        got: list[dict[str, object]], joined: asyncio.Event, ana_done: asyncio.Event
+    ) -> int:
         url = f"{pipeline.url}?room={room}&listen=true&partials=false&name=Bo"
         async with connect(url) as ws:
             begin = json.loads(await ws.recv())
@@ -303,6 +305,8 @@ def test_a_room_participant_resuming_gets_the_others_finals_it_missed_once(
                 async with asyncio.timeout(3):
                     async for text in ws:
                         got.append(json.loads(text))
+                        if got[-1]["type"] == "room.participants":  # Bo is a member now
+                            joined.set()
             ws.transport.abort()
         await asyncio.sleep(10)
         last_seq = max(int(str(m["seq"])) for m in got)
@@ -321,9 +325,10 @@ def test_a_room_participant_resuming_gets_the_others_finals_it_missed_once(
 
     async def scenario() -> tuple[StreamRun, list[dict[str, object]], int]:
         got: list[dict[str, object]] = []
-        ana_done = asyncio.Event()
-        listener = asyncio.create_task(listen(got, ana_done))
-        await asyncio.sleep(1)
+        joined, ana_done = asyncio.Event(), asyncio.Event()
+        listener = asyncio.create_task(listen(got, joined, ana_done))
+        async with asyncio.timeout(30):
+            await joined.wait()
         ana = await stream_audio(
             pipeline.url,
             read_audio(DATA / "long-ljspeech-LJ001-0001-0008.wav"),

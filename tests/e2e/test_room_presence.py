@@ -76,7 +76,15 @@ def test_a_room_of_250_listeners_costs_each_one_message_per_join(
             pipeline.url, audio, speed=4.0, params={"room": "crowd", "name": "Sam"}
         )
         assert run.close_code == 1000 and run.finals
-        await asyncio.sleep(2.0)
+        spoken = {f.message["utterance_id"] for f in run.finals}
+
+        def heard_sam(member: Member) -> bool:
+            finals = member.of_type("transcript")
+            return {m["utterance_id"] for m in finals if m["is_final"]} >= spoken
+
+        async with asyncio.timeout(60):  # every listener has each of Sam's finals
+            while not all(heard_sam(m) for m in members):
+                await asyncio.sleep(0.05)
         await asyncio.gather(*(leave(m) for m in members))
         return members
 

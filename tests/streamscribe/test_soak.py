@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.client_messages import SessionBegin, Transcript, Turn
 from shared.settings import Settings
 from streamscribe.benchmarks.metrics import group_of, load_manifest
 from streamscribe.benchmarks.soak import (
@@ -40,21 +41,27 @@ def test_no_read_speech_is_a_clear_error() -> None:
         continuous_speech([e for e in ENTRIES if not e.text], 10.0, gap_s=0.5)
 
 
-def _message(kind: str, end: float, at: float, uid: str = "u") -> Received:
-    fields = {"type": kind, "end": end, "session_id": "s", "is_final": True}
-    fields |= {"utterance_id": uid} if kind == "transcript" else {"utterance_ids": [uid]}
-    return Received(at, fields)
+def _final(end: float, at: float, uid: str) -> Received:
+    final = Transcript("s", 0, True, uid, "words", end - 1, end, "")
+    return Received.of(at, final)
+
+
+def _turn(end: float, at: float, uids: tuple[str, ...]) -> Received:
+    turn = Turn("s", 0, "t0", uids, "words", 0.0, end, "en", 1.0, (), "", True)
+    return Received.of(at, turn)
 
 
 def test_latency_is_grouped_by_minute_of_the_stream() -> None:
+    begin = SessionBegin(
+        "s", 0, 1, None, 16000, "pcm_s16le", "en", "tiny.en", None, False, (), True, ""
+    )
     run = StreamRun(started_at=1000.0)
-    run.received = [_message("session.begin", 0, 1000)]
-    run.received[0] = Received(1000.0, {"type": "session.begin", "session_id": "s"})
-    run.received += [
-        _message("transcript", 10.0, 1010.5),
-        _message("transcript", 50.0, 1051.0),
-        _message("turn", 50.0, 1052.0),
-        _message("transcript", 70.0, 1070.4),
+    run.received = [
+        Received.of(1000.0, begin),
+        _final(10.0, 1010.5, "u0"),
+        _final(50.0, 1051.0, "u1"),
+        _turn(50.0, 1052.0, ("u0", "u1")),
+        _final(70.0, 1070.4, "u2"),
     ]
     rows = by_minute(run)
     assert [r["minute"] for r in rows] == [0, 1]
