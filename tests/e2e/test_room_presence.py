@@ -144,7 +144,10 @@ def test_ghosts_of_lost_sessions_leave_the_room(pipeline: RunningPipeline) -> No
         # nobody renewed Casper: its membership lapsed (set so, not waited for)
         client.zadd(keys.room_alive("haunted"), {ghost.session_id: time.time() - 1})
         bo = await join(pipeline.url, "haunted", "Bo")
-        await asyncio.sleep(1.0)
+        for _ in range(500):  # Ada hears Bo arrive
+            if any(m["name"] == "Bo" for m in ada.of_type("room.join")):
+                break
+            await asyncio.sleep(0.02)
         await leave(bo)
         for _ in range(500):  # Bo's node tells the room as Bo's connection ends
             if any(m["name"] == "Bo" for m in ada.of_type("room.leave")):
