@@ -22,6 +22,7 @@ import soxr
 from msgspec import UnsetType
 
 from shared.audio import PIPELINE_SAMPLE_RATE
+from shared.client_messages import Transcript
 from shared.settings import Settings
 from streamscribe.benchmarks.metrics import (
     ManifestEntry,
@@ -92,6 +93,12 @@ class StreamResult:
             for f in self.run.final_messages
             if f.message.utterance_id in first_partial
         ]
+
+
+def server_timing(final: Transcript) -> Mapping[str, float]:
+    """What the server measured of a final (empty where it sent none)."""
+    timing = final.server_timing
+    return {} if isinstance(timing, UnsetType) else timing
 
 
 def server_processes(pids: list[int] | None) -> list[psutil.Process]:
@@ -199,12 +206,7 @@ def _summarize(
     eos = [x for r in results for x in r.end_of_speech_latencies()]
     turn_latency = [x for r in results for x in r.turn_latencies()]
     partial_latency = [x for r in results for x in r.first_partial_latencies()]
-    timings = [
-        f.message.server_timing
-        for r in results
-        for f in r.run.final_messages
-        if not isinstance(f.message.server_timing, UnsetType)
-    ]
+    timings = [server_timing(f.message) for r in results for f in r.run.final_messages]
     overhead = [float(t["overhead_s"]) for t in timings if "overhead_s" in t]
     model = [float(t["model_s"]) for t in timings if "model_s" in t]
     audio_s = sum(r.entry.seconds for r in results)

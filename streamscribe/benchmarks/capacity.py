@@ -24,7 +24,6 @@ from typing import Any
 import psutil
 import pydantic
 import redis
-from msgspec import UnsetType
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared import keys
@@ -32,7 +31,7 @@ from shared.errors import ConfigError
 from shared.observability import live_parts
 from shared.redis_client import queue_stats
 from shared.settings import ENV_PREFIX, Settings
-from streamscribe.benchmarks.bench import cpu_seconds, server_processes
+from streamscribe.benchmarks.bench import cpu_seconds, server_processes, server_timing
 from streamscribe.benchmarks.metrics import load_manifest
 from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
 from streamscribe.launcher import LaunchOptions, LocalPipeline
@@ -76,6 +75,8 @@ def parse_variant(text: str) -> Variant:
         field_name = name.strip().lower().removeprefix(ENV_PREFIX.lower())
         if not equals or field_name not in Settings.model_fields:
             raise ConfigError(f"--variant {text!r}: {name.strip()!r} is not a setting (NAME=VALUE)")
+        if field_name == "batch_size":
+            raise ConfigError(f"--variant {text!r}: give batch sizes with --batch-sizes")
         try:
             Settings.model_validate({field_name: value.strip()})
         except pydantic.ValidationError as error:
@@ -189,13 +190,8 @@ async def _run_level(
         kind: round((seconds - model_before.get(kind, 0.0)) / elapsed, 3)
         for kind, seconds in sorted(model_after.items())
     }
-    latencies = [
-        f.message.server_timing["endpoint_to_send_s"]
-        for run in runs
-        for f in run.final_messages
-        if not isinstance(f.message.server_timing, UnsetType)
-        and "endpoint_to_send_s" in f.message.server_timing
-    ]
+    timings = [server_timing(f.message) for run in runs for f in run.final_messages]
+    latencies = [t["endpoint_to_send_s"] for t in timings if "endpoint_to_send_s" in t]
     finals = sum(len(run.finals) for run in runs)
     p95 = percentile(latencies, 95)
     abnormal = sum(run.close_code != 1000 for run in runs)

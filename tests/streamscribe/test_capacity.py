@@ -11,11 +11,11 @@ from streamscribe.benchmarks.capacity import Variant, parse_variant
 
 
 def test_a_variant_names_settings_as_their_environment_variables() -> None:
-    variant = parse_variant("partial_model_share=1.0, STREAMSCRIBE_BATCH_SIZE=2")
+    variant = parse_variant("partial_model_share=1.0, STREAMSCRIBE_CPU_THREADS=2")
     assert variant == Variant(
-        (("STREAMSCRIBE_PARTIAL_MODEL_SHARE", "1.0"), ("STREAMSCRIBE_BATCH_SIZE", "2"))
+        (("STREAMSCRIBE_PARTIAL_MODEL_SHARE", "1.0"), ("STREAMSCRIBE_CPU_THREADS", "2"))
     )
-    assert variant.name == "STREAMSCRIBE_PARTIAL_MODEL_SHARE=1.0,STREAMSCRIBE_BATCH_SIZE=2"
+    assert variant.name == ("STREAMSCRIBE_PARTIAL_MODEL_SHARE=1.0,STREAMSCRIBE_CPU_THREADS=2")
     assert Variant(()).name == "as configured"
 
 
@@ -27,6 +27,7 @@ def test_a_variant_names_settings_as_their_environment_variables() -> None:
         ("partial_model_share=2", "less than or equal to 1"),
         ("partial_model_share=lots", "valid number"),
         (" , ", "needs NAME=VALUE"),
+        ("batch_size=4", "give batch sizes with --batch-sizes"),
     ],
 )
 def test_a_bad_variant_is_refused_before_any_pipeline_starts(text: str, says: str) -> None:
