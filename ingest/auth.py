@@ -94,8 +94,9 @@ def listen_only() -> ProtocolError:
 def bearer_token(query_token: str | None, authorization: str | None) -> str | None:
     if query_token:
         return query_token
-    if authorization and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip() or None
+    scheme, _, credentials = (authorization or "").partition(" ")
+    if scheme.lower() in ("bearer", "token"):  # "Token": Deepgram's clients say so
+        return credentials.strip() or None
     return None
 
 

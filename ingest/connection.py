@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from ingest import logger
 from ingest.auth import listen_only
 from ingest.delivery import DeliveryOrder, ReleasedTurn
+from ingest.faces import Face, StreamFace
 from ingest.limits import AudioRateLimiter, MessageRateLimiter, session_timeout
 from ingest.metrics import IngestMetrics
 from ingest.options import IngestOptions
@@ -29,7 +30,6 @@ from ingest.protocol import (
     MessageBuilder,
     StreamParams,
     check_audio_frame,
-    parse_client_text,
 )
 from ingest.redis_io import RedisWriter
 from ingest.rooms import RoomMembership
@@ -105,8 +105,11 @@ class ClientConnection:
         translations: TranslationQueue | None = None,
         metrics: IngestMetrics | None = None,
         may_speak: bool = True,
+        face: Face | None = None,
     ) -> None:
+        """``face``: the wire protocol the client speaks (protocol v1 unless told)."""
         self.ws = ws
+        self.face: Face = face or StreamFace()
         self.session_id = session_id
         self.params = params
         self._options = options
@@ -191,7 +194,9 @@ class ClientConnection:
             elif isinstance(item, FinalTranscript):
                 timing = _timing(item)
                 self._metrics.final_sent(timing["endpoint_to_send_s"])
-                self._enqueue(self.messages.final(item.result, self.params.name, timing))
+                self._enqueue(
+                    self.messages.final(item.result, self.params.name, timing, item.commit.ended_by)
+                )
                 if self.room is not None:
                     self.room.share(True, item.result)
             elif isinstance(item, ReleasedTurn):
@@ -421,9 +426,9 @@ class ClientConnection:
                     return
                 for item in batch:
                     if isinstance(item, _Close):
-                        await self.ws.close(item.code, item.reason)
+                        await self._close(item.code, item.reason)
                         return
-                    await self.ws.send(item.message if isinstance(item, OutboxEntry) else item.text)
+                    await self._send(item.message if isinstance(item, OutboxEntry) else item.text)
                     if isinstance(item, OutboxEntry):
                         self._sent_seq = item.seq
         except ConnectionClosed:
@@ -431,18 +436,26 @@ class ClientConnection:
         except REDIS_DOWN:
             logger.warning("session %s: outbox unreachable", self.session_id, exc_info=True)
             with contextlib.suppress(ConnectionClosed):
-                await self.ws.send(self.messages.error("unavailable", LOST_REDIS))
-                await self.ws.close(CLOSE_INTERNAL, "redis unavailable")
+                await self._send(self.messages.error("unavailable", LOST_REDIS))
+                await self._close(CLOSE_INTERNAL, "redis unavailable")
+
+    async def _send(self, message: str) -> None:
+        """One of the session's messages, as the client's protocol has it."""
+        for frame in self.face.frames(message):
+            await self.ws.send(frame)
+
+    async def _close(self, code: int, reason: str) -> None:
+        await self.ws.close(*self.face.close(code, reason))
 
     async def _close_unheld(self) -> None:
         """Closes a connection that no longer holds its session, writing nothing more."""
         if self.link.hold is Hold.SUPERSEDED:
-            await self.ws.close(CLOSE_NORMAL, SUPERSEDED)
+            await self._close(CLOSE_NORMAL, SUPERSEDED)
             return
         logger.error("session %s: its state is gone from Redis", self.session_id)
         with contextlib.suppress(ConnectionClosed):
-            await self.ws.send(self.messages.error("unavailable", STATE_GONE))
-            await self.ws.close(CLOSE_INTERNAL, "session state lost")
+            await self._send(self.messages.error("unavailable", STATE_GONE))
+            await self._close(CLOSE_INTERNAL, "session state lost")
 
     async def confirm_loop(self) -> None:
         """Pings the client now and then; its pong confirms every message sent before the
@@ -487,7 +500,8 @@ class ClientConnection:
                     await self._audio(frame)
                     continue
                 self._messages.admit(now=time.monotonic())
-                command = parse_client_text(frame)
+                audio_s = self._client_samples / self.params.sample_rate
+                command = self.face.command(frame, audio_s=audio_s)
                 if command is ClientCommand.FINALIZE and not self._may_speak:
                     raise listen_only()
                 if command is ClientCommand.FINALIZE and not self.params.listen:
@@ -511,7 +525,7 @@ class ClientConnection:
             await discard_incoming(self.ws)
         except ConnectionClosed:
             # Dropped: the session waits for its client to resume, unless resuming is off.
-            self.detached = self._options.resume_window_s > 0
+            self.detached = self._options.resume_window_s > 0 and self.face.resumable
         finally:
             ours = self.link.held and not self.detached
             if ours and not self.stream_closed and not self.params.listen:
@@ -522,13 +536,14 @@ class ClientConnection:
         limits = self._options.limits
         now = time.monotonic()
         left_in_session = self._opened_at + limits.max_session_s - now
-        wait = min(limits.idle_timeout_s, left_in_session)
+        idle_s = min(limits.idle_timeout_s, self.face.idle_timeout_s or limits.idle_timeout_s)
+        wait = min(idle_s, left_in_session)
         try:
             async with asyncio.timeout(max(0.0, wait)):
                 return await self.ws.recv()
         except TimeoutError:
             idle = wait < left_in_session
-            raise session_timeout(idle, limits) from None
+            raise session_timeout(idle_s if idle else None, limits) from None
 
     async def _audio(self, payload: bytes) -> None:
         check_audio_frame(payload, self.params.encoding, self._options.max_frame_bytes)

@@ -57,9 +57,10 @@ def unavailable() -> ProtocolError:
     )
 
 
-def session_timeout(idle: bool, limits: SessionLimits) -> ProtocolError:
-    if idle:
-        message = f"nothing received for {limits.idle_timeout_s:g} s (send keepalive)"
+def session_timeout(idle_s: float | None, limits: SessionLimits) -> ProtocolError:
+    """``idle_s``: how long the client sent nothing, or None when the session is too long."""
+    if idle_s is not None:
+        message = f"nothing received for {idle_s:g} s (send keepalive)"
     else:
         message = f"the session reached its maximum length of {limits.max_session_s:g} s"
     return ProtocolError("timeout", message, CLOSE_TIMEOUT)

@@ -58,12 +58,16 @@ KNOWN_PARAMETERS = frozenset(
         "resume",
         "last_seq",
         "listen",
+        "vocabulary",
     }
 )
 MAX_ROOM_LENGTH = 128
 MAX_TEXT_CHARACTERS = 4096
 """Longest text frame taken (the client's messages are a few dozen characters)."""
 MAX_TRANSLATIONS = 5
+MAX_VOCABULARY_TERMS = 100
+MAX_VOCABULARY_CHARACTERS = 500
+"""Of all the terms together: Whisper's prompt holds 223 tokens, shared with the context."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,8 @@ class StreamParams:
     """The resume token of the session to take up again (never logged)."""
     last_seq: int = 0
     """With ``resume``: the highest seq the client holds."""
+    vocabulary: str = ""
+    """Terms the speaker will say, comma-separated, for Whisper's hot words."""
 
 
 def bad_parameter(name: str, problem: str) -> ProtocolError:
@@ -150,6 +156,7 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
         raise bad_parameter("translate", "a listener sends no speech to translate")
 
     resume, last_seq = _resume(value)
+    vocabulary = vocabulary_of(value.get("vocabulary", "").split(","), parameter="vocabulary")
 
     return StreamParams(
         sample_rate=sample_rate,
@@ -163,7 +170,19 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
         token=value.get("token") or None,
         resume=resume,
         last_seq=last_seq,
+        vocabulary=vocabulary,
     )
+
+
+def vocabulary_of(terms: Sequence[str], *, parameter: str) -> str:
+    """Terms cleaned of control characters, repeats dropped, bounded; joined with commas."""
+    kept = dict.fromkeys(t for t in (display_name(term) for term in terms) if t != "anonymous")
+    if len(kept) > MAX_VOCABULARY_TERMS or sum(map(len, kept)) > MAX_VOCABULARY_CHARACTERS:
+        raise bad_parameter(
+            parameter,
+            f"at most {MAX_VOCABULARY_TERMS} terms of {MAX_VOCABULARY_CHARACTERS} characters",
+        )
+    return ", ".join(kept)
 
 
 def _resume(value: Mapping[str, str]) -> tuple[str | None, int]:
@@ -335,7 +354,11 @@ class MessageBuilder:
         return encode(self._transcript(result, speaker, is_final=False))
 
     def final(
-        self, result: TranscriptResult, speaker: str, timing: Mapping[str, float] | None = None
+        self,
+        result: TranscriptResult,
+        speaker: str,
+        timing: Mapping[str, float] | None = None,
+        ended_by: str = "",
     ) -> str:
         final = self._transcript(result, speaker, is_final=True)
         return encode(
@@ -345,6 +368,7 @@ class MessageBuilder:
                 language_probability=result.language_probability,
                 words=_words(result),
                 server_timing=dict(timing) if timing else UNSET,
+                ended_by=ended_by or UNSET,
             )
         )
 

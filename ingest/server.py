@@ -21,6 +21,15 @@ from websockets.http11 import Request, Response
 from ingest import logger
 from ingest.auth import bearer_token, check_room, host_allowed, origin_allowed, verify_token
 from ingest.connection import LOST_REDIS, ClientConnection, discard_incoming
+from ingest.deepgram import (
+    LISTEN_PATH,
+    DeepgramFace,
+    ListenOptions,
+    error_body,
+    http_status,
+    parse_listen_request,
+)
+from ingest.faces import Face, StreamFace
 from ingest.limits import overloaded, unavailable
 from ingest.metrics import IngestMetrics
 from ingest.options import IngestOptions
@@ -200,11 +209,10 @@ class IngestServer:
             part.kind == "transcriber" and part.ready for part in live_parts(client)
         )
 
-    def _authorize(self, ws: ServerConnection, token: str | None, room: str | None) -> bool:
+    def _authorize(self, headers: Headers | None, token: str | None, room: str | None) -> bool:
         """Checks the token when auth is on; whether the client may send audio."""
         if self.options.auth is None:
             return True
-        headers = ws.request.headers if ws.request else None
         # several Authorization headers are joined, and then no valid token (4001)
         authorization = ", ".join(headers.get_all("Authorization")) if headers else None
         bearer = bearer_token(token, authorization or None)
@@ -254,43 +262,66 @@ class IngestServer:
                 [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body)))]
             )
             return Response(reply.status.value, reply.status.phrase, headers, reply.body)
-        if path == STREAM_PATH:
+        if path in (STREAM_PATH, LISTEN_PATH):
             if not origin_allowed(origin, host, self.options.allowed_origins):
                 logger.info("refused a stream from origin %s", origin)
                 return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
-            return None
+            return self._listen_refusal(request) if path == LISTEN_PATH else None
         page = self._static.response(path)
         if page is not None:
             return page
         return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
 
+    def _listen_refusal(self, request: Request) -> Response | None:
+        """Deepgram's clients are refused at the handshake, with its JSON error body."""
+        query = parse_qs(urlsplit(request.path).query, keep_blank_values=True)
+        try:
+            params, _ = parse_listen_request(query, english_only=self.options.english_only)
+            self._authorize(request.headers, params.token, params.room)
+        except ProtocolError as exc:
+            self.metrics.closes.labels(str(exc.close_code)).inc()
+            status = HTTPStatus(http_status(exc))
+            body = error_body(exc, "s" + secrets.token_hex(8))
+            headers = Headers(
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
+            return Response(status.value, status.phrase, headers, body)
+        return None
+
     async def _handle(self, ws: ServerConnection) -> None:
         refusal_id = "s" + secrets.token_urlsafe(12).replace("-", "x").replace("_", "y")
+        url = urlsplit(ws.request.path if ws.request else "")
+        face: Face = StreamFace()
+        if url.path == LISTEN_PATH:
+            face = DeepgramFace(ListenOptions(), request_id=refusal_id)
         if self._connected >= self.options.limits.max_sessions or not self._redis_ok:
             full = overloaded() if self._redis_ok else unavailable()
             self.metrics.closes.labels(str(full.close_code)).inc()
-            await _refuse(ws, refusal_id, full)
+            await _refuse(ws, refusal_id, full, face)
             return
-        query = parse_qs(
-            urlsplit(ws.request.path if ws.request else "").query, keep_blank_values=True
-        )
+        query = parse_qs(url.query, keep_blank_values=True)
+        headers = ws.request.headers if ws.request else None
         try:
-            params = parse_stream_params(query, english_only=self.options.english_only)
+            if url.path == LISTEN_PATH:
+                params, listen = parse_listen_request(query, english_only=self.options.english_only)
+                face = DeepgramFace(listen, request_id=refusal_id)
+            else:
+                params = parse_stream_params(query, english_only=self.options.english_only)
             if params.resume is None:
-                may_speak = self._authorize(ws, params.token, params.room)
+                may_speak = self._authorize(headers, params.token, params.room)
                 if params.room is not None:
                     limit = self.options.limits.max_room_participants
                     await ensure_room_space(self._redis, params.room, limit)
-                start = Start(params, may_speak, self._link(refusal_id), None)
+                start = Start(params, may_speak, self._link(refusal_id), None, face)
             else:
                 start = await self._resume(ws, params)
         except ProtocolError as exc:
             self.metrics.closes.labels(str(exc.close_code)).inc()
-            await _refuse(ws, refusal_id, exc)
+            await _refuse(ws, refusal_id, exc, face)
             return
         except REDIS_DOWN:
             self.metrics.closes.labels(str(CLOSE_OVERLOADED)).inc()
-            await _refuse(ws, refusal_id, unavailable())
+            await _refuse(ws, refusal_id, unavailable(), face)
             return
         await self._serve_client(ws, start)
 
@@ -305,7 +336,8 @@ class IngestServer:
             raise resume_failed("resuming is turned off on this server")
         link = self._link(session_of_token(asked.resume))
         record = await link.check_token(asked.resume)
-        may_speak = self._authorize(ws, asked.token, record.room) and record.may_speak
+        headers = ws.request.headers if ws.request else None
+        may_speak = self._authorize(headers, asked.token, record.room) and record.may_speak
         point = await link.take_over(asked.last_seq)
         params = StreamParams(
             sample_rate=record.sample_rate,
@@ -337,6 +369,7 @@ class IngestServer:
             translations=self._translations,
             metrics=self.metrics,
             may_speak=start.may_speak,
+            face=start.face,
         )
         self._connected += 1
         if point is not None:  # its session record exists: it may be renewed at once
@@ -354,7 +387,11 @@ class IngestServer:
                 await self._relay.subscribe(channel, link.nonce, client.on_event)
                 if not params.listen:
                     opened = SessionOpened(
-                        session_id, params.language, params.partials, time.time()
+                        session_id,
+                        params.language,
+                        params.partials,
+                        time.time(),
+                        vocabulary=params.vocabulary,
                     )
                     await self._writer.open_session(opened)
                 client.send_text(
@@ -467,6 +504,7 @@ class Start:
     may_speak: bool
     link: SessionLink
     resumed: ResumePoint | None
+    face: Face = dataclasses.field(default_factory=StreamFace)
 
 
 def _record(session_id: str, params: StreamParams, may_speak: bool) -> ResumableSession:
@@ -486,10 +524,11 @@ def _record(session_id: str, params: StreamParams, may_speak: bool) -> Resumable
     )
 
 
-async def _refuse(ws: ServerConnection, session_id: str, error: ProtocolError) -> None:
+async def _refuse(ws: ServerConnection, session_id: str, error: ProtocolError, face: Face) -> None:
     """The error message, then the close, reading what the client sends meanwhile."""
     with contextlib.suppress(ConnectionClosed):
-        await ws.send(MessageBuilder(session_id).error(error.code, error.message))
+        for frame in face.frames(MessageBuilder(session_id).error(error.code, error.message)):
+            await ws.send(frame)
     drain = asyncio.create_task(discard_incoming(ws))
-    await ws.close(error.close_code, error.message[:120])
+    await ws.close(*face.close(error.close_code, error.message[:120]))
     drain.cancel()

@@ -355,7 +355,13 @@ class SegmenterWorker(RedisWorker):
                 },
             )
             if event.committed_revision is not None:
-                commit = Commit(event.utterance_index, event.committed_revision, received_at, now)
+                commit = Commit(
+                    event.utterance_index,
+                    event.committed_revision,
+                    received_at,
+                    now,
+                    ended_by=event.reason,
+                )
                 commit_speculation(pipe, sid, commit)
             else:
                 job = self._job(
@@ -367,6 +373,7 @@ class SegmenterWorker(RedisWorker):
                     now=now,
                     speech_ratio=event.speech_ratio,
                     endpoint_at=received_at,
+                    ended_by=event.reason,
                 )
                 pipe.xadd(keys.FINAL_JOBS_STREAM, job.encode())  # type: ignore[arg-type]
         expire_with_session(pipe, sid, state)
@@ -386,6 +393,7 @@ class SegmenterWorker(RedisWorker):
         endpoint_at: float = 0.0,
         first_utterance: int = -1,
         last_utterance: int = -1,
+        ended_by: str = "",
     ) -> TranscriptionJob:
         self.metrics.jobs.labels(kind.value).inc()
         return TranscriptionJob(
@@ -402,6 +410,8 @@ class SegmenterWorker(RedisWorker):
             enqueued_at=now,
             first_utterance=first_utterance,
             last_utterance=last_utterance,
+            vocabulary=session.opened.vocabulary,
+            ended_by=ended_by,
         )
 
     def _close(self, pipe: Pipeline, session: _Session) -> None:

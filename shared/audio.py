@@ -17,10 +17,41 @@ MAX_SAMPLE_RATE = 48000
 class Encoding(StrEnum):
     PCM_S16LE = "pcm_s16le"
     PCM_F32LE = "pcm_f32le"
+    MULAW = "mulaw"
+    """G.711 mu-law, one byte a sample (telephony, e.g. 8 kHz)."""
+    ALAW = "alaw"
+    """G.711 A-law, one byte a sample."""
 
     @property
     def sample_width(self) -> int:
-        return 2 if self is Encoding.PCM_S16LE else 4
+        return _SAMPLE_WIDTHS[self]
+
+
+_SAMPLE_WIDTHS = {Encoding.PCM_S16LE: 2, Encoding.PCM_F32LE: 4, Encoding.MULAW: 1, Encoding.ALAW: 1}
+
+
+def _mulaw_table() -> np.ndarray:
+    """The 256 16-bit linear values of G.711 mu-law (ITU-T G.711)."""
+    code = ~np.arange(256, dtype=np.int32) & 0xFF
+    exponent = (code >> 4) & 0x07
+    magnitude = ((((code & 0x0F) << 3) + 0x84) << exponent) - 0x84
+    linear: np.ndarray = np.where(code & 0x80, -magnitude, magnitude).astype("<i2")
+    return linear
+
+
+def _alaw_table() -> np.ndarray:
+    """The 256 16-bit linear values of G.711 A-law."""
+    code = np.arange(256, dtype=np.int32) ^ 0x55
+    exponent = (code >> 4) & 0x07
+    mantissa = (code & 0x0F) << 4
+    magnitude = np.where(
+        exponent == 0, mantissa + 8, (mantissa + 0x108) << np.maximum(exponent - 1, 0)
+    )
+    linear: np.ndarray = np.where(code & 0x80, magnitude, -magnitude).astype("<i2")
+    return linear
+
+
+_G711 = {Encoding.MULAW: _mulaw_table(), Encoding.ALAW: _alaw_table()}
 
 
 def float_to_s16(samples: np.ndarray) -> bytes:
@@ -61,6 +92,10 @@ class PcmConverter:
             )
         if self._resampler is None and self.encoding is Encoding.PCM_S16LE:
             return payload
+        table = _G711.get(self.encoding)
+        if self._resampler is None and table is not None:
+            linear: bytes = table[np.frombuffer(payload, dtype=np.uint8)].tobytes()
+            return linear
         samples = self._to_float(payload)
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples)
@@ -75,6 +110,9 @@ class PcmConverter:
     def _to_float(self, payload: bytes) -> np.ndarray:
         if self.encoding is Encoding.PCM_S16LE:
             return s16_to_float(payload)
+        table = _G711.get(self.encoding)
+        if table is not None:
+            return s16_to_float(table[np.frombuffer(payload, dtype=np.uint8)].tobytes())
         samples = np.frombuffer(payload, dtype="<f4").astype(np.float32)
         if not np.all(np.isfinite(samples)):
             raise AudioFormatError("pcm_f32le audio contains NaN or infinite samples")

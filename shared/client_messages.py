@@ -62,6 +62,8 @@ class Transcript(_Message, frozen=True, tag="transcript"):
     language_probability: float | UnsetType = UNSET
     words: tuple[WordTimes, ...] | UnsetType = UNSET
     server_timing: dict[str, float] | UnsetType = UNSET
+    ended_by: str | UnsetType = UNSET
+    """Finals: ``pause``, ``finalize`` (the client's), ``max_length`` or ``end_of_stream``."""
 
 
 class Turn(_Message, frozen=True, tag="turn"):

@@ -68,6 +68,8 @@ class SessionOpened(msgspec.Struct, frozen=True):
     language: str | None
     partials: bool
     opened_at: float
+    vocabulary: str = ""
+    """Words the speaker will say (names, jargon), passed to Whisper as hot words."""
 
     def encode(self) -> dict[str, bytes]:
         return _entry("session.opened", _ENCODER.encode(self))
@@ -174,6 +176,10 @@ class TranscriptionJob(msgspec.Struct, frozen=True):
     first_utterance: int = -1
     """TURN: the first utterance the turn settles; else -1."""
     last_utterance: int = -1
+    vocabulary: str = ""
+    """The session's hot words ('' for none)."""
+    ended_by: str = ""
+    """FINAL: what ended the utterance (see :attr:`Commit.ended_by`)."""
 
     def encode(self) -> dict[str, bytes]:
         meta = _ENCODER.encode(msgspec.structs.replace(self, pcm=b""))
@@ -253,6 +259,8 @@ class Commit(msgspec.Struct, frozen=True):
     revision: int
     endpoint_at: float
     committed_at: float
+    ended_by: str = ""
+    """What ended the utterance: ``pause``, ``finalize``, ``max_length``, ``end_of_stream``."""
 
     def encode(self) -> bytes:
         return _ENCODER.encode(self)

@@ -237,6 +237,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         offline=not args.no_offline,
         limit=args.limit,
         transcribers=args.transcribers or settings.transcribers,
+        faces=tuple(dict.fromkeys(args.faces)),
     )
     return run_bench(options, settings)
 
@@ -350,6 +351,8 @@ def _add_operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from streamscribe.benchmarks.faces import FACES
+
     bench = sub.add_parser("bench", help="measure accuracy and latency on a manifest")
     bench.add_argument("--manifest", required=True, help="manifest.jsonl with audio and text")
     bench.add_argument("--url", default=None, help="server to measure (default: start one)")
@@ -359,6 +362,13 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.add_argument("--limit", type=int, default=None, help="first N manifest entries")
     bench.add_argument("--transcribers", type=int, default=None)
     bench.add_argument("--no-offline", action="store_true", help="skip the offline ceiling")
+    bench.add_argument(
+        "--faces",
+        nargs="+",
+        choices=FACES,
+        default=["v1"],
+        help="the protocols to stream through, one after the other in one run",
+    )
     bench.add_argument("--output", default=BENCH_OUTPUT)
     bench.add_argument(
         "--find-capacity",

@@ -137,28 +137,16 @@ class StreamRun:
         ]
 
     @property
-    def finals(self) -> list[Received]:
-        return [r for r, _ in self._own_transcripts(final=True)]
-
-    @property
-    def partials(self) -> list[Received]:
-        return [r for r, _ in self._own_transcripts(final=False)]
-
-    @property
-    def turns(self) -> list[Received]:
-        return [r for r, _ in self._own_turns()]
-
-    @property
-    def final_messages(self) -> list[Timed[Transcript]]:
-        """This session's finals, typed."""
+    def finals(self) -> list[Timed[Transcript]]:
+        """This session's finals, typed, with when each came."""
         return [Timed(r.at, m) for r, m in self._own_transcripts(final=True)]
 
     @property
-    def partial_messages(self) -> list[Timed[Transcript]]:
+    def partials(self) -> list[Timed[Transcript]]:
         return [Timed(r.at, m) for r, m in self._own_transcripts(final=False)]
 
     @property
-    def turn_messages(self) -> list[Timed[Turn]]:
+    def turns(self) -> list[Timed[Turn]]:
         return [Timed(r.at, m) for r, m in self._own_turns()]
 
     @property
@@ -168,7 +156,7 @@ class StreamRun:
     @property
     def fast_transcript(self) -> str:
         """The finals alone, as they came."""
-        return " ".join(f.message.text.strip() for f in self.final_messages).strip()
+        return " ".join(f.message.text.strip() for f in self.finals).strip()
 
     @property
     def transcript(self) -> str:

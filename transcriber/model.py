@@ -37,6 +37,8 @@ class UtteranceAudio:
     pcm: bytes
     language: str | None
     speech_ratio: float = 1.0
+    vocabulary: str = ""
+    """Hot words: names and terms the speaker uses ('' for none)."""
 
 
 def resolve_model(name: str) -> str:
@@ -198,14 +200,25 @@ class SpeechModel:
         )
 
     def transcribe(
-        self, pcm: bytes, language: str | None, *, final: bool, speech_ratio: float = 1.0
+        self,
+        pcm: bytes,
+        language: str | None,
+        *,
+        final: bool,
+        speech_ratio: float = 1.0,
+        vocabulary: str = "",
     ) -> Transcription:
         lead = int(LEAD_SILENCE_S * 16000)
         audio = np.concatenate([np.zeros(lead, np.float32), s16_to_float(pcm)])
         # fast finals and partials are for the eye: the language guard is left to the turn,
         # whose settled text replaces them (it costs short finals 1.4 points of WER)
         result = self.transcribe_array(
-            audio, language, final=final, speech_ratio=speech_ratio, language_guard=False
+            audio,
+            language,
+            final=final,
+            speech_ratio=speech_ratio,
+            language_guard=False,
+            vocabulary=vocabulary,
         )
         return result.shifted(-LEAD_SILENCE_S)
 
@@ -223,14 +236,23 @@ class SpeechModel:
         """
         if len(utterances) == 1:
             u = utterances[0]
-            return [self.transcribe(u.pcm, u.language, final=final, speech_ratio=u.speech_ratio)]
-        languages = [self._language_of(u) for u in utterances]
+            return [
+                self.transcribe(
+                    u.pcm,
+                    u.language,
+                    final=final,
+                    speech_ratio=u.speech_ratio,
+                    vocabulary=u.vocabulary,
+                )
+            ]
+        # one batched generation per language and vocabulary (the prompt is the batch's)
+        kinds = [(self._language_of(u), u.vocabulary) for u in utterances]
         results: list[Transcription | None] = [None] * len(utterances)
-        for language in dict.fromkeys(languages):
-            indexes = [i for i, lang in enumerate(languages) if lang == language]
+        for kind in dict.fromkeys(kinds):
+            indexes = [i for i, k in enumerate(kinds) if k == kind]
             group = [utterances[i] for i in indexes]
             for i, result in zip(
-                indexes, self._batch_one_language(group, language, final=final), strict=True
+                indexes, self._batch_one_kind(group, *kind, final=final), strict=True
             ):
                 results[i] = result
         return [r for r in results if r is not None]
@@ -244,8 +266,8 @@ class SpeechModel:
         language, _, _ = self._model.detect_language(audio=s16_to_float(utterance.pcm))
         return str(language)
 
-    def _batch_one_language(
-        self, group: Sequence[UtteranceAudio], language: str, *, final: bool
+    def _batch_one_kind(
+        self, group: Sequence[UtteranceAudio], language: str, vocabulary: str, *, final: bool
     ) -> list[Transcription]:
         options = self.options
         packed = pack_utterances([u.pcm for u in group], lead_s=LEAD_SILENCE_S)
@@ -261,6 +283,7 @@ class SpeechModel:
             no_speech_threshold=options.no_speech_threshold,
             log_prob_threshold=options.log_prob_threshold,
             compression_ratio_threshold=options.compression_ratio_threshold,
+            hotwords=vocabulary or None,
         )
         outcomes = packed.assign(_segment_outcome(s) for s in segments)
         results = []
@@ -270,7 +293,11 @@ class SpeechModel:
                 self.batch_fallbacks += 1
                 results.append(
                     self.transcribe(
-                        utterance.pcm, language, final=final, speech_ratio=utterance.speech_ratio
+                        utterance.pcm,
+                        language,
+                        final=final,
+                        speech_ratio=utterance.speech_ratio,
+                        vocabulary=vocabulary,
                     )
                 )
                 continue
@@ -292,8 +319,10 @@ class SpeechModel:
         language_guard: bool = True,
         scope: Scope = Scope.UTTERANCE,
         no_repeat_ngrams: int = 0,
+        vocabulary: str = "",
     ) -> Transcription:
-        """``prompt``: the speaker's earlier text, as Whisper's initial prompt;
+        """``prompt``: the speaker's earlier text, as Whisper's initial prompt; ``vocabulary``:
+        hot words (faster-whisper puts them before the prompt);
         ``language_guard``: drop what an English-only model wrote for another language;
         ``scope``: what the audio is, which chooses the encoder window of a final decode."""
         options = self.options
@@ -301,7 +330,13 @@ class SpeechModel:
             language = "en"
         window = self._final_windows[scope] if final else self._partial_window
         decoded, timings, info = self._decode(
-            audio, language, window, final=final, prompt=prompt, no_repeat_ngrams=no_repeat_ngrams
+            audio,
+            language,
+            window,
+            final=final,
+            prompt=prompt,
+            no_repeat_ngrams=no_repeat_ngrams,
+            vocabulary=vocabulary,
         )
         looped = final and scope is Scope.UTTERANCE and loops(" ".join(s.text for s in decoded))
         if looped and window.trims:
@@ -310,7 +345,7 @@ class SpeechModel:
             # own guards, and its finals to fall back on)
             self.window_fallbacks += 1
             decoded, timings, info = self._decode(
-                audio, language, self._full_window, final=True, prompt=prompt
+                audio, language, self._full_window, final=True, prompt=prompt, vocabulary=vocabulary
             )
         texts: list[str] = []
         words: list[WordTiming] = []
@@ -353,6 +388,7 @@ class SpeechModel:
         final: bool,
         prompt: str | None,
         no_repeat_ngrams: int = 0,
+        vocabulary: str = "",
     ) -> tuple[list[Any], list[tuple[WordTiming, ...]], Any]:
         """faster-whisper's segments, their words, and its info; on a window cut short a
         final's words are aligned after decoding (:mod:`transcriber.alignment`)."""
@@ -372,6 +408,7 @@ class SpeechModel:
             compression_ratio_threshold=options.compression_ratio_threshold,
             vad_filter=False,
             no_repeat_ngram_size=no_repeat_ngrams,
+            hotwords=vocabulary or None,
         )
         decoded = list(segments)
         if align_after:

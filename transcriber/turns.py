@@ -46,6 +46,7 @@ class DecodesArrays(Protocol):
         prompt: str | None = None,
         scope: Scope = Scope.UTTERANCE,
         no_repeat_ngrams: int = 0,
+        vocabulary: str = "",
     ) -> Transcription: ...
 
 
@@ -56,6 +57,8 @@ class TurnAudio:
     speech_ratio: float
     prompt: str
     """The speaker's recent settled text ('' for none)."""
+    vocabulary: str = ""
+    """The session's hot words ('' for none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +168,7 @@ def settle_turn(
             prompt=prompt,
             scope=Scope.TURN,
             no_repeat_ngrams=no_repeat_ngrams,
+            vocabulary=turn.vocabulary,
         )
         return without_doubtful_tail(decoded.shifted(-lead_s))
 

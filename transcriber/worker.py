@@ -317,7 +317,7 @@ class TranscriberWorker(RedisWorker):
     def _run_batch(self, taken: list[_Taken], *, final: bool) -> None:
         started = time.time()
         jobs = [t.job for t in taken]
-        audio = [UtteranceAudio(j.pcm, j.language, j.speech_ratio) for j in jobs]
+        audio = [UtteranceAudio(j.pcm, j.language, j.speech_ratio, j.vocabulary) for j in jobs]
         try:
             transcriptions = self._model.transcribe_batch(audio, final=final)
         except Exception as exc:  # the model failed: each client must hear of it
@@ -343,7 +343,7 @@ class TranscriberWorker(RedisWorker):
         started = time.time()
         try:
             settled = self._model.settle_turn(
-                TurnAudio(job.pcm, job.language, job.speech_ratio, prompt)
+                TurnAudio(job.pcm, job.language, job.speech_ratio, prompt, job.vocabulary)
             )
         except Exception as exc:  # the model failed: another attempt, or the finals stand
             self._failed(taken, exc)
@@ -411,7 +411,9 @@ class TranscriberWorker(RedisWorker):
                 self._redis, job.session_id, job.utterance_index, job.revision, result.encode()
             )
         else:
-            commit = Commit(job.utterance_index, 0, job.endpoint_at, job.enqueued_at)
+            commit = Commit(
+                job.utterance_index, 0, job.endpoint_at, job.enqueued_at, ended_by=job.ended_by
+            )
             publish_result(self._redis, job.session_id, FinalTranscript(result, commit).encode())
         self.jobs_done += 1
 

@@ -24,6 +24,7 @@ from msgspec import UnsetType
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.client_messages import Transcript
 from shared.settings import Settings
+from streamscribe.benchmarks.faces import stream_deepgram
 from streamscribe.benchmarks.metrics import (
     ManifestEntry,
     corpus_wer,
@@ -51,6 +52,8 @@ class BenchOptions:
     offline: bool
     limit: int | None
     transcribers: int
+    faces: tuple[str, ...] = ("v1",)
+    """Protocols to stream through (``streamscribe.benchmarks.faces``), in one run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,35 +65,29 @@ class StreamResult:
     @property
     def last_final_latency(self) -> float | None:
         """Arrival of the last final minus the moment the file's last sample was sent."""
-        finals = self.run.final_messages
+        finals = self.run.finals
         if not finals or not self.run.audio_end_sent_at:
             return None
         return finals[-1].at - self.run.audio_end_sent_at
 
     def end_of_speech_latencies(self) -> list[float]:
         """Per final: arrival minus when the audio at its ``end`` was sent."""
-        return [
-            f.at - (self.run.started_at + f.message.end / self.speed)
-            for f in self.run.final_messages
-        ]
+        return [f.at - (self.run.started_at + f.message.end / self.speed) for f in self.run.finals]
 
     def turn_latencies(self) -> list[float]:
         """Per turn: arrival minus when the audio at its ``end`` was sent."""
-        return [
-            t.at - (self.run.started_at + t.message.end / self.speed)
-            for t in self.run.turn_messages
-        ]
+        return [t.at - (self.run.started_at + t.message.end / self.speed) for t in self.run.turns]
 
     def first_partial_latencies(self) -> list[float]:
         """Per final that had partials: first partial's arrival minus when its first word's
         audio was sent (how long a speaker waits to see words appear)."""
         first_partial: dict[str, float] = {}
-        for p in self.run.partial_messages:
+        for p in self.run.partials:
             first_partial.setdefault(p.message.utterance_id, p.at)
         return [
             first_partial[f.message.utterance_id]
             - (self.run.started_at + f.message.start / self.speed)
-            for f in self.run.final_messages
+            for f in self.run.finals
             if f.message.utterance_id in first_partial
         ]
 
@@ -132,6 +129,7 @@ async def _stream_all(
     concurrency: int,
     speed: float,
     tail_silence_s: float,
+    face: str = "v1",
 ) -> list[StreamResult]:
     count = max(len(entries), concurrency)
     queue: asyncio.Queue[ManifestEntry] = asyncio.Queue()
@@ -142,9 +140,8 @@ async def _stream_all(
     async def worker() -> None:
         while not queue.empty():
             entry = queue.get_nowait()
-            run = await stream_audio(
-                url, audio[entry.id], speed=speed, tail_silence_s=tail_silence_s
-            )
+            stream = stream_deepgram if face == "deepgram" else stream_audio
+            run = await stream(url, audio[entry.id], speed=speed, tail_silence_s=tail_silence_s)
             results.append(StreamResult(entry, run, speed))
             print(
                 f"  {entry.id}: {len(run.finals)} finals, close {run.close_code}",
@@ -187,8 +184,8 @@ def _cut_repeats(results: list[StreamResult]) -> dict[str, Any]:
     for r in results:
         reference = normalize(r.entry.text)
         pieces = {
-            "fast_finals": [f.message.text for f in r.run.final_messages],
-            "turns": [t.message.text for t in r.run.turn_messages],
+            "fast_finals": [f.message.text for f in r.run.finals],
+            "turns": [t.message.text for t in r.run.turns],
         }
         for kind, texts in pieces.items():
             found[kind] += [f"{r.entry.id}: {cut}" for cut in cuts_repeating(texts, reference)]
@@ -206,7 +203,7 @@ def _summarize(
     eos = [x for r in results for x in r.end_of_speech_latencies()]
     turn_latency = [x for r in results for x in r.turn_latencies()]
     partial_latency = [x for r in results for x in r.first_partial_latencies()]
-    timings = [server_timing(f.message) for r in results for f in r.run.final_messages]
+    timings = [server_timing(f.message) for r in results for f in r.run.finals]
     overhead = [float(t["overhead_s"]) for t in timings if "overhead_s" in t]
     model = [float(t["model_s"]) for t in timings if "model_s" in t]
     audio_s = sum(r.entry.seconds for r in results)
@@ -293,23 +290,30 @@ def run_bench(options: BenchOptions, settings: Settings) -> int:
             url = pipeline.url
             report["transcribers"] = options.transcribers
         processes = server_processes(pipeline.pids if pipeline else None)
-        report["runs"] = {}
-        for concurrency in options.concurrencies:
-            print(f"concurrency {concurrency} ...", file=sys.stderr, flush=True)
-            before = cpu_seconds(processes)
-            results = asyncio.run(
-                _stream_all(
-                    url,
-                    entries,
-                    audio,
-                    concurrency=concurrency,
-                    speed=options.speed,
-                    tail_silence_s=options.tail_silence_s,
+        by_face: dict[str, dict[str, Any]] = {}
+        for face in options.faces:
+            by_face[face] = {}
+            for concurrency in options.concurrencies:
+                print(f"{face}, concurrency {concurrency} ...", file=sys.stderr, flush=True)
+                before = cpu_seconds(processes)
+                results = asyncio.run(
+                    _stream_all(
+                        url,
+                        entries,
+                        audio,
+                        concurrency=concurrency,
+                        speed=options.speed,
+                        tail_silence_s=options.tail_silence_s,
+                        face=face,
+                    )
                 )
-            )
-            offline = report["offline"]["transcripts"] if "offline" in report else None
-            summary = _summarize(results, cpu_seconds(processes) - before, offline)
-            report["runs"][str(concurrency)] = summary
+                offline = report["offline"]["transcripts"] if "offline" in report else None
+                summary = _summarize(results, cpu_seconds(processes) - before, offline)
+                by_face[face][str(concurrency)] = summary
+        report["runs"] = by_face[options.faces[0]]
+        if len(options.faces) > 1:
+            report["faces"] = by_face
+            report["face_comparison"] = compare_faces(by_face, options.faces[0])
     finally:
         if pipeline is not None:
             pipeline.stop()
@@ -319,6 +323,26 @@ def run_bench(options: BenchOptions, settings: Settings) -> int:
     output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {output}", file=sys.stderr)
     return 0
+
+
+COMPARED = ("fast_final_wer", "wer", "final_latency_p50_s", "final_latency_p95_s")
+
+
+def compare_faces(by_face: Mapping[str, Mapping[str, Any]], base: str) -> dict[str, Any]:
+    """Each face's figures minus ``base``'s, per concurrency (WER points, seconds)."""
+    compared: dict[str, Any] = {}
+    for face, runs in by_face.items():
+        if face == base:
+            continue
+        compared[face] = {
+            level: {
+                f"{name}_minus_{base}": _r(summary[name] - by_face[base][level][name])
+                for name in COMPARED
+                if summary.get(name) is not None and by_face[base][level].get(name) is not None
+            }
+            for level, summary in runs.items()
+        }
+    return compared
 
 
 def _print_table(report: dict[str, Any]) -> None:
@@ -336,9 +360,11 @@ def _print_table(report: dict[str, Any]) -> None:
         ("server_cpu_s_per_audio_s", "cpu s/s"),
     ]
     print("concurrency " + " ".join(f"{title:>12}" for _, title in columns))
-    for concurrency, run in report.get("runs", {}).items():
-        cells = []
-        for key, _ in columns:
-            value = run.get(key)
-            cells.append(f"{value:12.4f}" if isinstance(value, float) else f"{value!s:>12}")
-        print(f"{concurrency:>11} " + " ".join(cells))
+    for face, runs in report.get("faces", {"": report.get("runs", {})}).items():
+        for concurrency, run in runs.items():
+            cells = []
+            for key, _ in columns:
+                value = run.get(key)
+                cells.append(f"{value:12.4f}" if isinstance(value, float) else f"{value!s:>12}")
+            level = f"{face} {concurrency}".strip()
+            print(f"{level:>11} " + " ".join(cells))

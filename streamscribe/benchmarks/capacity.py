@@ -190,7 +190,7 @@ async def _run_level(
         kind: round((seconds - model_before.get(kind, 0.0)) / elapsed, 3)
         for kind, seconds in sorted(model_after.items())
     }
-    timings = [server_timing(f.message) for run in runs for f in run.final_messages]
+    timings = [server_timing(f.message) for run in runs for f in run.finals]
     latencies = [t["endpoint_to_send_s"] for t in timings if "endpoint_to_send_s" in t]
     finals = sum(len(run.finals) for run in runs)
     p95 = percentile(latencies, 95)

@@ -117,8 +117,8 @@ def memory_sample(
 def by_minute(run: StreamRun) -> list[dict[str, Any]]:
     """Finals and turns per minute of the stream, with their latency from the end of speech."""
 
-    ends = [("final", f.at, f.message.end) for f in run.final_messages]
-    ends += [("turn", t.at, t.message.end) for t in run.turn_messages]
+    ends = [("final", f.at, f.message.end) for f in run.finals]
+    ends += [("turn", t.at, t.message.end) for t in run.turns]
     rows: dict[int, dict[str, list[float]]] = {}
     for kind, at, end in ends:
         latency = at - (run.started_at + end)
@@ -210,7 +210,7 @@ def run_soak(options: SoakOptions, settings: Settings) -> int:
         if pipeline is not None:
             pipeline.stop()
     minutes = by_minute(run)
-    settled = {u for t in run.turn_messages for u in t.message.utterance_ids}
+    settled = {u for t in run.turns for u in t.message.utterance_ids}
     report = {
         "manifest": str(Path(options.manifest).resolve()),
         "model": settings.model,
@@ -220,9 +220,7 @@ def run_soak(options: SoakOptions, settings: Settings) -> int:
         "errors": list(run.errors),
         "finals": len(run.finals),
         "turns": len(run.turns),
-        "finals_never_settled": sum(
-            f.message.utterance_id not in settled for f in run.final_messages
-        ),
+        "finals_never_settled": sum(f.message.utterance_id not in settled for f in run.finals),
         "settled_wer": _r(corpus_wer([program.reference], [run.transcript])),
         "fast_final_wer": _r(corpus_wer([program.reference], [run.fast_transcript])),
         "trends": trends(minutes, samples),

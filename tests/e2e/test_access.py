@@ -121,3 +121,30 @@ def test_a_page_from_another_origin_is_refused(guarded: RunningPipeline) -> None
             return exc.response.status_code
 
     assert asyncio.run(attempt()) == 403
+
+
+def test_deepgram_clients_bring_their_token_as_an_api_key(guarded: RunningPipeline) -> None:
+    """Deepgram's SDK sends its API key as ``Authorization: Token ...``; a bad one is refused
+    at the handshake with Deepgram's 401 body, a token without the room with 403."""
+    listen = guarded.http.replace("http://", "ws://") + "/v1/listen"
+
+    async def handshake(query: str, authorization: str | None) -> tuple[int, dict[str, Any]]:
+        headers = {"Authorization": authorization} if authorization else {}
+        try:
+            async with connect(listen + query, additional_headers=headers) as ws:
+                await ws.send('{"type": "CloseStream"}')
+                messages = [json.loads(m) async for m in ws]
+                return 101, messages[-1]
+        except InvalidStatus as refused:
+            return refused.response.status_code, json.loads(refused.response.body)
+
+    status, metadata = asyncio.run(handshake("?room=42", f"Token {token('42')}"))
+    assert status == 101 and metadata["type"] == "Metadata"
+    status, _ = asyncio.run(handshake("", f"Bearer {token('*')}"))
+    assert status == 101
+    status, body = asyncio.run(handshake("", None))
+    assert (status, body["err_code"]) == (401, "INVALID_AUTH")
+    status, body = asyncio.run(handshake("", "Token not-a-token"))
+    assert (status, body["err_code"]) == (401, "INVALID_AUTH")
+    status, body = asyncio.run(handshake("?room=9", f"Token {token('42')}"))
+    assert (status, body["err_code"]) == (403, "INSUFFICIENT_PERMISSIONS")

@@ -51,13 +51,11 @@ def stream_all(url: str) -> list[StreamRun]:
 
 
 def finals(run: StreamRun) -> list[tuple[str, str]]:
-    return [(str(f.message["utterance_id"]), str(f.message["text"])) for f in run.finals]
+    return [(str(f.message.utterance_id), str(f.message.text)) for f in run.finals]
 
 
 def turns(run: StreamRun) -> list[tuple[str, tuple[str, ...]]]:
-    return [
-        (str(t.message["turn_id"]), tuple(map(str, t.message["utterance_ids"]))) for t in run.turns
-    ]
+    return [(str(t.message.turn_id), tuple(map(str, t.message.utterance_ids))) for t in run.turns]
 
 
 def kill_a_transcriber_holding_a_job(
@@ -150,6 +148,6 @@ def test_kill_9_a_transcriber_holding_a_turn_job_loses_no_turn(
         assert after.close_code == 1000 and not after.errors
         # the same turns settle the same finals (ids are per session, so compare the shape)
         assert [len(u) for _, u in turns(after)] == [len(u) for _, u in turns(before)]
-        held = {str(f.message["utterance_id"]) for f in after.finals}
+        held = {str(f.message.utterance_id) for f in after.finals}
         assert all(set(u) <= held for _, u in turns(after))  # a turn only names finals sent
         assert after.transcript == before.transcript

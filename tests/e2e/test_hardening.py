@@ -97,7 +97,7 @@ def assert_healthy(run: StreamRun, heard: list[dict[str, Any]], http: str) -> No
         for m in heard
         if m["type"] == "transcript" and m["is_final"] and m["session_id"] == run.session_id
     ]
-    assert [m["text"] for m in room_finals] == [f.message["text"] for f in run.finals]
+    assert [m["text"] for m in room_finals] == [f.message.text for f in run.finals]
     for path in ("/healthz", "/readyz"):
         with urllib.request.urlopen(http + path, timeout=10) as answer:
             assert answer.status == 200

@@ -66,14 +66,14 @@ def test_every_recording_streams_at_offline_accuracy(pipeline: RunningPipeline) 
     assert streamed_wer <= 1.10 * offline_wer + 0.01
 
     noise = runs["vad-pink-noise-20s"]
-    assert [f.message["text"] for f in noise.finals if f.message["text"].strip()] == []
+    assert [f.message.text for f in noise.finals if f.message.text.strip()] == []
     assert noise.received[-1].message["utterances"] == 0
 
     pause = runs["vad-pause-3s-1988-24833-0000-0002"]
     # silence is 3.32-6.32 s: no final spans it, and it ends the first turn
-    assert all(f.message["end"] <= 3.4 or f.message["start"] >= 6.2 for f in pause.finals)
+    assert all(f.message.end <= 3.4 or f.message.start >= 6.2 for f in pause.finals)
     first, second = (t.message for t in pause.turns)
-    assert first["end"] <= 3.4 and second["start"] >= 6.2
+    assert first.end <= 3.4 and second.start >= 6.2
     assert pause.received[-1].message["utterances"] == len(pause.finals) >= 2
 
 
@@ -91,12 +91,10 @@ def test_utterances_over_two_seconds_get_a_partial_first(pipeline: RunningPipeli
     for run in runs.values():
         for final in run.finals:
             message = final.message
-            if message["end"] - message["start"] <= 2.0:
+            if message.end - message.start <= 2.0:
                 continue
-            earlier = [
-                p for p in run.partials if p.message["utterance_id"] == message["utterance_id"]
-            ]
-            assert earlier, f"no partial before {message['text']!r}"
+            earlier = [p for p in run.partials if p.message.utterance_id == message.utterance_id]
+            assert earlier, f"no partial before {message.text!r}"
             assert all(p.at <= final.at for p in earlier)
             checked += 1
     assert checked >= 3
@@ -109,7 +107,7 @@ def test_concurrent_sessions_never_receive_each_others_text(pipeline: RunningPip
         run = runs[entry.id]
         session_id = run.received[0].message["session_id"]
         assert {r.message["session_id"] for r in run.received} == {session_id}
-        assert all(f.message["utterance_id"].startswith(session_id) for f in run.finals)
+        assert all(f.message.utterance_id.startswith(session_id) for f in run.finals)
         assert corpus_wer([entry.text], [run.transcript]) < 0.2
         assert corpus_wer([other.text], [run.transcript]) > 0.8
 

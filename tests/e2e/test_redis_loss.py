@@ -88,14 +88,14 @@ def test_a_redis_pause_loses_and_doubles_nothing(fragile: RunningPipeline) -> No
         os.kill(redis_pid, signal.SIGCONT)
 
     runs = stream_while(fragile, pause)
-    ids = [f.message["utterance_id"] for run in runs for f in run.finals]
+    ids = [f.message.utterance_id for run in runs for f in run.finals]
     print(
         f"fault redis paused 2 s: {len(runs)} sessions, finals received {len(ids)}, "
         f"duplicated {len(ids) - len(set(ids))}, closes {[r.close_code for r in runs]}"
     )
     for entry, run in zip(SPEAKERS, runs, strict=True):
         assert run.close_code == 1000 and not run.errors
-        ids = [f.message["utterance_id"] for f in run.finals]
+        ids = [f.message.utterance_id for f in run.finals]
         assert len(ids) == len(set(ids))
         assert corpus_wer([entry.text], [run.transcript]) < 0.15
 

@@ -81,7 +81,7 @@ def two_nodes(pipeline: RunningPipeline) -> Iterator[tuple[IngestNode, IngestNod
 
 
 def finals(run: StreamRun) -> list[tuple[str, str]]:
-    return [(str(f.message["utterance_id"]), str(f.message["text"])) for f in run.finals]
+    return [(str(f.message.utterance_id), str(f.message.text)) for f in run.finals]
 
 
 def stream_all(
@@ -340,7 +340,7 @@ def test_a_room_participant_resuming_gets_the_others_finals_it_missed_once(
         return ana, got, await listener
 
     ana, got, dropped_at = asyncio.run(scenario())
-    ana_finals = [str(f.message["utterance_id"]) for f in ana.finals]
+    ana_finals = [str(f.message.utterance_id) for f in ana.finals]
     bo_finals = [
         str(m["utterance_id"])
         for m in got
@@ -355,7 +355,7 @@ def test_a_room_participant_resuming_gets_the_others_finals_it_missed_once(
     seqs = [int(str(m["seq"])) for m in got]
     assert seqs == sorted(set(seqs))
     bo_turns = [str(m["turn_id"]) for m in got if m["type"] == "turn"]
-    assert bo_turns == [str(t.message["turn_id"]) for t in ana.turns]  # missed ones too, once
+    assert bo_turns == [str(t.message.turn_id) for t in ana.turns]  # missed ones too, once
     assert assert_turns_follow_their_finals(got, ana.session_id) == len(ana.turns) >= 2
 
 

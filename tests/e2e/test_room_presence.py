@@ -76,7 +76,7 @@ def test_a_room_of_250_listeners_costs_each_one_message_per_join(
             pipeline.url, audio, speed=4.0, params={"room": "crowd", "name": "Sam"}
         )
         assert run.close_code == 1000 and run.finals
-        spoken = {f.message["utterance_id"] for f in run.finals}
+        spoken = {f.message.utterance_id for f in run.finals}
 
         def heard_sam(member: Member) -> bool:
             finals = member.of_type("transcript")

@@ -77,7 +77,7 @@ def test_room_participants_see_each_other_and_other_rooms_see_nothing(
             runs = await asyncio.gather(
                 speak(ANA, "42", "Ana"), speak(BEN, "42", "Ben"), speak(DAN, "43", "Dan")
             )
-            spoken = {f.message["utterance_id"] for run in runs[:2] for f in run.finals}
+            spoken = {f.message.utterance_id for run in runs[:2] for f in run.finals}
 
             def heard_all(heard: list[dict[str, Any]]) -> bool:
                 finals = {m.get("utterance_id") for m in heard if m["type"] == "final"}

@@ -65,7 +65,7 @@ def test_kill_9_the_segmenter_mid_utterance_loses_and_doubles_nothing(
     faulted = stream_all(healing, kill_after_s=4.2)
 
     expected = sum(len(run.finals) for run in baseline)
-    ids = [f.message["utterance_id"] for run in faulted for f in run.finals]
+    ids = [f.message.utterance_id for run in faulted for f in run.finals]
     print(
         f"fault kill-9 segmenter: {len(SPEAKERS)} sessions, finals expected {expected}, "
         f"received {len(ids)}, duplicated {len(ids) - len(set(ids))}"

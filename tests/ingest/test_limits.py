@@ -27,9 +27,9 @@ def test_audio_beyond_the_rate_is_refused_with_4029() -> None:
 
 
 def test_timeouts_say_which_limit() -> None:
-    assert "keepalive" in session_timeout(True, LIMITS).message
-    assert "maximum length" in session_timeout(False, LIMITS).message
-    assert session_timeout(True, LIMITS).close_code == 4008
+    assert "keepalive" in session_timeout(LIMITS.idle_timeout_s, LIMITS).message
+    assert "maximum length" in session_timeout(None, LIMITS).message
+    assert session_timeout(LIMITS.idle_timeout_s, LIMITS).close_code == 4008
 
 
 def test_control_messages_beyond_their_rate_are_refused_with_4029() -> None:

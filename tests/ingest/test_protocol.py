@@ -226,3 +226,14 @@ def test_every_message_built_decodes_by_the_client_schema_as_sent() -> None:
 def test_a_malformed_server_message_is_refused_by_name() -> None:
     with pytest.raises(SchemaError, match="missing required field `seq`"):
         client_messages.decode(b'{"type": "session.end", "session_id": "s", "duration_s": 1}')
+
+
+def test_vocabulary_terms_are_cleaned_deduplicated_and_bounded() -> None:
+    asked = params(vocabulary="streamscribe, Redis,,  Redis ,Kate\u202e's\n")
+    assert asked.vocabulary == "streamscribe, Redis, Kate's"
+    assert params().vocabulary == ""
+    with pytest.raises(ProtocolError) as refused:
+        params(vocabulary=",".join(f"term{i}" for i in range(101)))
+    assert refused.value.message.startswith("vocabulary:")
+    with pytest.raises(ProtocolError):
+        params(vocabulary="x" * 501)

@@ -65,3 +65,43 @@ def test_f32_far_beyond_full_scale_resamples_to_full_scale_not_nan() -> None:
         "<i2",
     )
     assert not silent.any()
+
+
+def _mulaw_encode(sample: int) -> int:
+    """G.711 mu-law encoding of one 16-bit sample, as ITU-T G.711 describes it."""
+    sign = 0x80 if sample < 0 else 0
+    magnitude = min(abs(sample), 32635) + 0x84
+    exponent = max(0, magnitude.bit_length() - 8)
+    mantissa = (magnitude >> (exponent + 3)) & 0x0F
+    return ~(sign | (exponent << 4) | mantissa) & 0xFF
+
+
+def test_g711_decodes_as_the_standard_has_it() -> None:
+    mulaw = PcmConverter(16000, Encoding.MULAW)
+    # the ends of the mu-law table, and silence, which has two codes
+    assert np.frombuffer(mulaw.convert(bytes([0x00, 0x80, 0xFF, 0x7F])), "<i2").tolist() == [
+        -32124,
+        32124,
+        0,
+        0,
+    ]
+    alaw = PcmConverter(16000, Encoding.ALAW)
+    assert np.frombuffer(alaw.convert(bytes([0xD5, 0x55, 0xAA, 0x2A])), "<i2").tolist() == [
+        8,
+        -8,
+        32256,
+        -32256,
+    ]
+
+
+def test_mulaw_at_8k_comes_back_as_the_tone_it_encoded() -> None:
+    tone = (np.sin(2 * np.pi * 440 * np.arange(8000) / 8000) * 20000).astype(int)
+    encoded = bytes(_mulaw_encode(int(s)) for s in tone)
+    converter = PcmConverter(8000, Encoding.MULAW)
+    pcm = np.frombuffer(converter.convert(encoded) + converter.flush(), "<i2")
+    assert abs(len(pcm) - 16000) <= 16
+    reference = np.sin(2 * np.pi * 440 * np.arange(len(pcm)) / 16000) * 20000
+    middle = slice(1000, len(pcm) - 1000)
+    spectrum = np.abs(np.fft.rfft(pcm[middle]))
+    assert abs(np.argmax(spectrum) * 16000 / len(pcm[middle]) - 440) < 5
+    assert abs(np.std(pcm[middle]) - np.std(reference[middle])) / np.std(reference) < 0.05

@@ -80,6 +80,7 @@ class ScriptedDecoder:
         prompt: str | None = None,
         scope: Scope = Scope.UTTERANCE,
         no_repeat_ngrams: int = 0,
+        vocabulary: str = "",
     ) -> Transcription:
         assert scope is Scope.TURN
         self.prompts.append(prompt)

@@ -1,0 +1,53 @@
+"""The wire protocols a session can be spoken in, each a thin face over one session.
+
+A connection's session decides in protocol v1's terms (``ingest.protocol``): it reads
+commands, and builds v1 messages that its outbox keeps. A :class:`Face` turns a client's text
+frames into those commands and the session's messages into the frames its clients expect;
+protocol v1's own face passes them through. Faces hold only their protocol's per-connection
+state and do no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ingest.protocol import ClientCommand, parse_client_text
+
+
+class Face(Protocol):
+    name: str
+    """Reported in metrics and logs: ``v1``, ``deepgram``..."""
+    resumable: bool
+    """Whether a dropped connection's session waits for its client to resume it."""
+    idle_timeout_s: float | None
+    """How long the client may send nothing before the session ends (None: the server's)."""
+
+    def command(self, text: str, *, audio_s: float) -> ClientCommand:
+        """The command a client text frame asks for (``audio_s``: the audio received so
+        far, in seconds); a :class:`ProtocolError` for one this face cannot read."""
+        ...
+
+    def frames(self, message: str) -> list[str]:
+        """What the client receives for one of the session's v1 messages (maybe nothing)."""
+        ...
+
+    def close(self, code: int, reason: str) -> tuple[int, str]:
+        """The close code and reason this face's clients expect for the session's own."""
+        ...
+
+
+class StreamFace:
+    """Protocol v1 (``/v1/stream``): the session's messages as they are."""
+
+    name = "v1"
+    resumable = True
+    idle_timeout_s: float | None = None
+
+    def command(self, text: str, *, audio_s: float) -> ClientCommand:
+        return parse_client_text(text)
+
+    def frames(self, message: str) -> list[str]:
+        return [message]
+
+    def close(self, code: int, reason: str) -> tuple[int, str]:
+        return code, reason
