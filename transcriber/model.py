@@ -102,27 +102,40 @@ UNBELIEVED_WORD_PROBABILITY = 0.35
 (a one-word segment's timestamp tokens lift its average: "Passat" at 0.23 for Welsh)."""
 
 
-def _first_occurrences(words: Sequence[WordTiming]) -> list[float]:
+def _key(word: str) -> str:
+    return word.strip(".,!?;:\"'()").lower()
+
+
+def vouched_words(vocabulary: str) -> frozenset[str]:
+    """The words of a session's vocabulary, as the guard compares them."""
+    return frozenset(_key(w) for w in vocabulary.replace(",", " ").split() if _key(w))
+
+
+def _first_occurrences(words: Sequence[WordTiming], vouched: frozenset[str]) -> list[float]:
     """Each distinct word's probability where it first comes: a decoding that loops copies
     itself with rising confidence ("to my third jock, to my third jock, ..." for Welsh), which
-    must not vouch for the words it repeats."""
-    seen: set[str] = set()
+    must not vouch for the words it repeats. Words of the speaker's vocabulary are left out:
+    a name given as a hot word comes out at a probability of 0.01, and the speaker vouched
+    for it."""
+    seen: set[str] = set(vouched)
     probabilities = []
     for word in words:
-        key = word.word.strip(".,!?;:\"'()").lower()
+        key = _key(word.word)
         if key and key not in seen:
             seen.add(key)
             probabilities.append(word.probability)
     return probabilities
 
 
-def sounds_out_of_language(stats: SegmentStats, words: Sequence[WordTiming]) -> bool:
+def sounds_out_of_language(
+    stats: SegmentStats, words: Sequence[WordTiming], vouched: frozenset[str] = frozenset()
+) -> bool:
     """An English-only model hearing another language writes English-sounding words it does
     not believe ("Beth, you're so with the Vary." for Welsh): a low average log probability
     and a low mean word probability together, or a very low mean word probability alone.
     Measured on ../shared/audio-cy and ../shared/audio-dev (README: "Speech the model does
     not know")."""
-    probabilities = _first_occurrences(words)
+    probabilities = _first_occurrences(words, vouched)
     if not probabilities:
         return False
     mean = sum(probabilities) / len(probabilities)
@@ -359,7 +372,11 @@ class SpeechModel:
             if not has_words(segment.text) or not accept_segment(stats, speech_ratio, options):
                 dropped += 1
                 continue
-            if language_guard and not self.multilingual and sounds_out_of_language(stats, timing):
+            if (
+                language_guard
+                and not self.multilingual
+                and sounds_out_of_language(stats, timing, vouched_words(vocabulary))
+            ):
                 dropped += 1
                 foreign = True
                 continue

@@ -233,3 +233,21 @@ def test_healthz(pipeline: RunningPipeline) -> None:
 def test_data_files_are_the_shared_set() -> None:
     assert len(ENTRIES) == 20
     assert all(Path(e.audio).is_file() for e in ENTRIES)
+
+
+def test_a_sessions_vocabulary_reaches_every_final_and_turn(pipeline: RunningPipeline) -> None:
+    audio = read_audio(DATA / "ls-test-other-533-1066-0003.wav")  # "... WARNER AND THE DETECTIVES"
+
+    async def both() -> tuple[StreamRun, StreamRun]:
+        told = stream_audio(
+            pipeline.url, audio, speed=4, tail_silence_s=1.0,
+            params={"vocabulary": "Warner,bachelor hall"},
+        )  # fmt: skip
+        plain = stream_audio(pipeline.url, audio, speed=4, tail_silence_s=1.0)
+        return await asyncio.gather(told, plain)
+
+    told, plain = asyncio.run(both())
+    for text in (told.fast_transcript, told.transcript):  # the finals, and the turn too
+        assert "fortunately warner and the detective" in normalize(text), text
+        assert "bachelor hall" in normalize(text), text
+    assert "warner" not in normalize(plain.fast_transcript)

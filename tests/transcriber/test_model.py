@@ -21,6 +21,7 @@ from transcriber.model import (
     needs_fallback,
     resolve_model,
     sounds_out_of_language,
+    vouched_words,
 )
 from transcriber.results import WordTiming, timed_words
 from transcriber.windows import Scope
@@ -184,3 +185,21 @@ def test_a_loop_does_not_vouch_for_the_words_it_repeats() -> None:
     again = [("to", 0.8), ("my", 0.96), ("third", 0.99), ("jock.", 0.98)]
     looping = _words(*once, *again, *again)
     assert sounds_out_of_language(SegmentStats(0.1, -0.9, 1.7), looping)
+
+
+def test_a_vocabulary_gets_names_and_rare_words_right(model: SpeechModel) -> None:
+    """Whisper's hot words: the speaker's names and rare words, before its prompt."""
+    audio = read_audio(DATA / "ls-test-other-533-1066-0003.wav")  # "... WARNER AND THE DETECTIVES"
+    plain = model.transcribe(audio.pcm, "en", final=True).text
+    told = model.transcribe(audio.pcm, "en", final=True, vocabulary="Warner, bachelor hall").text
+    assert "Warner and the detectives" not in plain  # tiny.en hears "one room to detect"
+    assert "Warner and the detectives were keeping bachelor hall" in told
+
+
+def test_the_speakers_vocabulary_vouches_for_its_words() -> None:
+    sure = SegmentStats(0.1, -0.3, 1.3)
+    named = _words(("Fortunately,", 0.97), ("Warner", 0.01), ("and", 0.23), ("detectives", 0.06))
+    assert sounds_out_of_language(sure, named)  # a name forced by a hot word is not believed
+    vouched = vouched_words("Warner, detectives")
+    assert vouched == frozenset({"warner", "detectives"})
+    assert not sounds_out_of_language(sure, named, vouched)
