@@ -500,8 +500,7 @@ class ClientConnection:
                     await self._audio(frame)
                     continue
                 self._messages.admit(now=time.monotonic())
-                audio_s = self._client_samples / self.params.sample_rate
-                command = self.face.command(frame, audio_s=audio_s)
+                command = self.face.command(frame)
                 if command is ClientCommand.FINALIZE and not self._may_speak:
                     raise listen_only()
                 if command is ClientCommand.FINALIZE and not self.params.listen:

@@ -201,7 +201,7 @@ class DeepgramFace:
         """Utterances whose SpeechStarted was sent."""
         self._last_error = ""
 
-    def command(self, text: str, *, audio_s: float) -> ClientCommand:
+    def command(self, text: str) -> ClientCommand:
         if len(text) > MAX_TEXT_CHARACTERS:
             raise _bad_message(f"longer than {MAX_TEXT_CHARACTERS} characters")
         try:

@@ -22,9 +22,9 @@ class Face(Protocol):
     idle_timeout_s: float | None
     """How long the client may send nothing before the session ends (None: the server's)."""
 
-    def command(self, text: str, *, audio_s: float) -> ClientCommand:
-        """The command a client text frame asks for (``audio_s``: the audio received so
-        far, in seconds); a :class:`ProtocolError` for one this face cannot read."""
+    def command(self, text: str) -> ClientCommand:
+        """The command a client text frame asks for; a :class:`ProtocolError` for one this
+        face cannot read."""
         ...
 
     def frames(self, message: str) -> list[str]:
@@ -43,7 +43,7 @@ class StreamFace:
     resumable = True
     idle_timeout_s: float | None = None
 
-    def command(self, text: str, *, audio_s: float) -> ClientCommand:
+    def command(self, text: str) -> ClientCommand:
         return parse_client_text(text)
 
     def frames(self, message: str) -> list[str]:

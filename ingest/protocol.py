@@ -176,7 +176,7 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
 
 def vocabulary_of(terms: Sequence[str], *, parameter: str) -> str:
     """Terms cleaned of control characters, repeats dropped, bounded; joined with commas."""
-    kept = dict.fromkeys(t for t in (display_name(term) for term in terms) if t != "anonymous")
+    kept = dict.fromkeys(t for t in map(shown_text, terms) if t)
     if len(kept) > MAX_VOCABULARY_TERMS or sum(map(len, kept)) > MAX_VOCABULARY_CHARACTERS:
         raise bad_parameter(
             parameter,
@@ -212,11 +212,16 @@ class ClientCommand(StrEnum):
     KEEPALIVE = "keepalive"
 
 
-def display_name(raw: str) -> str:
-    """A name as shown to others: control, format (e.g. right-to-left override) and other
+def shown_text(raw: str) -> str:
+    """Text as shown to others: control, format (e.g. right-to-left override) and other
     invisible characters removed, runs of white space made one space."""
     kept = "".join(c for c in raw if c.isspace() or unicodedata.category(c)[0] != "C")
-    return " ".join(kept.split()) or "anonymous"
+    return " ".join(kept.split())
+
+
+def display_name(raw: str) -> str:
+    """A name as shown to others (:func:`shown_text`), ``anonymous`` for none."""
+    return shown_text(raw) or "anonymous"
 
 
 def parse_client_text(text: str) -> ClientCommand:

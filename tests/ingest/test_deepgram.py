@@ -113,12 +113,12 @@ def test_a_refused_token_is_deepgrams_invalid_auth() -> None:
 
 def test_client_messages() -> None:
     face = DeepgramFace(ListenOptions(), request_id="r")
-    assert face.command('{"type": "KeepAlive"}', audio_s=0) is ClientCommand.KEEPALIVE
-    assert face.command('{"type": "Finalize"}', audio_s=1.0) is ClientCommand.FINALIZE
-    assert face.command('{"type": "CloseStream"}', audio_s=1.0) is ClientCommand.CLOSE
+    assert face.command('{"type": "KeepAlive"}') is ClientCommand.KEEPALIVE
+    assert face.command('{"type": "Finalize"}') is ClientCommand.FINALIZE
+    assert face.command('{"type": "CloseStream"}') is ClientCommand.CLOSE
     for bad in ('{"type": "Configure"}', "[1]", "{}", '{"type": 3}', "[" * 5000, "not json"):
         with pytest.raises(ProtocolError) as refused:
-            face.command(bad, audio_s=1.0)
+            face.command(bad)
         assert refused.value.close_code == 1003
 
 
