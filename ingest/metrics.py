@@ -41,6 +41,17 @@ class IngestMetrics(CommonMetrics):
             "Seconds of audio received from clients",
             registry=registry,
         )
+        self.uploads = Counter(
+            "streamscribe_ingest_uploads",
+            "Requests to the audio API (POST /v1/audio/...), by outcome",
+            ["outcome"],
+            registry=registry,
+        )
+        self.upload_audio_seconds = Counter(
+            "streamscribe_upload_audio_seconds",
+            "Seconds of uploaded audio transcribed",
+            registry=registry,
+        )
         self.finals = Counter(
             "streamscribe_finals_delivered",
             "Final transcripts sent to their speaker",
@@ -63,6 +74,10 @@ class IngestMetrics(CommonMetrics):
             registry=registry,
         )
         self._samples: deque[LatencySample] = deque(maxlen=samples_kept)
+
+    def upload_done(self, outcome: str, audio_s: float) -> None:
+        self.uploads.labels(outcome).inc()
+        self.upload_audio_seconds.inc(audio_s)
 
     def final_sent(self, endpoint_to_send_s: float) -> None:
         self.finals.inc()

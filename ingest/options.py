@@ -39,6 +39,26 @@ class SessionLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class UploadOptions:
+    max_upload_bytes: int = 100 * 2**20
+    """Larger request bodies are refused with 413."""
+    max_duration_s: float = 4 * 3600.0
+    """Longer recordings are refused (400)."""
+    max_queued_windows: int = 2000
+    """Windows of every upload waiting for a transcriber; past it, 429 with Retry-After."""
+    retry_after_s: int = 30
+    max_window_s: float = 30.0
+    result_timeout_s: float = 1800.0
+    """How long an upload may wait for its windows in all; then 504."""
+
+    def __post_init__(self) -> None:
+        if self.max_upload_bytes < 1 or self.max_queued_windows < 1:
+            raise ValueError("upload limits must be positive")
+        if not 1.0 <= self.max_window_s <= 30.0:
+            raise ValueError("upload windows must be 1 to 30 s (Whisper's window)")
+
+
+@dataclass(frozen=True, slots=True)
 class IngestOptions:
     host: str
     port: int
@@ -59,3 +79,5 @@ class IngestOptions:
     """Host names (without port) requests may name; ``*``: any."""
     limits: SessionLimits = field(default_factory=SessionLimits)
     resume_window_s: int = 60
+    uploads: UploadOptions = field(default_factory=UploadOptions)
+    """Files sent to the audio API (``POST /v1/audio/transcriptions``)."""

@@ -30,8 +30,11 @@ from ingest.deepgram import (
     parse_listen_request,
 )
 from ingest.faces import Face, StreamFace
+from ingest.front_door import HttpDoor, sorting_connection
 from ingest.limits import overloaded, unavailable
 from ingest.metrics import IngestMetrics
+from ingest.openai_http import MODELS_PATH, AudioApiOptions, audio_app, models_body
+from ingest.openai_request import OpenAIError
 from ingest.options import IngestOptions
 from ingest.protocol import (
     CLOSE_INTERNAL,
@@ -53,6 +56,7 @@ from ingest.session_link import (
 )
 from ingest.static_files import StaticFiles
 from ingest.translations import TranslationQueue
+from ingest.upload_jobs import UploadQueue
 from shared import keys
 from shared.addresses import process_name, url_host
 from shared.audio import Encoding
@@ -102,6 +106,17 @@ class IngestServer:
         self._transcribers_ready = False
         """Whether a transcriber's heartbeat was live at this node's last beat."""
         self._background: tuple[asyncio.Task[None], ...] = ()
+        api = AudioApiOptions(
+            options.model_name, options.english_only, options.auth, options.allowed_hosts
+        )
+        self._http_door = HttpDoor(
+            audio_app(
+                api,
+                UploadQueue(self._redis, options.uploads),
+                readiness=self._readiness,
+                on_upload=self.metrics.upload_done,
+            )
+        )
 
     @property
     def port(self) -> int:
@@ -131,6 +146,7 @@ class IngestServer:
                     self.options.host,
                     self.options.port,
                     process_request=self._http,
+                    create_connection=sorting_connection(self._http_door.protocol),
                     max_size=self.options.max_frame_bytes * 4,
                     ping_interval=20,
                     ping_timeout=20,
@@ -142,6 +158,7 @@ class IngestServer:
                     if started is not None:
                         started.set()
                     await self._stop.wait()
+                    await self._http_door.close()
                 for task in self._background:
                     task.cancel()
         finally:
@@ -262,6 +279,8 @@ class IngestServer:
                 [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body)))]
             )
             return Response(reply.status.value, reply.status.phrase, headers, reply.body)
+        if path == MODELS_PATH:
+            return self._models(request)
         if path in (STREAM_PATH, LISTEN_PATH):
             if not origin_allowed(origin, host, self.options.allowed_origins):
                 logger.info("refused a stream from origin %s", origin)
@@ -271,6 +290,19 @@ class IngestServer:
         if page is not None:
             return page
         return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+
+    def _models(self, request: Request) -> Response:
+        """OpenAI's ``GET /v1/models`` (the audio API's other routes are POSTs, served by
+        :mod:`ingest.openai_http`)."""
+        status, body = HTTPStatus.OK, models_body(self.options.model_name)
+        try:
+            self._authorize(request.headers, None, None)
+        except ProtocolError as exc:
+            status = HTTPStatus.UNAUTHORIZED
+            body = OpenAIError(status, exc.message, code="invalid_api_key").body()
+        length = str(len(body))
+        headers = Headers([("Content-Type", "application/json"), ("Content-Length", length)])
+        return Response(status.value, status.phrase, headers, body)
 
     def _listen_refusal(self, request: Request) -> Response | None:
         """Deepgram's clients are refused at the handshake, with its JSON error body."""

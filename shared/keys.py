@@ -132,3 +132,17 @@ def room_log(room: str) -> str:
 
 TRANSLATION_JOB_FUNCTION = "translator.jobs.translate"
 """The rq job function ingest enqueues by name and the translator serves (rq imports it)."""
+
+FILE_JOBS_STREAM = "ss:jobs:file"
+"""Windows of uploaded recordings: read only when no live job waits; reclaimed like finals."""
+
+
+def upload_live(upload_id: str) -> str:
+    """Present while the upload's request waits for its windows (it renews the expiry): a
+    transcriber skips the windows of an upload whose client has gone."""
+    return f"ss:upload:{{{upload_id}}}:live"
+
+
+def upload_results(upload_id: str) -> str:
+    """Stream of the upload's transcribed windows (any order; a window may come twice)."""
+    return f"ss:upload:{{{upload_id}}}:results"

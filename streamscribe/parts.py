@@ -156,6 +156,7 @@ def run_transcriber(settings: Settings) -> int:
         metrics=metrics,
         recovery=RecoveryOptions(settings.reclaim_after_s, settings.job_max_attempts),
         partials=PartialOptions(share=settings.partial_model_share),
+        uploads=model,
     )
     _stop_on_signals(worker)
     with _Operations(

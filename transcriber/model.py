@@ -14,9 +14,11 @@ import numpy as np
 
 from shared.audio import s16_to_float
 from shared.errors import ModelLoadError
+from shared.file_jobs import FileWindowJob, FileWindowResult
 from transcriber import logger
 from transcriber.alignment import aligned_words
 from transcriber.batching import SegmentOutcome, pack_utterances
+from transcriber.files import decode_window
 from transcriber.options import ModelOptions
 from transcriber.results import SegmentStats, Transcription, WordTiming, timed_words
 from transcriber.turns import SettledTurn, TurnAudio, loops, settle_turn
@@ -238,6 +240,20 @@ class SpeechModel:
     def settle_turn(self, turn: TurnAudio) -> SettledTurn:
         """A turn's audio as a whole, with its speaker's earlier text as prompt."""
         return settle_turn(self, turn)
+
+    def transcribe_file_window(self, job: FileWindowJob) -> FileWindowResult:
+        """A window of an uploaded recording (:mod:`transcriber.files`)."""
+        self._model.window = self._full_window
+        self._model.first_encoding = None
+        try:
+            return decode_window(
+                self._model,
+                job,
+                beam_size=self.options.beam_size,
+                multilingual=self.multilingual,
+            )
+        finally:
+            self._model.first_encoding = None
 
     def transcribe_batch(
         self, utterances: Sequence[UtteranceAudio], *, final: bool

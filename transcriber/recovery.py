@@ -59,8 +59,11 @@ class JobRecovery:
         options: RecoveryOptions,
         *,
         clock: Callable[[], float] = time.monotonic,
+        streams: Sequence[str] = RELIABLE_STREAMS,
     ) -> None:
+        """``streams``: the job streams this recovery looks after."""
         self._redis = client
+        self._streams = tuple(streams)
         self._consumer = consumer
         self.options = options
         self._clock = clock
@@ -74,7 +77,7 @@ class JobRecovery:
         if now < self._next_check:
             return []
         self._next_check = now + self.options.reclaim_after_s / 2
-        return [r for stream in RELIABLE_STREAMS for r in self._reclaim(stream)]
+        return [r for stream in self._streams for r in self._reclaim(stream)]
 
     def _reclaim(self, stream: str) -> list[Reclaimed]:
         response: Any = self._redis.xautoclaim(
@@ -114,7 +117,7 @@ class JobRecovery:
 
     def keep_fresh(self, pipe: redis.client.Pipeline, in_hand: Sequence[tuple[str, bytes]]) -> None:
         """Resets the idle time of the jobs in hand, (stream, entry id) (from the heartbeat)."""
-        for stream in RELIABLE_STREAMS:
+        for stream in self._streams:
             entry_ids = [entry_id for s, entry_id in in_hand if s == stream]
             if entry_ids:
                 pipe.xclaim(

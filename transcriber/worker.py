@@ -37,11 +37,13 @@ from shared.schema import (
 )
 from shared.worker import RedisWorker
 from transcriber import logger
+from transcriber.files import TranscribesFiles
 from transcriber.metrics import TranscriberMetrics
 from transcriber.model import UtteranceAudio
 from transcriber.recovery import RELIABLE_STREAMS, JobRecovery, RecoveryOptions, fallback_turn
 from transcriber.results import Transcription
 from transcriber.turns import SettledTurn, TurnAudio, prompt_from
+from transcriber.uploads import UploadWindows
 
 # KEYS: the session's turn context, its record. ARGV: turn index, text. Keeps the newest
 # turn's; expires with the session.
@@ -122,9 +124,11 @@ class TranscriberWorker(RedisWorker):
         metrics: TranscriberMetrics | None = None,
         recovery: RecoveryOptions | None = None,
         partials: PartialOptions | None = None,
+        uploads: TranscribesFiles | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``clock``: when to look for jobs to take over, and the partials' share of model
+        """``uploads``: what decodes windows of uploaded recordings (None: this worker takes
+        none); ``clock``: when to look for jobs to take over, and the partials' share of model
         time (tests step it)."""
         self.metrics = metrics or TranscriberMetrics(CollectorRegistry())
         super().__init__(client, consumer=consumer, on_redis_error=self.metrics.redis_errors.inc)
@@ -137,6 +141,18 @@ class TranscriberWorker(RedisWorker):
         self._clock = clock
         share = partials or PartialOptions()
         self._partial_time = TokenBucket(share.share, share.burst_s, now=clock())
+        self._uploads = (
+            UploadWindows(
+                client,
+                self.consumer,
+                uploads,
+                self.metrics,
+                recovery or RecoveryOptions(),
+                clock=clock,
+            )
+            if uploads is not None
+            else None
+        )
         self._in_hand: list[tuple[str, bytes]] = []
         self._retry: set[bytes] = set()
         self.jobs_done = 0
@@ -170,10 +186,16 @@ class TranscriberWorker(RedisWorker):
             else:
                 logger.warning("took over job %s (attempt %d)", taken.entry_id, taken.attempts)
                 reliable[taken.stream].append(taken)
-        waiting = any(reliable.values())
+        uploads = self._uploads
+        if uploads is not None:
+            uploads.reclaim()
+        waiting = any(reliable.values()) or (uploads is not None and uploads.holding)
         partials_wait = self._partial_time.seconds_until(0.0, now=self._clock())
         entries = self._next_entries(block=not waiting, partials_wait_s=partials_wait)
         for stream, entry_id, fields in entries:
+            if stream == keys.FILE_JOBS_STREAM and uploads is not None:
+                uploads.take(entry_id, fields)
+                continue
             taken = self._decode(stream, entry_id, fields)
             if taken is not None:
                 reliable.get(stream, partials).append(taken)
@@ -196,6 +218,9 @@ class TranscriberWorker(RedisWorker):
             self._run_batch(chunk, final=False)
         if partials:
             self._partial_time.spend(self._clock() - started, now=self._clock())
+        live = bool(finals or turns or partials)
+        if uploads is not None and uploads.holding and not live:
+            uploads.run_one()  # one window, then the live queues are looked at again
 
     def _ack_done(self, stream: str, taken: list[_Taken]) -> None:
         done = [t.entry_id for t in taken if t.entry_id not in self._retry]
@@ -205,6 +230,8 @@ class TranscriberWorker(RedisWorker):
     def keep_jobs_fresh(self, pipe: redis.client.Pipeline) -> None:
         """For the heartbeat: the final jobs in hand are not idle, whatever the model takes."""
         self.recovery.keep_fresh(pipe, list(self._in_hand))
+        if self._uploads is not None:
+            self._uploads.keep_fresh(pipe)
 
     def _decode(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> _Taken | None:
         try:
@@ -232,6 +259,8 @@ class TranscriberWorker(RedisWorker):
         """Creates the consumer groups and this consumer (idempotent)."""
         for stream in (*RELIABLE_STREAMS, keys.PARTIAL_JOBS_STREAM):
             ensure_consumer(self._redis, stream, keys.TRANSCRIBER_GROUP, self.consumer)
+        if self._uploads is not None:
+            self._uploads.prepare()
 
     def _read(self, streams: dict[str, str], count: int, block_ms: int | None) -> list[StreamEntry]:
         return read_group(
@@ -246,10 +275,11 @@ class TranscriberWorker(RedisWorker):
     def _next_entries(
         self, *, block: bool = True, partials_wait_s: float = 0.0
     ) -> list[StreamEntry]:
-        """Finals first, then turns, then partials: a non-blocking look at each queue, else a
-        blocking read of all three; then, if the batch is not full, up to ``max_wait_ms``
-        more for company. While the partials have used their share (``partials_wait_s`` until
-        it is back), only finals and turns are read, and the blocking read ends when it is."""
+        """Finals first, then turns, then partials, then (with no window of an upload in
+        hand) uploads: a non-blocking look at each queue, else a blocking read of them all;
+        then, if the batch is not full, up to ``max_wait_ms`` more for company. While the
+        partials have used their share (``partials_wait_s`` until it is back), only finals and
+        turns are read, and the blocking read ends when it is."""
         size = self._batch.max_size
         queues = {keys.FINAL_JOBS_STREAM: ">", keys.TURN_JOBS_STREAM: ">"}
         block_ms = self._block_ms
@@ -261,9 +291,15 @@ class TranscriberWorker(RedisWorker):
         for stream in queues:
             if len(entries) < size:
                 entries += self._read({stream: ">"}, size - len(entries), None)
+        if self._uploads is not None and not self._uploads.holding:
+            queues[keys.FILE_JOBS_STREAM] = ">"
+            if not entries:  # one window at a time: a live job waits for one at most
+                entries = self._read({keys.FILE_JOBS_STREAM: ">"}, 1, None)
         if not entries and block:
             entries = self._read(queues, size, block_ms)
-        if entries and self._batch.max_wait_ms and len(entries) < size:
+        queues.pop(keys.FILE_JOBS_STREAM, None)  # windows are no company for a batch
+        live = [e for e in entries if e[0] != keys.FILE_JOBS_STREAM]
+        if live and self._batch.max_wait_ms and len(entries) < size:
             deadline = time.monotonic() + self._batch.max_wait_ms / 1000
             while len(entries) < size:
                 left_ms = int((deadline - time.monotonic()) * 1000)
