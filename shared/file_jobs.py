@@ -13,7 +13,7 @@ from enum import StrEnum
 import msgspec
 
 from shared.errors import SchemaError
-from shared.schema import Fields, Word, check_version, entry_field
+from shared.schema import Fields, Word, check_version, entry_field, stream_entry
 
 _ENCODER = msgspec.json.Encoder()
 _KIND = b"file.window"
@@ -43,7 +43,7 @@ class FileWindowJob(msgspec.Struct, frozen=True):
 
     def encode(self) -> dict[str, bytes]:
         meta = _ENCODER.encode(msgspec.structs.replace(self, pcm=b""))
-        return {"v": b"1", "kind": _KIND, "meta": meta, "pcm": self.pcm}
+        return stream_entry(_KIND.decode(), meta, self.pcm)
 
     @classmethod
     def decode(cls, fields: Fields) -> FileWindowJob:

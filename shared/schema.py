@@ -45,7 +45,8 @@ def _meta(decoder: msgspec.json.Decoder[_T], fields: Fields) -> _T:
     return _decode_with(decoder, entry_field(fields, "meta"), "meta")
 
 
-def _entry(kind: str, meta: bytes, pcm: bytes | None = None) -> dict[str, bytes]:
+def stream_entry(kind: str, meta: bytes, pcm: bytes | None = None) -> dict[str, bytes]:
+    """A stream entry's flat field map: version, kind, JSON meta and raw PCM if any."""
     out = {"v": _VERSION, "kind": kind.encode(), "meta": meta}
     if pcm is not None:
         out["pcm"] = pcm
@@ -72,7 +73,7 @@ class SessionOpened(msgspec.Struct, frozen=True):
     """Words the speaker will say (names, jargon), passed to Whisper as hot words."""
 
     def encode(self) -> dict[str, bytes]:
-        return _entry("session.opened", _ENCODER.encode(self))
+        return stream_entry("session.opened", _ENCODER.encode(self))
 
     @classmethod
     def decode(cls, fields: Fields) -> SessionOpened:
@@ -92,7 +93,7 @@ class AudioAppended(msgspec.Struct, frozen=True):
     received_at: float
 
     def encode(self) -> dict[str, bytes]:
-        return _entry("audio", _ENCODER.encode(_ReceivedAt(self.received_at)), self.pcm)
+        return stream_entry("audio", _ENCODER.encode(_ReceivedAt(self.received_at)), self.pcm)
 
 
 class _ReceivedAt(msgspec.Struct, frozen=True):
@@ -107,7 +108,7 @@ class FinalizeRequested(msgspec.Struct, frozen=True):
     received_at: float
 
     def encode(self) -> dict[str, bytes]:
-        return _entry("finalize", _ENCODER.encode(self))
+        return stream_entry("finalize", _ENCODER.encode(self))
 
 
 class StreamClosed(msgspec.Struct, frozen=True):
@@ -117,7 +118,7 @@ class StreamClosed(msgspec.Struct, frozen=True):
     received_at: float
 
     def encode(self) -> dict[str, bytes]:
-        return _entry("closed", _ENCODER.encode(self))
+        return stream_entry("closed", _ENCODER.encode(self))
 
 
 AudioStreamEntry = AudioAppended | FinalizeRequested | StreamClosed
@@ -183,7 +184,7 @@ class TranscriptionJob(msgspec.Struct, frozen=True):
 
     def encode(self) -> dict[str, bytes]:
         meta = _ENCODER.encode(msgspec.structs.replace(self, pcm=b""))
-        return _entry("job", meta, self.pcm)
+        return stream_entry("job", meta, self.pcm)
 
     @classmethod
     def decode(cls, fields: Fields) -> TranscriptionJob:
