@@ -1,9 +1,10 @@
 """One port for everything: each connection's first request line decides who serves it.
 
-websockets serves ``GET`` (WebSocket handshakes, the page, health, metrics: its HTTP parser
-takes GET only); every other method (``POST`` of the audio API) goes to uvicorn's h11
-protocol running an ASGI app. The connection is handed over at the transport before either
-has read a byte, so each library parses the request itself.
+A request for the audio API (a path under ``/v1/audio/``, whatever its method: its uploads
+are ``POST`` bodies, which websockets does not read) goes to uvicorn's h11 protocol running
+an ASGI app; websockets serves everything else (WebSocket handshakes, the page, health,
+metrics, and the 405 for other methods). The connection is handed over at the transport
+before either has read a byte, so each library parses the request itself.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from websockets.asyncio.server import ServerConnection
 
 FIRST_LINE_TIMEOUT_S = 10.0
 """A connection that sends no request line in this long is dropped."""
-METHOD_BYTES = 8
+MAX_REQUEST_LINE_BYTES = 8192
+"""A longer request line is left to websockets, which refuses it."""
+HTTP_DOOR_PREFIX = b"/v1/audio/"
 
 
 class HttpDoor:
@@ -54,8 +57,9 @@ class HttpDoor:
 
 
 def sorting_connection(http: Callable[[], asyncio.Protocol]) -> type[ServerConnection]:
-    """A :class:`ServerConnection` that first reads the request's method; for anything but
-    GET it gives the transport to ``http()`` instead (``serve(create_connection=...)``)."""
+    """A :class:`ServerConnection` that first reads the request line; for a path under
+    ``/v1/audio/`` it gives the transport to ``http()`` instead
+    (``serve(create_connection=...)``)."""
 
     class SortingConnection(ServerConnection):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -74,14 +78,14 @@ def sorting_connection(http: Callable[[], asyncio.Protocol]) -> type[ServerConne
                 super().data_received(data)
                 return
             self._head += data
-            if b" " not in self._head[: METHOD_BYTES + 1] and len(self._head) <= METHOD_BYTES:
-                return  # the method is not all here yet
+            if b"\n" not in self._head and len(self._head) <= MAX_REQUEST_LINE_BYTES:
+                return  # the request line is not all here yet
             head, transport = bytes(self._head), self._held
             assert transport is not None
             self._head = None
             if self._timer is not None:
                 self._timer.cancel()
-            if head.startswith(b"GET "):
+            if not for_http_door(head):
                 super().connection_made(transport)
                 super().data_received(head)
                 return
@@ -103,3 +107,10 @@ def sorting_connection(http: Callable[[], asyncio.Protocol]) -> type[ServerConne
             super().connection_lost(exc)
 
     return SortingConnection
+
+
+def for_http_door(head: bytes) -> bool:
+    """Whether a request, from its first bytes, is for the audio API."""
+    line = head.split(b"\n", 1)[0]
+    parts = line.split(b" ")
+    return len(parts) == 3 and parts[1].startswith(HTTP_DOOR_PREFIX)

@@ -1,5 +1,6 @@
-"""OpenAI's audio API on the ingest port: ``POST /v1/audio/transcriptions``,
-``POST /v1/audio/translations``, ``GET /v1/models``. A Starlette app (multipart parsed by
+"""OpenAI's audio API on the ingest port: ``POST /v1/audio/transcriptions`` and
+``POST /v1/audio/translations`` (``GET /v1/models`` is answered by the server's GET side,
+from :func:`models_body`). A Starlette app (multipart parsed by
 python-multipart); the recording is decoded here, and transcribed by the transcriber workers
 through Redis (:mod:`ingest.upload_jobs`)."""
 
@@ -115,9 +116,6 @@ def audio_app(
     async def translations(request: Request) -> Response:
         return await _audio(request, FileTask.TRANSLATE)
 
-    async def models(request: Request) -> Response:
-        return Response(models_body(options.model_name), media_type="application/json")
-
     async def _audio(request: Request, task: FileTask) -> Response:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limits.max_upload_bytes:
@@ -170,7 +168,6 @@ def audio_app(
         routes=[
             Route("/v1/audio/transcriptions", _errors(transcriptions), methods=["POST"]),
             Route("/v1/audio/translations", _errors(translations), methods=["POST"]),
-            Route(MODELS_PATH, _errors(models), methods=["GET"]),
         ]
     )
     return _capped(app, limits.max_upload_bytes)
