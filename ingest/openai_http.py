@@ -37,6 +37,8 @@ from shared.errors import ProtocolError
 from shared.file_jobs import FileTask, FileWindowResult
 
 MODELS_PATH = "/v1/models"
+NOT_READY_RETRY_S = 5
+"""The ``Retry-After`` of a 503 while no transcriber is ready (a model loads in seconds)."""
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -60,13 +62,21 @@ class _TooLarge(Exception):
 
 
 def _capped(app: ASGIApp, max_bytes: int) -> ASGIApp:
-    """Request bodies stop at ``max_bytes``: the endpoint's read raises :class:`_TooLarge`."""
+    """Request bodies stop at ``max_bytes``: the endpoint's read raises :class:`_TooLarge`.
+    Each response closes its connection: the front door sorts connections by their first
+    request, so a client's next request (``GET /v1/models``...) must come on a new one."""
 
     async def capped(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
         seen = 0
+
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", ()), (b"connection", b"close")]
+                message = {**message, "headers": headers}
+            await send(message)
 
         async def counting() -> Message:
             nonlocal seen
@@ -76,7 +86,7 @@ def _capped(app: ASGIApp, max_bytes: int) -> ASGIApp:
                 raise _TooLarge
             return message
 
-        await app(scope, counting, send)
+        await app(scope, counting, closing)
 
     return capped
 
@@ -136,7 +146,7 @@ def audio_app(
             if why_not is not None:
                 raise OpenAIError(
                     HTTPStatus.SERVICE_UNAVAILABLE, f"cannot transcribe now: {why_not}",
-                    kind="server_error", code="unavailable",
+                    kind="server_error", code="unavailable", retry_after_s=NOT_READY_RETRY_S,
                 )  # fmt: skip
             pcm, windows = await asyncio.to_thread(_prepare, upload.file, limits)
         seconds = len(pcm) / 32000

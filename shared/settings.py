@@ -52,6 +52,17 @@ class Settings(BaseSettings):
     """How long a session whose connection dropped waits for its client to resume; 0: a
     dropped connection ends its session."""
 
+    upload_max_bytes: int = Field(default=100 * 2**20, ge=1024)
+    """Request bodies of the audio API (``POST /v1/audio/...``) past this are refused (413)."""
+    upload_max_duration_s: float = Field(default=14400.0, gt=0)
+    """Uploaded recordings longer than this are refused (400)."""
+    upload_max_queued_windows: int = Field(default=2000, ge=1)
+    """Upload windows waiting for a transcriber, over every upload; past it, 429."""
+    upload_retry_after_s: int = Field(default=30, ge=1, le=3600)
+    """The ``Retry-After`` of that 429."""
+    upload_timeout_s: float = Field(default=1800.0, gt=0)
+    """How long one upload may take in all before it is answered 504."""
+
     auth: Literal["auto", "on", "off"] = "auto"
     """auto: tokens are required unless ingest listens on loopback only."""
     token_secret: SecretStr = SecretStr("")

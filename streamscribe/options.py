@@ -7,7 +7,7 @@ module knows both.
 
 from __future__ import annotations
 
-from ingest.options import AuthOptions, IngestOptions, SessionLimits
+from ingest.options import AuthOptions, IngestOptions, SessionLimits, UploadOptions
 from segmenter.options import SegmenterOptions
 from shared.addresses import is_loopback
 from shared.errors import ConfigError
@@ -63,6 +63,13 @@ def ingest_options(settings: Settings) -> IngestOptions:
         ),
         allowed_hosts=allowed_hosts(settings),
         resume_window_s=settings.resume_window_s,
+        uploads=UploadOptions(
+            max_upload_bytes=settings.upload_max_bytes,
+            max_duration_s=settings.upload_max_duration_s,
+            max_queued_windows=settings.upload_max_queued_windows,
+            retry_after_s=settings.upload_retry_after_s,
+            result_timeout_s=settings.upload_timeout_s,
+        ),
     )
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,15 @@ def pipeline() -> Iterator[RunningPipeline]:
     running = start_up(free_port(), env={"STREAMSCRIBE_MAX_AUDIO_RATE": "8"})
     yield running
     stop_up(running)
+
+
+def is_ready(pipeline: RunningPipeline) -> bool:
+    """Whether ``/readyz`` says a transcriber has its model loaded."""
+    try:
+        with urllib.request.urlopen(pipeline.http + "/readyz", timeout=5) as answer:
+            return int(answer.status) == 200
+    except OSError:
+        return False
 
 
 def wait_until(

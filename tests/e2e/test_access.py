@@ -1,15 +1,22 @@
 """Access tokens through the real pipeline: strangers are kept out with the documented close
-codes, a listen-only token cannot speak, a good token streams as usual."""
+codes, a listen-only token cannot speak, a good token streams as usual. The same deployment
+runs with small upload limits, for the audio API's 401, 413 and 429."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import av
+import numpy as np
+import openai
 import pytest
+from openai import OpenAI
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -18,12 +25,13 @@ from ingest.options import AuthOptions
 from streamscribe.benchmarks.metrics import normalize
 from streamscribe.client import read_audio, stream_audio
 from streamscribe.redis_server import free_port
-from tests.conftest import DATA, RunningPipeline, start_up, stop_up
+from tests.conftest import DATA, RunningPipeline, is_ready, start_up, stop_up, wait_until
 
 pytestmark = pytest.mark.e2e
 
 SECRET = "test-signing-secret-of-enough-length-0123456789"
 AUTH = AuthOptions(SECRET)
+UPLOAD_MAX_BYTES = 300_000
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +39,13 @@ def guarded() -> Iterator[RunningPipeline]:
     running = start_up(
         free_port(),
         transcribers=1,
-        env={"STREAMSCRIBE_AUTH": "on", "STREAMSCRIBE_TOKEN_SECRET": SECRET},
+        env={
+            "STREAMSCRIBE_AUTH": "on",
+            "STREAMSCRIBE_TOKEN_SECRET": SECRET,
+            "STREAMSCRIBE_UPLOAD_MAX_BYTES": str(UPLOAD_MAX_BYTES),
+            "STREAMSCRIBE_UPLOAD_MAX_QUEUED_WINDOWS": "1",
+            "STREAMSCRIBE_UPLOAD_RETRY_AFTER_S": "7",
+        },
     )
     yield running
     stop_up(running)
@@ -148,3 +162,58 @@ def test_deepgram_clients_bring_their_token_as_an_api_key(guarded: RunningPipeli
     assert (status, body["err_code"]) == (401, "INVALID_AUTH")
     status, body = asyncio.run(handshake("?room=9", f"Token {token('42')}"))
     assert (status, body["err_code"]) == (403, "INSUFFICIENT_PERMISSIONS")
+
+
+def _openai(pipeline: RunningPipeline, api_key: str) -> OpenAI:
+    return OpenAI(base_url=pipeline.http + "/v1", api_key=api_key, max_retries=0, timeout=300)
+
+
+def _compressed(path: Path, bitrate: int = 32000) -> bytes:
+    """An MP3 of ``path``: 50 s in about 200 kB, under the upload limit."""
+    samples = np.frombuffer(read_audio(path).pcm, "<i2").reshape(1, -1)
+    out = io.BytesIO()
+    with av.open(out, mode="w", format="mp3") as file:
+        stream = file.add_stream("libmp3lame", rate=16000, layout="mono")  # type: ignore[call-overload]
+        stream.bit_rate = bitrate
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = 16000
+        resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=16000)
+        for part in [*resampler.resample(frame), *resampler.resample(None)]:
+            for packet in stream.encode(part):
+                file.mux(packet)
+        for packet in stream.encode(None):
+            file.mux(packet)
+    return out.getvalue()
+
+
+def test_the_audio_api_takes_a_token_as_its_api_key(guarded: RunningPipeline) -> None:
+    assert wait_until(lambda: is_ready(guarded), timeout=180)
+    short = ("short.wav", (DATA / "ls-test-clean-1089-134691-0000.wav").read_bytes())  # 3 s
+    with pytest.raises(openai.AuthenticationError) as caught:
+        _openai(guarded, "not-a-token").audio.transcriptions.create(model="whisper-1", file=short)
+    assert caught.value.code == "invalid_api_key"
+    with pytest.raises(openai.AuthenticationError):
+        _openai(guarded, "not-a-token").models.list()
+    allowed = _openai(guarded, token("*"))
+    answer = allowed.audio.transcriptions.create(model="whisper-1", file=short)
+    assert (
+        normalize(answer.text) == "he could wait no longer"
+    )  # the reference: HE COULD WAIT NO LONGER
+    assert [m.id for m in allowed.models.list().data] == ["tiny.en"]
+
+
+def test_uploads_past_the_limits_are_413_and_429(guarded: RunningPipeline) -> None:
+    assert wait_until(lambda: is_ready(guarded), timeout=180)
+    api = _openai(guarded, token("*")).audio.transcriptions
+    jfk = (DATA / "jfk-inaugural-1961.wav").read_bytes()
+    assert len(jfk) > UPLOAD_MAX_BYTES
+    with pytest.raises(openai.APIStatusError) as too_large:
+        api.create(model="whisper-1", file=("jfk.wav", jfk))
+    assert too_large.value.status_code == 413 and too_large.value.code == "file_too_large"
+
+    two_windows = _compressed(DATA / "long-ljspeech-LJ001-0001-0008.wav")  # 50 s
+    assert len(two_windows) < UPLOAD_MAX_BYTES
+    with pytest.raises(openai.RateLimitError) as full:  # one window may wait, it has two
+        api.create(model="whisper-1", file=("long.mp3", two_windows))
+    assert full.value.response.headers["retry-after"] == "7"
+    assert full.value.code == "rate_limit_exceeded"
