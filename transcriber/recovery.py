@@ -137,10 +137,14 @@ class JobRecovery:
         reason: str,
         *,
         stream: str = keys.FINAL_JOBS_STREAM,
+        tell: Callable[[redis.client.Pipeline], object] | None = None,
     ) -> None:
         """Moves a job that will not succeed aside and tells its speaker (a turn's speaker
-        keeps the turn's finals: its turn is published as a fallback)."""
+        keeps the turn's finals: its turn is published as a fallback); ``tell``: who else is
+        told, in the same transaction (an upload waiting for the window)."""
         pipe = self._redis.pipeline(transaction=True)
+        if tell is not None:
+            tell(pipe)
         dead = dict(fields)
         dead[b"reason"] = reason.encode()
         dead[b"entry_id"] = entry_id

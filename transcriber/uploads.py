@@ -18,7 +18,7 @@ from shared.redis_client import ensure_consumer
 from transcriber import logger
 from transcriber.files import CannotTranslate, TranscribesFiles
 from transcriber.metrics import TranscriberMetrics
-from transcriber.recovery import DEAD_LETTERS_KEPT, JobRecovery, RecoveryOptions
+from transcriber.recovery import JobRecovery, RecoveryOptions
 
 RESULTS_KEPT_S = 3600
 """How long an upload's results stream outlives its last window."""
@@ -149,15 +149,11 @@ class UploadWindows:
             held.attempts,
         )
         self._metrics.errors.labels("dead_letter").inc()
-        dead = dict(held.fields)
-        dead[b"reason"] = reason.encode()
-        dead[b"entry_id"] = held.entry_id
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.xadd(keys.DEAD_JOBS_STREAM, dead, maxlen=DEAD_LETTERS_KEPT, approximate=True)  # type: ignore[arg-type]
-        _send(pipe, _failure(held.job, reason))
-        pipe.xack(keys.FILE_JOBS_STREAM, keys.TRANSCRIBER_GROUP, held.entry_id)
-        pipe.xdel(keys.FILE_JOBS_STREAM, held.entry_id)
-        pipe.execute()
+        failure = _failure(held.job, reason)
+        self.recovery.dead_letter(
+            held.entry_id, held.fields, None, reason,
+            stream=keys.FILE_JOBS_STREAM, tell=lambda pipe: _send(pipe, failure),
+        )  # fmt: skip
 
 
 def _failure(job: FileWindowJob, reason: str) -> FileWindowResult:
