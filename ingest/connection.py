@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from ingest import logger
 from ingest.auth import listen_only
 from ingest.delivery import DeliveryOrder, ReleasedTurn
-from ingest.faces import Face, StreamFace
+from ingest.faces import Face, FaceInput, StreamFace
 from ingest.limits import AudioRateLimiter, MessageRateLimiter, session_timeout
 from ingest.metrics import IngestMetrics
 from ingest.options import IngestOptions
@@ -74,13 +74,20 @@ class _Unlogged:
     text: str
 
 
-Outgoing = OutboxEntry | _Unlogged | _Close
+@dataclass(frozen=True, slots=True)
+class _FaceFrame:
+    """A frame the client's face wrote itself (already in its protocol), outside the outbox."""
+
+    text: str
+
+
+Outgoing = OutboxEntry | _Unlogged | _FaceFrame | _Close
 
 
 def _size(item: Outgoing) -> int:
     if isinstance(item, OutboxEntry):
         return len(item.message)
-    return len(item.text) if isinstance(item, _Unlogged) else 0
+    return len(item.text) if isinstance(item, _Unlogged | _FaceFrame) else 0
 
 
 TRANSLATIONS_WAIT_S = 10.0
@@ -264,7 +271,7 @@ class ClientConnection:
         ordered = sorted(self._participants.values(), key=lambda p: (p.name, p.session_id))
         self._enqueue(self.messages.participants(self.room.room, ordered))
 
-    def _enqueue(self, message: str | _Unlogged | _Close, *, mark: str = "") -> None:
+    def _enqueue(self, message: str | _Unlogged | _FaceFrame | _Close, *, mark: str = "") -> None:
         """Queues a message just built (numbered ``self.messages.seq``) for the outbox and the
         client, or something sent as it is."""
         if self.close_enqueued:
@@ -428,6 +435,9 @@ class ClientConnection:
                     if isinstance(item, _Close):
                         await self._close(item.code, item.reason)
                         return
+                    if isinstance(item, _FaceFrame):
+                        await self.ws.send(item.text)
+                        continue
                     await self._send(item.message if isinstance(item, OutboxEntry) else item.text)
                     if isinstance(item, OutboxEntry):
                         self._sent_seq = item.seq
@@ -483,24 +493,26 @@ class ClientConnection:
 
     # -- receiving ------------------------------------------------------------------------
 
-    async def receive_loop(self) -> None:
-        """Reads until the client closes the stream, breaks protocol or disconnects."""
+    async def receive_loop(self, first: FaceInput | None = None) -> None:
+        """Reads until the client closes the stream, breaks protocol or disconnects;
+        ``first``: what the face read before the session opened (its first audio)."""
         try:
             while True:
-                frame = await self._next_frame()
-                if isinstance(frame, bytes):
-                    if not self._may_speak:
-                        raise listen_only()
-                    if self.params.listen:
-                        raise ProtocolError(
-                            "listener_audio",
-                            "this session joined as a listener and cannot send audio",
-                            CLOSE_UNSUPPORTED,
-                        )
-                    await self._audio(frame)
-                    continue
-                self._messages.admit(now=time.monotonic())
-                command = self.face.command(frame)
+                if first is not None:
+                    got, first = first, None
+                else:
+                    frame = await self._next_frame()
+                    if isinstance(frame, bytes):
+                        await self._speak(frame)
+                        continue
+                    got = self.face.read(frame)
+                    if not got.audio:  # audio in text frames is bounded as audio
+                        self._messages.admit(now=time.monotonic())
+                for reply in got.replies:
+                    self._enqueue(_FaceFrame(reply))
+                if got.audio:
+                    await self._speak(got.audio)
+                command = got.command
                 if command is ClientCommand.FINALIZE and not self._may_speak:
                     raise listen_only()
                 if command is ClientCommand.FINALIZE and not self.params.listen:
@@ -529,6 +541,17 @@ class ClientConnection:
             ours = self.link.held and not self.detached
             if ours and not self.stream_closed and not self.params.listen:
                 await self._close_stream("disconnect")
+
+    async def _speak(self, audio: bytes) -> None:
+        if not self._may_speak:
+            raise listen_only()
+        if self.params.listen:
+            raise ProtocolError(
+                "listener_audio",
+                "this session joined as a listener and cannot send audio",
+                CLOSE_UNSUPPORTED,
+            )
+        await self._audio(audio)
 
     async def _next_frame(self) -> str | bytes:
         """The next frame, or 4008 when the client went quiet or the session is too long."""

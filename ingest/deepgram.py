@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from ingest.faces import FaceInput
 from ingest.protocol import (
     CLOSE_BAD_PARAMETER,
     CLOSE_UNSUPPORTED,
@@ -200,6 +201,9 @@ class DeepgramFace:
         self._started: set[str] = set()
         """Utterances whose SpeechStarted was sent."""
         self._last_error = ""
+
+    def read(self, text: str) -> FaceInput:
+        return FaceInput(command=self.command(text))
 
     def command(self, text: str) -> ClientCommand:
         if len(text) > MAX_TEXT_CHARACTERS:

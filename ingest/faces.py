@@ -9,9 +9,24 @@ state and do no I/O.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from ingest.protocol import ClientCommand, parse_client_text
+
+
+@dataclass(frozen=True, slots=True)
+class FaceInput:
+    """What a client's text frame asks of its session."""
+
+    command: ClientCommand | None = None
+    audio: bytes = b""
+    """Audio carried in the text frame (OpenAI's Realtime API sends it base64 in JSON)."""
+    replies: tuple[str, ...] = ()
+    """Frames for the client at once, in its protocol (a refusal that does not end the
+    session, an acknowledgement)."""
+    begins: bool = False
+    """The session's first audio: a face configured before it (Realtime) opens it now."""
 
 
 class Face(Protocol):
@@ -22,9 +37,9 @@ class Face(Protocol):
     idle_timeout_s: float | None
     """How long the client may send nothing before the session ends (None: the server's)."""
 
-    def command(self, text: str) -> ClientCommand:
-        """The command a client text frame asks for; a :class:`ProtocolError` for one this
-        face cannot read."""
+    def read(self, text: str) -> FaceInput:
+        """What a client text frame asks for; a :class:`ProtocolError` for one that ends the
+        session."""
         ...
 
     def frames(self, message: str) -> list[str]:
@@ -43,8 +58,8 @@ class StreamFace:
     resumable = True
     idle_timeout_s: float | None = None
 
-    def command(self, text: str) -> ClientCommand:
-        return parse_client_text(text)
+    def read(self, text: str) -> FaceInput:
+        return FaceInput(command=parse_client_text(text))
 
     def frames(self, message: str) -> list[str]:
         return [message]

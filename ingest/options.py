@@ -81,3 +81,6 @@ class IngestOptions:
     resume_window_s: int = 60
     uploads: UploadOptions = field(default_factory=UploadOptions)
     """Files sent to the audio API (``POST /v1/audio/transcriptions``)."""
+    realtime_hold_after_gap_s: float = 0.4
+    """OpenAI Realtime: a final after this pause may begin the next turn (the segmenter's
+    turn gap less the padding its utterances carry), so its delta waits for the turn."""

@@ -29,9 +29,9 @@ from ingest.deepgram import (
     http_status,
     parse_listen_request,
 )
-from ingest.faces import Face, StreamFace
+from ingest.faces import Face, FaceInput, StreamFace
 from ingest.front_door import HttpDoor, sorting_connection
-from ingest.limits import overloaded, unavailable
+from ingest.limits import CLOSE_TIMEOUT, overloaded, unavailable
 from ingest.metrics import IngestMetrics
 from ingest.openai_http import MODELS_PATH, AudioApiOptions, audio_app, models_body
 from ingest.openai_request import OpenAIError
@@ -43,6 +43,7 @@ from ingest.protocol import (
     StreamParams,
     parse_stream_params,
 )
+from ingest.realtime import REALTIME_PATH, RealtimeFace, parse_realtime_request
 from ingest.redis_io import EventRelay, RedisWriter
 from ingest.resume_record import ResumableSession
 from ingest.rooms import RoomMembership, ensure_room_space
@@ -73,6 +74,9 @@ MIN_ATTACHMENT_S = 10
 """With resuming off, a session still lapses this long after its node stopped renewing it."""
 NODE_FAILED = "this server failed and is restarting; reconnect to resume"
 CLOSE_SEND_TIMEOUT_S = 30.0
+CLOSE_POLICY_VIOLATION = 1008
+REALTIME_SETUP_EVENTS = 100
+"""Client events a Realtime session may send before its first audio."""
 """How long a session's last messages may take to be read before its client is dropped."""
 
 
@@ -104,6 +108,7 @@ class IngestServer:
         self._connected = 0
         self._heartbeat: Heartbeat | None = None
         self._transcribers_ready = False
+        self._file_transcribers_ready = False
         """Whether a transcriber's heartbeat was live at this node's last beat."""
         self._background: tuple[asyncio.Task[None], ...] = ()
         api = AudioApiOptions(
@@ -113,7 +118,7 @@ class IngestServer:
             audio_app(
                 api,
                 UploadQueue(self._redis, options.uploads),
-                readiness=self._readiness,
+                readiness=self._upload_readiness,
                 on_upload=self.metrics.upload_done,
             )
         )
@@ -214,6 +219,14 @@ class IngestServer:
             return "no transcriber is ready (its model may still be loading)"
         return None
 
+    def _upload_readiness(self) -> str | None:
+        """Why an upload sent now would not be transcribed (None: it would)."""
+        if not self.ready:
+            return "redis is not answering"
+        if not self._file_transcribers_ready:
+            return "no transcriber for uploads is ready (its model may still be loading)"
+        return None
+
     @property
     def ready(self) -> bool:
         serving = bool(self._background) and not any(t.done() for t in self._background)
@@ -222,9 +235,9 @@ class IngestServer:
         )
 
     def _see_transcribers(self, client: redis.Redis) -> None:
-        self._transcribers_ready = any(
-            part.kind == "transcriber" and part.ready for part in live_parts(client)
-        )
+        ready = [p for p in live_parts(client) if p.kind == "transcriber" and p.ready]
+        self._transcribers_ready = any(p.jobs != "files" for p in ready)
+        self._file_transcribers_ready = any(p.jobs != "live" for p in ready)
 
     def _authorize(self, headers: Headers | None, token: str | None, room: str | None) -> bool:
         """Checks the token when auth is on; whether the client may send audio."""
@@ -281,15 +294,34 @@ class IngestServer:
             return Response(reply.status.value, reply.status.phrase, headers, reply.body)
         if path == MODELS_PATH:
             return self._models(request)
-        if path in (STREAM_PATH, LISTEN_PATH):
+        if path in (STREAM_PATH, LISTEN_PATH, REALTIME_PATH):
             if not origin_allowed(origin, host, self.options.allowed_origins):
                 logger.info("refused a stream from origin %s", origin)
                 return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
+            if path == REALTIME_PATH:
+                return self._realtime_refusal(request)
             return self._listen_refusal(request) if path == LISTEN_PATH else None
         page = self._static.response(path)
         if page is not None:
             return page
         return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+
+    def _realtime_refusal(self, request: Request) -> Response | None:
+        """OpenAI's Realtime clients are refused at the handshake, with OpenAI's error body."""
+        query = parse_qs(urlsplit(request.path).query, keep_blank_values=True)
+        try:
+            asked = parse_realtime_request(query)
+            self._authorize(request.headers, asked.ours.get("token"), asked.ours.get("room"))
+        except ProtocolError as exc:
+            self.metrics.closes.labels(str(exc.close_code)).inc()
+            status = HTTPStatus(http_status(exc))
+            code = "invalid_api_key" if status is HTTPStatus.UNAUTHORIZED else exc.code
+            body = OpenAIError(status, exc.message, code=code).body()
+            headers = Headers(
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
+            return Response(status.value, status.phrase, headers, body)
+        return None
 
     def _models(self, request: Request) -> Response:
         """OpenAI's ``GET /v1/models`` (the audio API's other routes are POSTs, served by
@@ -334,9 +366,12 @@ class IngestServer:
         query = parse_qs(url.query, keep_blank_values=True)
         headers = ws.request.headers if ws.request else None
         try:
+            first: FaceInput | None = None
             if url.path == LISTEN_PATH:
                 params, listen = parse_listen_request(query, english_only=self.options.english_only)
                 face = DeepgramFace(listen, request_id=refusal_id)
+            elif url.path == REALTIME_PATH:
+                face, params = self._realtime_face(refusal_id, query)
             else:
                 params = parse_stream_params(query, english_only=self.options.english_only)
             if params.resume is None:
@@ -344,7 +379,12 @@ class IngestServer:
                 if params.room is not None:
                     limit = self.options.limits.max_room_participants
                     await ensure_room_space(self._redis, params.room, limit)
-                start = Start(params, may_speak, self._link(refusal_id), None, face)
+                if isinstance(face, RealtimeFace):
+                    first = await self._configure_realtime(ws, face)
+                    if first is None:
+                        return
+                    params = self._realtime_params(face, params)
+                start = Start(params, may_speak, self._link(refusal_id), None, face, first)
             else:
                 start = await self._resume(ws, params)
         except ProtocolError as exc:
@@ -356,6 +396,56 @@ class IngestServer:
             await _refuse(ws, refusal_id, unavailable(), face)
             return
         await self._serve_client(ws, start)
+
+    def _realtime_face(
+        self, session_id: str, query: dict[str, list[str]]
+    ) -> tuple[RealtimeFace, StreamParams]:
+        asked = parse_realtime_request(query)
+        face = RealtimeFace(
+            session_id,
+            english_only=self.options.english_only,
+            hold_after_gap_s=self.options.realtime_hold_after_gap_s,
+            max_audio_bytes=self.options.max_frame_bytes,
+            model=asked.model,
+        )
+        return face, self._realtime_params(face, None, asked.ours)
+
+    def _realtime_params(
+        self, face: RealtimeFace, before: StreamParams | None, ours: dict[str, str] | None = None
+    ) -> StreamParams:
+        """The session's parameters from the face's configuration (and ``room``, ``name``,
+        ``token`` from the query string, or from ``before``)."""
+        if ours is None:
+            assert before is not None
+            ours = {"name": before.name}
+            if before.room is not None:
+                ours["room"] = before.room
+        query = {k: [v] for k, v in {**face.stream_query(), **ours}.items()}
+        params = parse_stream_params(query, english_only=self.options.english_only)
+        token = before.token if before is not None else params.token
+        return dataclasses.replace(params, vocabulary=face.config.vocabulary, token=token)
+
+    async def _configure_realtime(
+        self, ws: ServerConnection, face: RealtimeFace
+    ) -> FaceInput | None:
+        """``session.created``, then the client's configuration until its first audio (what
+        it read, to be sent on); None when the client left or stayed silent."""
+        try:
+            await ws.send(face.greeting())
+            for _ in range(REALTIME_SETUP_EVENTS):
+                async with asyncio.timeout(self.options.limits.idle_timeout_s):
+                    frame = await ws.recv()
+                got = face.first_audio(frame) if isinstance(frame, bytes) else face.read(frame)
+                if got.begins:
+                    return got
+                for reply in got.replies:
+                    await ws.send(reply)
+            await ws.close(CLOSE_POLICY_VIOLATION, "too many events before the first audio")
+        except TimeoutError:
+            await ws.close(CLOSE_TIMEOUT, "nothing received")
+        except ConnectionClosed:
+            pass
+        return None
 
     def _link(self, session_id: str) -> SessionLink:
         window = max(self.options.resume_window_s, MIN_ATTACHMENT_S)
@@ -447,7 +537,7 @@ class IngestServer:
             if point is not None and point.ended:
                 client.end_replayed()
             else:
-                await client.receive_loop()
+                await client.receive_loop(start.first)
             if client.close_enqueued:
                 await client.finish_sending(sender, timeout_s=CLOSE_SEND_TIMEOUT_S)
         except REDIS_DOWN:
@@ -537,6 +627,8 @@ class Start:
     link: SessionLink
     resumed: ResumePoint | None
     face: Face = dataclasses.field(default_factory=StreamFace)
+    first: FaceInput | None = None
+    """What the face read before the session opened (a Realtime client's first audio)."""
 
 
 def _record(session_id: str, params: StreamParams, may_speak: bool) -> ResumableSession:

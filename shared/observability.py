@@ -34,6 +34,8 @@ Readiness = Callable[[], str | None]
 class PartLoad:
     sessions: int = 0
     jobs_done: int = 0
+    jobs: str = "all"
+    """What kinds of job a transcriber takes (its heartbeat says, for ingest's readiness)."""
 
 
 class CommonMetrics:
@@ -122,6 +124,7 @@ class Heartbeat:
             ready=self._ready(),
             sessions=load.sessions,
             jobs_done=load.jobs_done,
+            jobs=load.jobs,
         )
         try:
             pipe = self._redis.pipeline(transaction=False)

@@ -472,6 +472,8 @@ class PartHeartbeat(msgspec.Struct, frozen=True):
     sessions: int
     jobs_done: int
     v: Literal[1] = SCHEMA_VERSION
+    jobs: str = "all"
+    """A transcriber's: ``all``, ``live`` (no upload windows) or ``files`` (those only)."""
 
     def encode(self) -> bytes:
         return _ENCODER.encode(self)

@@ -140,8 +140,16 @@ class Settings(BaseSettings):
     translation_max_attempts: int = Field(default=4, ge=1, le=10)
     translation_timeout_s: float = Field(default=10.0, gt=0)
 
+    transcriber_jobs: Literal["all", "live", "files"] = "all"
+    """What a transcriber takes: ``all`` (live jobs first, upload windows when none wait),
+    ``live`` (finals, turns, partials), ``files`` (upload windows only, at a lower CPU
+    priority)."""
+
     # up
     transcribers: int = Field(default=2, ge=1, le=64)
+    upload_transcribers: int = Field(default=1, ge=0, le=64)
+    """Transcribers ``up`` runs for uploads only, beside the ``transcribers`` (then live
+    only): an upload's windows never hold up a live final. 0: every transcriber takes both."""
     translator_enabled: bool = False
     """``up`` also starts a translator."""
 

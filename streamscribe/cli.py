@@ -36,6 +36,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         transcribers=args.transcribers or settings.transcribers,
         redis_url=settings.redis_url,
         translator=args.translator or settings.translator_enabled,
+        upload_transcribers=settings.upload_transcribers,
     )
     return run_up(options)
 
@@ -242,6 +243,22 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return run_bench(options, settings)
 
 
+def cmd_bench_upload(args: argparse.Namespace, settings: Settings) -> int:
+    from streamscribe.benchmarks.uploads import UploadBenchOptions, run_upload_bench
+
+    return run_upload_bench(
+        UploadBenchOptions(
+            manifest=args.manifest,
+            minutes=args.minutes,
+            concurrency=args.concurrency,
+            live_limit=args.live_limit,
+            transcribers=args.transcribers or settings.transcribers,
+            output=args.output,
+        ),
+        settings,
+    )
+
+
 def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
     from streamscribe.benchmarks.soak import SoakOptions, run_soak
 
@@ -324,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_operations(sub)
     _add_bench(sub)
+    _add_bench_upload(sub)
     return parser
 
 
@@ -348,6 +366,19 @@ def _add_operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status.add_argument("--json", action="store_true")
     status.add_argument("--watch", type=float, default=0, metavar="SECONDS", help="repeat")
     status.set_defaults(handler=cmd_status)
+
+
+def _add_bench_upload(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = sub.add_parser(
+        "bench-upload", help="an uploaded recording while live streams run (JSON out)"
+    )
+    bench.add_argument("--manifest", required=True, help="manifest.jsonl with audio and text")
+    bench.add_argument("--minutes", type=float, default=10.0, help="length of the recording")
+    bench.add_argument("--concurrency", type=int, default=4, help="live streams at once")
+    bench.add_argument("--live-limit", type=int, default=40, help="first N entries stream live")
+    bench.add_argument("--transcribers", type=int, default=None)
+    bench.add_argument("--output", default="bench-results/upload.json")
+    bench.set_defaults(handler=cmd_bench_upload)
 
 
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -34,6 +34,8 @@ class LaunchOptions:
     redis_url: str
     """Empty: start a private redis-server."""
     translator: bool = False
+    upload_transcribers: int = 0
+    """Transcribers for uploads only; with any, the ``transcribers`` take live jobs only."""
     startup_timeout_s: float = 120.0
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     env: tuple[tuple[str, str], ...] = ()
@@ -76,7 +78,8 @@ class LocalPipeline:
         self.redis_url = options.redis_url
         self.parts: dict[str, subprocess.Popen[bytes]] = {}
         self._kinds: dict[str, str] = {}
-        self._env: dict[str, str] = {}
+        self._envs: dict[str, dict[str, str]] = {}
+        """Each part's environment, to restart it with."""
         self._started_at: dict[str, float] = {}
         self._restarts: dict[str, RestartState] = {}
         self._due: dict[str, float] = {}
@@ -108,11 +111,15 @@ class LocalPipeline:
                 STREAMSCRIBE_PORT=str(self.options.port),
             )
             env.update(self.options.env)
-            self._env = env
             self._spawn("ingest", env)
             self._spawn("segmenter", env)
+            split = self.options.upload_transcribers > 0
+            live = {**env, "STREAMSCRIBE_TRANSCRIBER_JOBS": "live"} if split else env
             for number in range(self.options.transcribers):
-                self._spawn("transcriber", env, name=f"transcriber-{number + 1}")
+                self._spawn("transcriber", live, name=f"transcriber-{number + 1}")
+            files = {**env, "STREAMSCRIBE_TRANSCRIBER_JOBS": "files"}
+            for number in range(self.options.upload_transcribers):
+                self._spawn("transcriber", files, name=f"transcriber-files-{number + 1}")
             if self.options.translator:
                 self._spawn("translator", env)
             self._wait_ready()
@@ -124,6 +131,7 @@ class LocalPipeline:
         name = name or part
         command = [sys.executable, "-m", "streamscribe", part]
         self._kinds[name] = part
+        self._envs[name] = env
         self._started_at[name] = time.monotonic()
         self.parts[name] = subprocess.Popen(command, env=env)
         self._exits.watch(name, self.parts[name])
@@ -189,7 +197,7 @@ class LocalPipeline:
         for name, due in list(self._due.items()):
             if due <= now:
                 del self._due[name]
-                self._spawn(self._kinds[name], self._env, name=name)
+                self._spawn(self._kinds[name], self._envs[name], name=name)
                 logger.info("%s restarted (pid %d)", name, self.parts[name].pid)
 
     def restarts(self, name: str) -> int:

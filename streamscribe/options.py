@@ -63,6 +63,9 @@ def ingest_options(settings: Settings) -> IngestOptions:
         ),
         allowed_hosts=allowed_hosts(settings),
         resume_window_s=settings.resume_window_s,
+        realtime_hold_after_gap_s=max(
+            0.0, (settings.turn_gap_ms - settings.pre_speech_pad_ms - settings.hangover_ms) / 1000
+        ),
         uploads=UploadOptions(
             max_upload_bytes=settings.upload_max_bytes,
             max_duration_s=settings.upload_max_duration_s,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Callable, Mapping
 from types import FrameType
@@ -21,6 +22,9 @@ from streamscribe.options import ingest_options, model_options, segmenter_option
 
 CUDA_BATCH_SIZE = 8
 CPU_BATCH_SIZE = 1
+FILES_NICENESS = 10
+"""A transcriber for uploads only runs at this niceness: where it shares a machine's cores
+with live transcribers, the live ones are scheduled first."""
 """On this kind of CPU a batch costs more per utterance than one at a time (measured with
 ``streamscribe bench --find-capacity --batch-sizes 1 4``); on a GPU batching pays."""
 
@@ -143,6 +147,9 @@ def run_transcriber(settings: Settings) -> int:
     from transcriber.recovery import RecoveryOptions
     from transcriber.worker import BatchOptions, PartialOptions, TranscriberWorker
 
+    jobs = settings.transcriber_jobs
+    if jobs == "files":  # the live transcribers on this machine get the CPU first
+        os.nice(FILES_NICENESS)
     client = connect(require_redis_url(settings))
     registry = CollectorRegistry()
     metrics = TranscriberMetrics(registry)
@@ -156,7 +163,8 @@ def run_transcriber(settings: Settings) -> int:
         metrics=metrics,
         recovery=RecoveryOptions(settings.reclaim_after_s, settings.job_max_attempts),
         partials=PartialOptions(share=settings.partial_model_share),
-        uploads=model,
+        uploads=model if jobs != "live" else None,
+        live=jobs != "files",
     )
     _stop_on_signals(worker)
     with _Operations(
@@ -164,7 +172,7 @@ def run_transcriber(settings: Settings) -> int:
         "transcriber",
         registry,
         metrics,
-        load=lambda: PartLoad(jobs_done=worker.jobs_done),
+        load=lambda: PartLoad(jobs_done=worker.jobs_done, jobs=jobs),
         scaling=lambda: backlog_metrics(client),
         also=worker.keep_jobs_fresh,
     ):

@@ -125,11 +125,13 @@ class TranscriberWorker(RedisWorker):
         recovery: RecoveryOptions | None = None,
         partials: PartialOptions | None = None,
         uploads: TranscribesFiles | None = None,
+        live: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``uploads``: what decodes windows of uploaded recordings (None: this worker takes
-        none); ``clock``: when to look for jobs to take over, and the partials' share of model
-        time (tests step it)."""
+        none); ``live``: whether it takes the live jobs (finals, turns, partials; False: a
+        transcriber for uploads only); ``clock``: when to look for jobs to take over, and the
+        partials' share of model time (tests step it)."""
         self.metrics = metrics or TranscriberMetrics(CollectorRegistry())
         super().__init__(client, consumer=consumer, on_redis_error=self.metrics.redis_errors.inc)
         self._model = model
@@ -153,6 +155,9 @@ class TranscriberWorker(RedisWorker):
             if uploads is not None
             else None
         )
+        if not live and self._uploads is None:
+            raise ValueError("a transcriber that takes no live jobs must take uploads")
+        self.live = live
         self._in_hand: list[tuple[str, bytes]] = []
         self._retry: set[bytes] = set()
         self.jobs_done = 0
@@ -174,6 +179,9 @@ class TranscriberWorker(RedisWorker):
     def step(self) -> None:
         """Takes over jobs of dead transcribers, waits up to ``block_ms`` for new ones, and
         handles them: finals, then turns, then partials."""
+        if not self.live:
+            self._step_uploads()
+            return
         reliable: dict[str, list[_Taken]] = {stream: [] for stream in RELIABLE_STREAMS}
         partials: list[_Taken] = []
         for reclaimed in self.recovery.reclaim_due():
@@ -222,6 +230,17 @@ class TranscriberWorker(RedisWorker):
         if uploads is not None and uploads.holding and not live:
             uploads.run_one()  # one window, then the live queues are looked at again
 
+    def _step_uploads(self) -> None:
+        """A transcriber for uploads only: one window at a time."""
+        uploads = self._uploads
+        assert uploads is not None
+        uploads.reclaim()
+        if not uploads.holding:
+            for _, entry_id, fields in self._read({keys.FILE_JOBS_STREAM: ">"}, 1, self._block_ms):
+                uploads.take(entry_id, fields)
+        if uploads.holding:
+            uploads.run_one()
+
     def _ack_done(self, stream: str, taken: list[_Taken]) -> None:
         done = [t.entry_id for t in taken if t.entry_id not in self._retry]
         if done:
@@ -257,7 +276,7 @@ class TranscriberWorker(RedisWorker):
 
     def prepare(self) -> None:
         """Creates the consumer groups and this consumer (idempotent)."""
-        for stream in (*RELIABLE_STREAMS, keys.PARTIAL_JOBS_STREAM):
+        for stream in (*RELIABLE_STREAMS, keys.PARTIAL_JOBS_STREAM) if self.live else ():
             ensure_consumer(self._redis, stream, keys.TRANSCRIBER_GROUP, self.consumer)
         if self._uploads is not None:
             self._uploads.prepare()

@@ -121,7 +121,7 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
     return total
 
 
-async def _stream_all(
+async def stream_all(
     url: str,
     entries: list[ManifestEntry],
     audio: dict[str, Audio],
@@ -196,7 +196,7 @@ def _cut_repeats(results: list[StreamResult]) -> dict[str, Any]:
     }
 
 
-def _summarize(
+def summarize(
     results: list[StreamResult], cpu_s: float, offline: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     latencies = [x for r in results if (x := r.last_final_latency) is not None]
@@ -297,7 +297,7 @@ def run_bench(options: BenchOptions, settings: Settings) -> int:
                 print(f"{face}, concurrency {concurrency} ...", file=sys.stderr, flush=True)
                 before = cpu_seconds(processes)
                 results = asyncio.run(
-                    _stream_all(
+                    stream_all(
                         url,
                         entries,
                         audio,
@@ -308,7 +308,7 @@ def run_bench(options: BenchOptions, settings: Settings) -> int:
                     )
                 )
                 offline = report["offline"]["transcripts"] if "offline" in report else None
-                summary = _summarize(results, cpu_seconds(processes) - before, offline)
+                summary = summarize(results, cpu_seconds(processes) - before, offline)
                 by_face[face][str(concurrency)] = summary
         report["runs"] = by_face[options.faces[0]]
         if len(options.faces) > 1:

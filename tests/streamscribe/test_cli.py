@@ -93,7 +93,9 @@ def test_up_serves_then_stops_everything_it_started(tmp_path: Path) -> None:
     process = start_up(port, transcribers=1, env=alone)
     children = psutil.Process(process.pid).children(recursive=True)
     names = sorted(" ".join(c.cmdline()[-1:]) for c in children)
-    assert len(children) == 4, names  # redis-server, ingest, segmenter, one transcriber
+    # redis-server, ingest, segmenter, one live transcriber, one for uploads (niced)
+    assert len(children) == 5, names
+    assert sorted(c.nice() for c in children) == [0, 0, 0, 0, 10]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
         assert response.status == 200
     # `status` alone finds the Redis of the up running here

@@ -145,3 +145,16 @@ def test_an_english_only_model_answers_a_translation_with_an_error(
     transcriber.step()
     [result] = results(redis_client)
     assert "English-only" in result.error and result.segments == ()
+
+
+def test_a_transcriber_for_uploads_leaves_live_jobs_to_the_others(
+    redis_client: redis.Redis, model: SpeechModel
+) -> None:
+    files_only = worker(redis_client, model, live=False)
+    queue(redis_client, window())
+    redis_client.xadd(keys.FINAL_JOBS_STREAM, job(JobKind.FINAL).encode())  # type: ignore[arg-type]
+    files_only.step()
+    assert len(results(redis_client)) == 1
+    files_only.step()  # nothing more for it: the final waits for a live transcriber
+    assert redis_client.xlen(keys.FINAL_JOBS_STREAM) == 1 and files_only.jobs_done == 0
+    assert redis_client.xinfo_groups(keys.FINAL_JOBS_STREAM) == []  # it never joined the live
