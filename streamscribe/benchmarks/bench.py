@@ -33,6 +33,7 @@ from streamscribe.benchmarks.metrics import (
     load_manifest,
     normalize,
 )
+from streamscribe.benchmarks.realtime_face import stream_realtime
 from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
 from streamscribe.launcher import LaunchOptions, LocalPipeline
 from streamscribe.options import model_options
@@ -121,6 +122,12 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
     return total
 
 
+STREAMERS = {"v1": stream_audio, "deepgram": stream_deepgram, "realtime": stream_realtime}
+UNTIMED_FINALS = frozenset({"realtime"})
+"""Faces whose finals carry no times (OpenAI's deltas): their final latency is not known,
+their turns' (items') is."""
+
+
 async def stream_all(
     url: str,
     entries: list[ManifestEntry],
@@ -140,7 +147,7 @@ async def stream_all(
     async def worker() -> None:
         while not queue.empty():
             entry = queue.get_nowait()
-            stream = stream_deepgram if face == "deepgram" else stream_audio
+            stream = STREAMERS[face]
             run = await stream(url, audio[entry.id], speed=speed, tail_silence_s=tail_silence_s)
             results.append(StreamResult(entry, run, speed))
             print(
@@ -309,6 +316,8 @@ def run_bench(options: BenchOptions, settings: Settings) -> int:
                 )
                 offline = report["offline"]["transcripts"] if "offline" in report else None
                 summary = summarize(results, cpu_seconds(processes) - before, offline)
+                if face in UNTIMED_FINALS:
+                    summary["final_latency_p50_s"] = summary["final_latency_p95_s"] = None
                 by_face[face][str(concurrency)] = summary
         report["runs"] = by_face[options.faces[0]]
         if len(options.faces) > 1:
@@ -325,7 +334,10 @@ def run_bench(options: BenchOptions, settings: Settings) -> int:
     return 0
 
 
-COMPARED = ("fast_final_wer", "wer", "final_latency_p50_s", "final_latency_p95_s")
+COMPARED = (
+    "fast_final_wer", "wer", "final_latency_p50_s", "final_latency_p95_s",
+    "turn_latency_p50_s", "turn_latency_p95_s",
+)  # fmt: skip
 
 
 def compare_faces(by_face: Mapping[str, Mapping[str, Any]], base: str) -> dict[str, Any]:
