@@ -106,6 +106,9 @@ class IngestServer:
         self._static = StaticFiles()
         self._translations = TranslationQueue(redis_url, options.translation_queue)
         self._connected = 0
+        self._configuring = 0
+        """Realtime clients configuring their session (not yet connected); they count
+        against ``max_sessions`` too."""
         self._heartbeat: Heartbeat | None = None
         self._transcribers_ready = False
         self._file_transcribers_ready = False
@@ -358,7 +361,8 @@ class IngestServer:
         face: Face = StreamFace()
         if url.path == LISTEN_PATH:
             face = DeepgramFace(ListenOptions(), request_id=refusal_id)
-        if self._connected >= self.options.limits.max_sessions or not self._redis_ok:
+        busy = self._connected + self._configuring
+        if busy >= self.options.limits.max_sessions or not self._redis_ok:
             full = overloaded() if self._redis_ok else unavailable()
             self.metrics.closes.labels(str(full.close_code)).inc()
             await _refuse(ws, refusal_id, full, face)
@@ -380,7 +384,11 @@ class IngestServer:
                     limit = self.options.limits.max_room_participants
                     await ensure_room_space(self._redis, params.room, limit)
                 if isinstance(face, RealtimeFace):
-                    first = await self._configure_realtime(ws, face)
+                    self._configuring += 1
+                    try:
+                        first = await self._configure_realtime(ws, face)
+                    finally:
+                        self._configuring -= 1
                     if first is None:
                         return
                     params = self._realtime_params(face, params)
