@@ -2,8 +2,9 @@
 
 A connection's session decides in protocol v1's terms (``ingest.protocol``): it reads
 commands, and builds v1 messages that its outbox keeps. A :class:`Face` turns a client's text
-frames into those commands and the session's messages into the frames its clients expect;
-protocol v1's own face passes them through. Faces hold only their protocol's per-connection
+frames into what they ask (:class:`FaceInput`: a command, audio carried in the frame, replies
+of its own) and the session's messages into the frames its clients expect; protocol v1's own
+face passes them through. Faces hold only their protocol's per-connection
 state and do no I/O.
 """
 
