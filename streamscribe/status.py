@@ -54,6 +54,7 @@ def read_status(client: redis.Redis, *, now: float | None = None) -> PipelineSta
         queues=(
             queue_stats(client, keys.FINAL_JOBS_STREAM, now=now),
             queue_stats(client, keys.PARTIAL_JOBS_STREAM, now=now),
+            queue_stats(client, keys.FILE_JOBS_STREAM, now=now),
         ),
         latency=_latency(client, now),
     )
@@ -80,11 +81,12 @@ def _latency(client: redis.Redis, now: float) -> LatencySummary:
 def render(status: PipelineStatus) -> str:
     lines = [f"streamscribe status at {time.strftime('%H:%M:%S', time.localtime(status.at))}"]
     lines.append("")
-    lines.append(f"{'part':<12} {'id':<40} {'ready':<6} {'age':>5} {'sessions':>8} {'jobs':>7}")
+    lines.append(f"{'part':<17} {'id':<40} {'ready':<6} {'age':>5} {'sessions':>8} {'jobs':>7}")
     for part in status.parts:
         age = status.at - part.sent_at
+        kind = part.kind if part.jobs == "all" else f"{part.kind}:{part.jobs}"
         lines.append(
-            f"{part.kind:<12} {part.part_id[:40]:<40} {'yes' if part.ready else 'NO':<6} "
+            f"{kind:<17} {part.part_id[:40]:<40} {'yes' if part.ready else 'NO':<6} "
             f"{age:4.1f}s {part.sessions:>8} {part.jobs_done:>7}"
         )
     if not status.parts:

@@ -71,7 +71,13 @@ def test_every_part_is_alive_ready_and_measured(pipeline: RunningPipeline) -> No
     report = status(pipeline)
     parts = report["parts"]
     assert isinstance(parts, list)
-    assert sorted(p["kind"] for p in parts) == ["ingest", "segmenter", "transcriber", "transcriber"]
+    assert sorted((p["kind"], p["jobs"]) for p in parts) == [
+        ("ingest", "all"),
+        ("segmenter", "all"),
+        ("transcriber", "files"),  # up's transcriber for uploads
+        ("transcriber", "live"),
+        ("transcriber", "live"),
+    ]
     assert all(p["ready"] for p in parts)
     latency = report["latency"]
     assert isinstance(latency, dict) and latency["finals"] >= len(run.finals)
