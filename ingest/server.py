@@ -8,7 +8,6 @@ import dataclasses
 import secrets
 import time
 from dataclasses import dataclass
-from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
 import redis
@@ -16,25 +15,22 @@ from prometheus_client import CollectorRegistry
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 from ingest import logger
-from ingest.auth import bearer_token, check_room, host_allowed, origin_allowed, verify_token
+from ingest.auth import bearer_token, check_room, verify_token
 from ingest.connection import LOST_REDIS, ClientConnection, discard_incoming
 from ingest.deepgram import (
     LISTEN_PATH,
     DeepgramFace,
     ListenOptions,
-    error_body,
-    http_status,
     parse_listen_request,
 )
 from ingest.faces import Face, FaceInput, StreamFace
 from ingest.front_door import HttpDoor, sorting_connection
+from ingest.handshake import Handshake
 from ingest.limits import CLOSE_TIMEOUT, overloaded, unavailable
 from ingest.metrics import IngestMetrics
-from ingest.openai_http import MODELS_PATH, AudioApiOptions, audio_app, models_body
-from ingest.openai_request import OpenAIError
+from ingest.openai_http import AudioApiOptions, audio_app
 from ingest.options import IngestOptions
 from ingest.protocol import (
     CLOSE_INTERNAL,
@@ -55,7 +51,6 @@ from ingest.session_link import (
     resume_failed,
     session_of_token,
 )
-from ingest.static_files import StaticFiles
 from ingest.translations import TranslationQueue
 from ingest.upload_jobs import UploadQueue
 from shared import keys
@@ -63,21 +58,20 @@ from shared.addresses import process_name, url_host
 from shared.audio import Encoding
 from shared.cloudwatch import CloudWatchReporter
 from shared.errors import ProtocolError, SchemaError
-from shared.observability import Heartbeat, PartLoad, live_parts, operations_reply
+from shared.observability import Heartbeat, PartLoad, live_parts
 from shared.redis_client import connect, connect_async
 from shared.resilience import REDIS_DOWN, Delays
 from shared.schema import SessionOpened, decode_event
 
-STREAM_PATH = "/v1/stream"
 RENEW_EVERY_S = 2.0
 MIN_ATTACHMENT_S = 10
 """With resuming off, a session still lapses this long after its node stopped renewing it."""
 NODE_FAILED = "this server failed and is restarting; reconnect to resume"
 CLOSE_SEND_TIMEOUT_S = 30.0
+"""How long a session's last messages may take to be read before its client is dropped."""
 CLOSE_POLICY_VIOLATION = 1008
 REALTIME_SETUP_EVENTS = 100
 """Client events a Realtime session may send before its first audio."""
-"""How long a session's last messages may take to be read before its client is dropped."""
 
 
 class IngestServer:
@@ -103,7 +97,13 @@ class IngestServer:
         self._recovery: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._server: Server | None = None
-        self._static = StaticFiles()
+        self._handshake = Handshake(
+            options,
+            authorize=self._authorize,
+            registry=self._registry,
+            readiness=self._readiness,
+            metrics=self.metrics,
+        )
         self._translations = TranslationQueue(redis_url, options.translation_queue)
         self._connected = 0
         self._configuring = 0
@@ -153,7 +153,7 @@ class IngestServer:
                     self._handle,
                     self.options.host,
                     self.options.port,
-                    process_request=self._http,
+                    process_request=self._handshake,
                     create_connection=sorting_connection(self._http_door.protocol),
                     max_size=self.options.max_frame_bytes * 4,
                     ping_interval=20,
@@ -269,91 +269,6 @@ class IngestServer:
             else None,
         )
         return self._heartbeat.start()
-
-    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
-        response = self._answer(connection, request)
-        if response is not None and request.method == "HEAD":
-            return dataclasses.replace(response, body=b"")  # the headers say its length
-        return response
-
-    def _answer(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
-        if request.method not in ("GET", "HEAD"):
-            refused = connection.respond(HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n")
-            refused.headers["Allow"] = "GET, HEAD"
-            return refused
-        hosts, origins = request.headers.get_all("Host"), request.headers.get_all("Origin")
-        if len(hosts) != 1 or len(origins) > 1:
-            return connection.respond(HTTPStatus.BAD_REQUEST, "one Host and at most one Origin\n")
-        host, origin = hosts[0], (origins[0] if origins else None)
-        if not host_allowed(host, self.options.allowed_hosts):
-            logger.info("refused a request for host %r", host[:100])
-            return connection.respond(HTTPStatus.MISDIRECTED_REQUEST, "unknown host\n")
-        reply = operations_reply(path, self._registry, self._readiness)
-        if reply is not None:
-            headers = Headers(
-                [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body)))]
-            )
-            return Response(reply.status.value, reply.status.phrase, headers, reply.body)
-        if path == MODELS_PATH:
-            return self._models(request)
-        if path in (STREAM_PATH, LISTEN_PATH, REALTIME_PATH):
-            if not origin_allowed(origin, host, self.options.allowed_origins):
-                logger.info("refused a stream from origin %s", origin)
-                return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
-            if path == REALTIME_PATH:
-                return self._realtime_refusal(request)
-            return self._listen_refusal(request) if path == LISTEN_PATH else None
-        page = self._static.response(path)
-        if page is not None:
-            return page
-        return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
-
-    def _realtime_refusal(self, request: Request) -> Response | None:
-        """OpenAI's Realtime clients are refused at the handshake, with OpenAI's error body."""
-        query = parse_qs(urlsplit(request.path).query, keep_blank_values=True)
-        try:
-            asked = parse_realtime_request(query)
-            self._authorize(request.headers, asked.ours.get("token"), asked.ours.get("room"))
-        except ProtocolError as exc:
-            self.metrics.closes.labels(str(exc.close_code)).inc()
-            status = HTTPStatus(http_status(exc))
-            code = "invalid_api_key" if status is HTTPStatus.UNAUTHORIZED else exc.code
-            body = OpenAIError(status, exc.message, code=code).body()
-            headers = Headers(
-                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-            )
-            return Response(status.value, status.phrase, headers, body)
-        return None
-
-    def _models(self, request: Request) -> Response:
-        """OpenAI's ``GET /v1/models`` (the audio API's other routes are POSTs, served by
-        :mod:`ingest.openai_http`)."""
-        status, body = HTTPStatus.OK, models_body(self.options.model_name)
-        try:
-            self._authorize(request.headers, None, None)
-        except ProtocolError as exc:
-            status = HTTPStatus.UNAUTHORIZED
-            body = OpenAIError(status, exc.message, code="invalid_api_key").body()
-        length = str(len(body))
-        headers = Headers([("Content-Type", "application/json"), ("Content-Length", length)])
-        return Response(status.value, status.phrase, headers, body)
-
-    def _listen_refusal(self, request: Request) -> Response | None:
-        """Deepgram's clients are refused at the handshake, with its JSON error body."""
-        query = parse_qs(urlsplit(request.path).query, keep_blank_values=True)
-        try:
-            params, _ = parse_listen_request(query, english_only=self.options.english_only)
-            self._authorize(request.headers, params.token, params.room)
-        except ProtocolError as exc:
-            self.metrics.closes.labels(str(exc.close_code)).inc()
-            status = HTTPStatus(http_status(exc))
-            body = error_body(exc, "s" + secrets.token_hex(8))
-            headers = Headers(
-                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-            )
-            return Response(status.value, status.phrase, headers, body)
-        return None
 
     async def _handle(self, ws: ServerConnection) -> None:
         refusal_id = "s" + secrets.token_urlsafe(12).replace("-", "x").replace("_", "y")
