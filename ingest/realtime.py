@@ -123,7 +123,6 @@ class RealtimeFace:
         self._english_only = english_only
         self._hold_after_gap_s = hold_after_gap_s
         self._max_audio_bytes = max_audio_bytes
-        self._older = False
         self._events = 0
         self._items = 0
         self._open: _Item | None = None
@@ -203,7 +202,6 @@ class RealtimeFace:
                 param="session",
             )
         self.config = config
-        self._older = self._older or older
         if older:
             body = older_session_object(config, self.session_id)
             return FaceInput(replies=(self._event("transcription_session.updated", session=body),))
@@ -212,6 +210,9 @@ class RealtimeFace:
 
     def first_audio(self, audio: bytes) -> FaceInput:
         """Raw audio in a binary frame (an extension: OpenAI's clients send events only)."""
+        return self._heard(audio)
+
+    def _heard(self, audio: bytes) -> FaceInput:
         begins = not self.started
         self.started = True
         self._appended_since_commit += len(audio)
@@ -229,10 +230,7 @@ class RealtimeFace:
             )
         if len(audio) % self.config.encoding.sample_width:
             raise RealtimeError("audio is not a whole number of 16-bit samples", param="audio")
-        begins = not self.started
-        self.started = True
-        self._appended_since_commit += len(audio)
-        return FaceInput(audio=audio, begins=begins)
+        return self._heard(audio)
 
     def _commit(self) -> FaceInput:
         if not self._appended_since_commit:

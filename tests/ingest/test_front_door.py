@@ -74,7 +74,7 @@ async def _exchange(port: int, *pieces: bytes) -> bytes:
         writer.write(piece)
         await writer.drain()
         await asyncio.sleep(0.02)
-    answer = await asyncio.wait_for(reader.read(65536), 10)
+    answer = await asyncio.wait_for(reader.read(), 10)  # to the close: it may come in pieces
     writer.close()
     return answer
 
