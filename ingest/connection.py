@@ -11,7 +11,6 @@ from typing import Any
 
 import redis
 from prometheus_client import CollectorRegistry
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from ingest import logger
@@ -35,6 +34,7 @@ from ingest.redis_io import RedisWriter
 from ingest.rooms import RoomMembership
 from ingest.session_link import Hold, OutboxEntry, ResumePoint, SessionLink
 from ingest.translations import CharacterBudget, TranslationQueue
+from ingest.wire import Wire
 from shared.audio import PIPELINE_SAMPLE_RATE, PcmConverter
 from shared.errors import AudioFormatError, ProtocolError
 from shared.resilience import REDIS_DOWN
@@ -101,7 +101,7 @@ class ClientConnection:
 
     def __init__(
         self,
-        ws: ServerConnection,
+        ws: Wire,
         session_id: str,
         params: StreamParams,
         options: IngestOptions,
@@ -645,7 +645,7 @@ def _timing(final: FinalTranscript) -> dict[str, float]:
     }
 
 
-async def discard_incoming(ws: ServerConnection, *, timeout_s: float = 10.0) -> None:
+async def discard_incoming(ws: Wire, *, timeout_s: float = 10.0) -> None:
     """Reads and drops what the client still sends while the server closes: unread frames
     would otherwise hold back the client's close frame until the close timeout."""
     with contextlib.suppress(ConnectionClosed, TimeoutError):

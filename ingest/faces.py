@@ -67,3 +67,11 @@ class StreamFace:
 
     def close(self, code: int, reason: str) -> tuple[int, str]:
         return code, reason
+
+
+class GrpcFace(StreamFace):
+    """gRPC's ``Transcription.Stream``: protocol v1's frames (``ingest.grpc_wire`` types
+    them); a cancelled call's session ends with it."""
+
+    name = "grpc"
+    resumable = False

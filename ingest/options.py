@@ -81,6 +81,8 @@ class IngestOptions:
     resume_window_s: int = 60
     uploads: UploadOptions = field(default_factory=UploadOptions)
     """Files sent to the audio API (``POST /v1/audio/transcriptions``)."""
+    grpc_port: int | None = None
+    """The gRPC API's port (None: no gRPC; 0: any free one)."""
     realtime_hold_after_gap_s: float = 0.4
     """OpenAI Realtime: a final after this pause may begin the next turn (the segmenter's
     turn gap less the padding its utterances carry), so its delta waits for the turn."""

@@ -25,16 +25,18 @@ from ingest.deepgram import (
     ListenOptions,
     parse_listen_request,
 )
-from ingest.faces import Face, FaceInput, StreamFace
+from ingest.faces import Face, FaceInput, GrpcFace, StreamFace
 from ingest.front_door import HttpDoor, sorting_connection
+from ingest.grpc_door import GrpcDoor
+from ingest.grpc_messages import config_query
+from ingest.grpc_wire import GrpcWire
 from ingest.handshake import Handshake
-from ingest.limits import CLOSE_TIMEOUT, overloaded, unavailable
+from ingest.limits import CLOSE_TIMEOUT, overloaded, session_timeout, unavailable
 from ingest.metrics import IngestMetrics
 from ingest.openai_http import AudioApiOptions, audio_app
 from ingest.options import IngestOptions
 from ingest.protocol import (
     CLOSE_INTERNAL,
-    CLOSE_OVERLOADED,
     MessageBuilder,
     StreamParams,
     parse_stream_params,
@@ -53,6 +55,7 @@ from ingest.session_link import (
 )
 from ingest.translations import TranslationQueue
 from ingest.upload_jobs import UploadQueue
+from ingest.wire import Wire
 from shared import keys
 from shared.addresses import process_name, url_host
 from shared.audio import Encoding
@@ -97,6 +100,8 @@ class IngestServer:
         self._recovery: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._server: Server | None = None
+        self.grpc_port: int | None = None
+        """The gRPC API's port once serving (None: no gRPC)."""
         self._handshake = Handshake(
             options,
             authorize=self._authorize,
@@ -162,10 +167,13 @@ class IngestServer:
                 ) as server:
                     self._server = server
                     logger.info("ingest listening on %s:%d", self.options.host, self.port)
+                    grpc_door = await self._start_grpc()
                     heartbeat = self._start_heartbeat()
                     if started is not None:
                         started.set()
                     await self._stop.wait()
+                    if grpc_door is not None:
+                        await grpc_door.stop()
                     await self._http_door.close()
                 for task in self._background:
                     task.cancel()
@@ -175,6 +183,20 @@ class IngestServer:
             await self._relay.close()
             await self._redis.aclose()
             self._translations.close()
+
+    async def _start_grpc(self) -> GrpcDoor | None:
+        if self.options.grpc_port is None:
+            return None
+        door = GrpcDoor(
+            self._serve_grpc,
+            readiness=self._readiness,
+            host=self.options.host,
+            port=self.options.grpc_port,
+            max_audio_bytes=self.options.max_frame_bytes,
+        )
+        await door.start()
+        self.grpc_port = door.port
+        return door
 
     def _background_ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():  # stopped on purpose
@@ -270,17 +292,27 @@ class IngestServer:
         )
         return self._heartbeat.start()
 
+    def _full(self) -> ProtocolError | None:
+        """Why no session may open now (None: one may)."""
+        if not self._redis_ok:
+            return unavailable()
+        if self._connected + self._configuring >= self.options.limits.max_sessions:
+            return overloaded()
+        return None
+
+    async def _refuse(self, ws: Wire, session_id: str, error: ProtocolError, face: Face) -> None:
+        self.metrics.closes.labels(str(error.close_code)).inc()
+        await _refuse(ws, session_id, error, face)
+
     async def _handle(self, ws: ServerConnection) -> None:
-        refusal_id = "s" + secrets.token_urlsafe(12).replace("-", "x").replace("_", "y")
+        refusal_id = _new_session_id()
         url = urlsplit(ws.request.path if ws.request else "")
         face: Face = StreamFace()
         if url.path == LISTEN_PATH:
             face = DeepgramFace(ListenOptions(), request_id=refusal_id)
-        busy = self._connected + self._configuring
-        if busy >= self.options.limits.max_sessions or not self._redis_ok:
-            full = overloaded() if self._redis_ok else unavailable()
-            self.metrics.closes.labels(str(full.close_code)).inc()
-            await _refuse(ws, refusal_id, full, face)
+        full = self._full()
+        if full is not None:
+            await self._refuse(ws, refusal_id, full, face)
             return
         query = parse_qs(url.query, keep_blank_values=True)
         headers = ws.request.headers if ws.request else None
@@ -311,14 +343,52 @@ class IngestServer:
             else:
                 start = await self._resume(ws, params)
         except ProtocolError as exc:
-            self.metrics.closes.labels(str(exc.close_code)).inc()
-            await _refuse(ws, refusal_id, exc, face)
+            await self._refuse(ws, refusal_id, exc, face)
             return
         except REDIS_DOWN:
-            self.metrics.closes.labels(str(CLOSE_OVERLOADED)).inc()
-            await _refuse(ws, refusal_id, unavailable(), face)
+            await self._refuse(ws, refusal_id, unavailable(), face)
             return
         await self._serve_client(ws, start)
+
+    async def _serve_grpc(self, wire: GrpcWire, headers: Headers) -> None:
+        """A gRPC call: its config, then a session as ``/v1/stream`` would have it (its
+        token in the call's ``authorization`` metadata; never resumed)."""
+        session_id = _new_session_id()
+        face = GrpcFace()
+        full = self._full()
+        if full is not None:
+            await self._refuse(wire, session_id, full, face)
+            return
+        try:
+            self._configuring += 1
+            try:
+                async with asyncio.timeout(self.options.limits.idle_timeout_s):
+                    config = await wire.config()
+            except TimeoutError:
+                raise session_timeout(
+                    self.options.limits.idle_timeout_s, self.options.limits
+                ) from None
+            finally:
+                self._configuring -= 1
+            if config is None:
+                return
+            params = parse_stream_params(
+                config_query(config), english_only=self.options.english_only
+            )
+            may_speak = self._authorize(headers, None, params.room)
+            if params.room is not None:
+                limit = self.options.limits.max_room_participants
+                await ensure_room_space(self._redis, params.room, limit)
+        except ProtocolError as exc:
+            await self._refuse(wire, session_id, exc, face)
+            return
+        except REDIS_DOWN:
+            await self._refuse(wire, session_id, unavailable(), face)
+            return
+        with contextlib.suppress(ConnectionClosed):
+            await self._serve_client(
+                wire, Start(params, may_speak, self._link(session_id), None, face)
+            )
 
     def _realtime_face(
         self, session_id: str, query: dict[str, list[str]]
@@ -400,7 +470,7 @@ class IngestServer:
         logger.info("session %s resumed after seq %d", link.session_id, asked.last_seq)
         return Start(params, may_speak, link, point)
 
-    async def _serve_client(self, ws: ServerConnection, start: Start) -> None:
+    async def _serve_client(self, ws: Wire, start: Start) -> None:
         params, link, point = start.params, start.link, start.resumed
         session_id = link.session_id
         client = ClientConnection(
@@ -554,6 +624,10 @@ class Start:
     """What the face read before the session opened (a Realtime client's first audio)."""
 
 
+def _new_session_id() -> str:
+    return "s" + secrets.token_urlsafe(12).replace("-", "x").replace("_", "y")
+
+
 def _record(session_id: str, params: StreamParams, may_speak: bool) -> ResumableSession:
     return ResumableSession(
         session_id=session_id,
@@ -571,7 +645,7 @@ def _record(session_id: str, params: StreamParams, may_speak: bool) -> Resumable
     )
 
 
-async def _refuse(ws: ServerConnection, session_id: str, error: ProtocolError, face: Face) -> None:
+async def _refuse(ws: Wire, session_id: str, error: ProtocolError, face: Face) -> None:
     """The error message, then the close, reading what the client sends meanwhile."""
     with contextlib.suppress(ConnectionClosed):
         for frame in face.frames(MessageBuilder(session_id).error(error.code, error.message)):

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     # ingest
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)
+    """The gRPC API's port (HTTP/2, so a port of its own); unset: no gRPC; 0: any free one."""
     max_frame_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
     outgoing_queue_messages: int = Field(default=1000, ge=10)
     outgoing_queue_bytes: int = Field(default=4 * 2**20, ge=65536)

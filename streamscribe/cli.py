@@ -30,9 +30,12 @@ def _setup_logging(level: str) -> None:
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from streamscribe.launcher import LaunchOptions, run_up
 
+    port = args.port if args.port is not None else settings.port
+    grpc_port = settings.grpc_port if settings.grpc_port is not None else (port + 1 if port else 0)
     options = LaunchOptions(
         host=args.host or settings.host,
-        port=args.port if args.port is not None else settings.port,
+        port=port,
+        grpc_port=None if args.no_grpc else args.grpc_port or grpc_port,
         transcribers=args.transcribers or settings.transcribers,
         redis_url=settings.redis_url,
         translator=args.translator or settings.translator_enabled,
@@ -309,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
     up.add_argument("--transcribers", type=int, default=None, help="transcriber processes")
     up.add_argument("--translator", action="store_true", help="also run a translator")
+    up.add_argument(
+        "--grpc-port", type=int, default=None, help="the gRPC API's port (default: port + 1)"
+    )
+    up.add_argument("--no-grpc", action="store_true", help="serve no gRPC API")
     up.set_defaults(handler=cmd_up)
 
     for name, handler, text in (

@@ -36,6 +36,8 @@ class LaunchOptions:
     translator: bool = False
     upload_transcribers: int = 0
     """Transcribers for uploads only; with any, the ``transcribers`` take live jobs only."""
+    grpc_port: int | None = None
+    """The gRPC API's port (None: no gRPC)."""
     startup_timeout_s: float = 120.0
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     env: tuple[tuple[str, str], ...] = ()
@@ -110,6 +112,8 @@ class LocalPipeline:
                 STREAMSCRIBE_HOST=self.options.host,
                 STREAMSCRIBE_PORT=str(self.options.port),
             )
+            if self.options.grpc_port is not None:
+                env["STREAMSCRIBE_GRPC_PORT"] = str(self.options.grpc_port)
             env.update(self.options.env)
             self._spawn("ingest", env)
             self._spawn("segmenter", env)
@@ -236,6 +240,10 @@ def run_up(options: LaunchOptions) -> int:
         print(f"streamscribe is up: {pipeline.url}", flush=True)
         print(f"  page:   http://{host}:{options.port}/  (live captions, rooms)", flush=True)
         print(f"  health: http://{host}:{options.port}/healthz", flush=True)
+        if options.grpc_port is not None:
+            print(
+                f"  gRPC:   {host}:{options.grpc_port}  (streamscribe.v1.Transcription)", flush=True
+            )
         print(f"  try:    streamscribe stream FILE.wav --url {pipeline.url}", flush=True)
         print(f"  status: streamscribe status --redis-url {pipeline.redis_url}", flush=True)
         announced = announce(options.port, RunningUp(os.getpid(), pipeline.url, pipeline.redis_url))

@@ -38,6 +38,7 @@ def ingest_options(settings: Settings) -> IngestOptions:
     return IngestOptions(
         host=settings.host,
         port=settings.port,
+        grpc_port=settings.grpc_port,
         max_frame_bytes=settings.max_frame_bytes,
         outgoing_queue_messages=settings.outgoing_queue_messages,
         outgoing_queue_bytes=settings.outgoing_queue_bytes,

@@ -40,6 +40,8 @@ class RunningPipeline:
     http: str
     process: subprocess.Popen[str]
     redis_url: str
+    grpc: str = ""
+    """The gRPC API's address (``host:port``)."""
 
     @property
     def pid(self) -> int:
@@ -53,7 +55,9 @@ def start_up(
     translator: bool = False,
     env: dict[str, str] | None = None,
 ) -> RunningPipeline:
-    """``streamscribe up`` exactly as a user runs it; returns once it printed its addresses."""
+    """``streamscribe up`` exactly as a user runs it (its gRPC API on a free port too);
+    returns once it printed its addresses."""
+    grpc_port = free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -64,6 +68,8 @@ def start_up(
             str(port),
             "--transcribers",
             str(transcribers),
+            "--grpc-port",
+            str(grpc_port),
             *(["--translator"] if translator else []),
         ],
         stdout=subprocess.PIPE,
@@ -79,6 +85,7 @@ def start_up(
                 http=f"http://127.0.0.1:{port}",
                 process=process,
                 redis_url=line.rsplit(" ", 1)[1].strip(),
+                grpc=f"127.0.0.1:{grpc_port}",
             )
         if time.monotonic() > deadline:
             break

@@ -26,6 +26,7 @@ from streamscribe.benchmarks.metrics import normalize
 from streamscribe.client import read_audio, stream_audio
 from streamscribe.redis_server import free_port
 from tests.conftest import DATA, RunningPipeline, is_ready, start_up, stop_up, wait_until
+from tests.e2e.grpc_clients import generate_client, run_client
 
 pytestmark = pytest.mark.e2e
 
@@ -121,6 +122,37 @@ def test_a_good_token_streams_from_the_query_or_a_header(guarded: RunningPipelin
             return str(begin["type"])
 
     assert asyncio.run(with_header()) == "session.begin"
+
+
+def test_grpc_calls_bring_their_token_in_metadata(
+    guarded: RunningPipeline, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    generated = generate_client(tmp_path_factory.mktemp("grpc-client"))
+    audio = str(DATA / "ls-test-clean-1089-134691-0000.wav")
+    forged = mint_token(
+        AuthOptions("another-secret-of-enough-length-0123456789"),
+        rooms=["42"],
+        may_speak=True,
+        ttl_s=600,
+    )
+    cases = [
+        ([], "UNAUTHENTICATED", "4001", "required"),
+        (["--token", forged], "UNAUTHENTICATED", "4001", "not valid"),
+        (["--token", token("42")], "PERMISSION_DENIED", "4003", "does not grant room"),
+        (["--token", token("43", speak=False)], "PERMISSION_DENIED", "4003", "only allows"),
+    ]
+    for args, status, close_code, words in cases:
+        lines = run_client(generated, guarded.grpc, audio, "--room", "43", *args)
+        ended = lines[-1]
+        assert (ended["status"], ended["trailing"]["streamscribe-close-code"]) == (
+            status,
+            close_code,
+        ), args
+        assert words in ended["details"], ended
+    lines = run_client(generated, guarded.grpc, audio, "--room", "43", "--token", token("43"))
+    assert lines[-1]["status"] == "OK"
+    finals = [m["transcript"]["text"] for m in lines if m.get("transcript", {}).get("is_final")]
+    assert normalize(" ".join(finals)) == "he could wait no longer"
 
 
 def test_a_page_from_another_origin_is_refused(guarded: RunningPipeline) -> None:
