@@ -234,6 +234,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     options = BenchOptions(
         manifest=args.manifest,
         url=args.url,
+        grpc_url=args.grpc_url,
         concurrencies=tuple(args.concurrency),
         speed=args.speed,
         tail_silence_s=args.tail_silence,
@@ -394,6 +395,9 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench = sub.add_parser("bench", help="measure accuracy and latency on a manifest")
     bench.add_argument("--manifest", required=True, help="manifest.jsonl with audio and text")
     bench.add_argument("--url", default=None, help="server to measure (default: start one)")
+    bench.add_argument(
+        "--grpc-url", default=None, help="its gRPC API (grpc://host:port) for --faces grpc"
+    )
     bench.add_argument("--concurrency", type=int, nargs="+", default=[1])
     bench.add_argument("--speed", type=float, default=1.0)
     bench.add_argument("--tail-silence", type=float, default=2.0)

@@ -7,6 +7,7 @@ of silence (so utterances end by voice activity, as they do live), then ``close`
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -23,8 +24,10 @@ from msgspec import UnsetType
 
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.client_messages import Transcript
+from shared.errors import ConfigError
 from shared.settings import Settings
 from streamscribe.benchmarks.faces import stream_deepgram
+from streamscribe.benchmarks.grpc_face import stream_grpc
 from streamscribe.benchmarks.metrics import (
     ManifestEntry,
     corpus_wer,
@@ -55,6 +58,8 @@ class BenchOptions:
     transcribers: int
     faces: tuple[str, ...] = ("v1",)
     """Protocols to stream through (``streamscribe.benchmarks.faces``), in one run."""
+    grpc_url: str | None = None
+    """The gRPC API of the server at ``url`` (``grpc://host:port``), for the ``grpc`` face."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +127,12 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
     return total
 
 
-STREAMERS = {"v1": stream_audio, "deepgram": stream_deepgram, "realtime": stream_realtime}
+STREAMERS = {
+    "v1": stream_audio,
+    "deepgram": stream_deepgram,
+    "realtime": stream_realtime,
+    "grpc": stream_grpc,
+}
 UNTIMED_FINALS = frozenset({"realtime"})
 """Faces whose finals carry no times (OpenAI's deltas): their final latency is not known,
 their turns' (items') is."""
@@ -287,16 +297,22 @@ def run_bench(options: BenchOptions, settings: Settings) -> int:
         print("offline ceiling ...", file=sys.stderr, flush=True)
         report["offline"] = offline_ceiling(entries, settings)
     pipeline: LocalPipeline | None = None
-    url = options.url
+    url, grpc_url = options.url, options.grpc_url
+    if url is not None and "grpc" in options.faces and grpc_url is None:
+        raise ConfigError("--faces grpc with --url needs the server's --grpc-url")
     try:
         if url is None:
-            pipeline = LocalPipeline(
-                LaunchOptions("127.0.0.1", free_port(), options.transcribers, settings.redis_url)
+            launch = LaunchOptions(
+                "127.0.0.1", free_port(), options.transcribers, settings.redis_url
             )
+            grpc_port = free_port()
+            pipeline = LocalPipeline(dataclasses.replace(launch, grpc_port=grpc_port))
             pipeline.start()
-            url = pipeline.url
+            url, grpc_url = pipeline.url, f"grpc://127.0.0.1:{grpc_port}"
             report["transcribers"] = options.transcribers
         processes = server_processes(pipeline.pids if pipeline else None)
+        # not measured: the first session pays for every part's first inference
+        asyncio.run(stream_audio(url, audio[entries[0].id], speed=options.speed))
         by_face: dict[str, dict[str, Any]] = {}
         for face in options.faces:
             by_face[face] = {}
@@ -305,7 +321,7 @@ def run_bench(options: BenchOptions, settings: Settings) -> int:
                 before = cpu_seconds(processes)
                 results = asyncio.run(
                     stream_all(
-                        url,
+                        grpc_url if face == "grpc" and grpc_url else url,
                         entries,
                         audio,
                         concurrency=concurrency,

@@ -23,7 +23,7 @@ from shared.client_messages import SessionBegin, SessionEnd, Transcript, WordTim
 from shared.errors import ClientError
 from streamscribe.client import Audio, Received, StreamRun
 
-FACES = ("v1", "deepgram", "realtime")
+FACES = ("v1", "deepgram", "realtime", "grpc")
 DEEPGRAM_SESSION = "deepgram"
 """The session id the converted messages carry (Deepgram's results name none)."""
 
