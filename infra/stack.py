@@ -23,6 +23,9 @@ from infra.redis_store import RedisStore, generated_secret
 
 REPOSITORY = Path(__file__).parents[1]
 INGEST_PORT = 8080
+GRPC_PORT = 8081
+GRPC_PATHS = ("/streamscribe.v1.Transcription/*", "/grpc.health.v1.Health/*")
+"""The gRPC API's requests, routed by path on the HTTPS listener to a gRPC target group."""
 METRICS_PORT = 9100
 STREAMING_IDLE_TIMEOUT = Duration.seconds(3600)
 """The load balancer keeps a quiet WebSocket open this long (the protocol pings every 20 s)."""
@@ -158,14 +161,19 @@ class StreamscribeStack(Stack):
             image=image,
             command=["ingest"],
             environment=self._environment(
-                STREAMSCRIBE_HOST="0.0.0.0", STREAMSCRIBE_PORT=str(INGEST_PORT)
+                STREAMSCRIBE_HOST="0.0.0.0",
+                STREAMSCRIBE_PORT=str(INGEST_PORT),
+                STREAMSCRIBE_GRPC_PORT=str(GRPC_PORT),
             ),
             secrets={
                 **self._secrets(),
                 "STREAMSCRIBE_TOKEN_SECRET": ecs.Secret.from_secrets_manager(self.token_secret),
             },
             logging=self._logging("ingest"),
-            port_mappings=[ecs.PortMapping(container_port=INGEST_PORT)],
+            port_mappings=[
+                ecs.PortMapping(container_port=INGEST_PORT),
+                ecs.PortMapping(container_port=GRPC_PORT),
+            ],
             stop_timeout=Duration.seconds(120),
         )
         logs_bucket = s3.Bucket(
@@ -199,6 +207,7 @@ class StreamscribeStack(Stack):
             path="/healthz", healthy_http_codes="200", interval=Duration.seconds(15)
         )
         service.target_group.set_attribute("deregistration_delay.timeout_seconds", "120")
+        self._grpc_targets(service)
         scaling = service.service.auto_scale_task_count(
             min_capacity=max(1, config.ingest.minimum), max_capacity=config.ingest.maximum
         )
@@ -206,6 +215,36 @@ class StreamscribeStack(Stack):
             "Cpu", target_utilization_percent=config.ingest_cpu_percent
         )
         return service
+
+    def _grpc_targets(self, service: ecs_patterns.ApplicationLoadBalancedFargateService) -> None:
+        """The gRPC API on the same HTTPS address: its paths go to the tasks' gRPC port over
+        HTTP/2 (an ALB gRPC target group; its health check is the standard health service)."""
+        targets = elbv2.ApplicationTargetGroup(
+            self,
+            "GrpcTargets",
+            vpc=self.cluster.vpc,
+            port=GRPC_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            protocol_version=elbv2.ApplicationProtocolVersion.GRPC,
+            target_type=elbv2.TargetType.IP,
+            targets=[
+                service.service.load_balancer_target(
+                    container_name="ingest", container_port=GRPC_PORT
+                )
+            ],
+            health_check=elbv2.HealthCheck(
+                path="/grpc.health.v1.Health/Check",
+                healthy_grpc_codes="0",
+                interval=Duration.seconds(15),
+            ),
+            deregistration_delay=Duration.seconds(120),
+        )
+        service.listener.add_target_groups(
+            "Grpc",
+            priority=10,
+            conditions=[elbv2.ListenerCondition.path_patterns(list(GRPC_PATHS))],
+            target_groups=[targets],
+        )
 
     def _segmenter(self, image: ecs.ContainerImage) -> ecs.FargateService:
         config = self.config

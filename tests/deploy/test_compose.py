@@ -56,6 +56,9 @@ def test_the_default_stack_is_valid_and_waits_for_a_healthy_redis() -> None:
         assert_real_command(service["command"], where=name)
         assert_real_settings(service["environment"], where=name)
     assert services["ingest"]["ports"][0]["published"] in (8080, "8080")
+    grpc = services["ingest"]["ports"][1]
+    assert (str(grpc["published"]), grpc["target"]) == ("8081", 8081)
+    assert services["ingest"]["environment"]["STREAMSCRIBE_GRPC_PORT"] == "8081"
     assert services["ingest"]["environment"]["STREAMSCRIBE_TOKEN_SECRET"] == SECRET
     assert "ports" not in services["transcriber"]  # so --scale transcriber=N just works
     assert "container_name" not in services["transcriber"]

@@ -114,6 +114,39 @@ def test_ingest_is_behind_https_with_a_validated_certificate(template: Template)
     )
 
 
+def test_grpc_shares_the_https_address_on_a_grpc_target_group(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::TargetGroup",
+        {
+            "Port": 8081,
+            "ProtocolVersion": "GRPC",
+            "HealthCheckPath": "/grpc.health.v1.Health/Check",
+            "Matcher": {"GrpcCode": "0"},
+        },
+    )
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::ListenerRule",
+        {
+            "Conditions": [
+                {
+                    "Field": "path-pattern",
+                    "PathPatternConfig": {
+                        "Values": ["/streamscribe.v1.Transcription/*", "/grpc.health.v1.Health/*"]
+                    },
+                }
+            ],
+            "Priority": 10,
+        },
+    )
+    ingest = containers(template)["ingest"]
+    assert {"ContainerPort": 8081, "Protocol": "tcp"} in ingest["PortMappings"]
+    assert {"Name": "STREAMSCRIBE_GRPC_PORT", "Value": "8081"} in ingest["Environment"]
+    # the load balancer may reach the tasks' gRPC port
+    template.has_resource_properties(
+        "AWS::EC2::SecurityGroupIngress", {"FromPort": 8081, "ToPort": 8081, "IpProtocol": "tcp"}
+    )
+
+
 def test_the_translator_may_invoke_only_the_configured_model(template: Template) -> None:
     statements = [
         statement
