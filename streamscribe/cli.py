@@ -263,6 +263,25 @@ def cmd_bench_upload(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+def cmd_bench_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from streamscribe.benchmarks.ingest_capacity import (
+        IngestCapacityOptions,
+        run_ingest_capacity,
+    )
+
+    run_ingest_capacity(
+        IngestCapacityOptions(
+            recording=args.recording,
+            streams=args.streams,
+            window_s=args.window,
+            frame_ms=args.frame_ms,
+            segmenters=args.segmenters,
+            output=args.output,
+        )
+    )
+    return 0
+
+
 def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
     from streamscribe.benchmarks.soak import SoakOptions, run_soak
 
@@ -350,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_operations(sub)
     _add_bench(sub)
     _add_bench_upload(sub)
+    _add_bench_ingest(sub)
     return parser
 
 
@@ -374,6 +394,19 @@ def _add_operations(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status.add_argument("--json", action="store_true")
     status.add_argument("--watch", type=float, default=0, metavar="SECONDS", help="repeat")
     status.set_defaults(handler=cmd_status)
+
+
+def _add_bench_ingest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = sub.add_parser(
+        "bench-ingest", help="real-time streams on one ingest process, no model (JSON out)"
+    )
+    bench.add_argument("--recording", required=True, help="16 kHz mono WAV, looped per stream")
+    bench.add_argument("--streams", type=int, default=500)
+    bench.add_argument("--window", type=float, default=60.0, help="seconds measured")
+    bench.add_argument("--frame-ms", type=int, default=100)
+    bench.add_argument("--segmenters", type=int, default=1)
+    bench.add_argument("--output", default="bench-results/ingest-capacity.json")
+    bench.set_defaults(handler=cmd_bench_ingest)
 
 
 def _add_bench_upload(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
