@@ -1,4 +1,10 @@
-"""One client connection: its session state, its receive loop and its bounded send queue."""
+"""One client connection: the I/O around its session's core (``ingest.session_core``).
+
+It reads the client's frames (through its face) and the pipeline's events, hands both to
+the core, and carries out what the core decides: it writes audio and commands to Redis,
+keeps the outbox, sends through a bounded queue, shares with the room and asks for
+translations.
+"""
 
 from __future__ import annotations
 
@@ -15,44 +21,33 @@ from websockets.exceptions import ConnectionClosed
 
 from ingest import logger
 from ingest.auth import listen_only
-from ingest.delivery import DeliveryOrder, ReleasedTurn
 from ingest.faces import Face, FaceInput, StreamFace
-from ingest.limits import AudioRateLimiter, MessageRateLimiter, session_timeout
+from ingest.limits import session_timeout
 from ingest.metrics import IngestMetrics
 from ingest.options import IngestOptions
 from ingest.protocol import (
     CLOSE_INTERNAL,
-    CLOSE_INVALID_PAYLOAD,
     CLOSE_NORMAL,
     CLOSE_UNSUPPORTED,
     ClientCommand,
-    MessageBuilder,
     StreamParams,
-    check_audio_frame,
 )
 from ingest.redis_io import RedisWriter
 from ingest.rooms import RoomMembership
+from ingest.session_core import Effect, Send, SessionCore, Share, ShareTurn, Translate
 from ingest.session_link import Hold, OutboxEntry, ResumePoint, SessionLink
-from ingest.translations import CharacterBudget, TranslationQueue
+from ingest.translations import TranslationQueue
 from ingest.wire import Wire
-from shared.audio import PIPELINE_SAMPLE_RATE, PcmConverter
-from shared.errors import AudioFormatError, ProtocolError
+from shared.errors import ProtocolError
 from shared.resilience import REDIS_DOWN
 from shared.schema import (
     AudioAppended,
     FinalizeRequested,
-    FinalTranscript,
-    PartialTranscript,
     Participant,
     PipelineEvent,
-    RoomPresence,
-    RoomTranscript,
-    RoomTurn,
     StreamClosed,
     TranscriptResult,
-    TranslationDone,
     TranslationJob,
-    UtteranceFailed,
 )
 
 LOST_REDIS = "the server lost its connection to Redis; this session's state may be gone"
@@ -97,7 +92,8 @@ CONFIRM_EVERY_S = 5.0
 
 
 class ClientConnection:
-    """Everything one streaming client owns; nothing here is shared between clients."""
+    """Everything one streaming client owns; nothing here is shared between clients. The
+    session's decisions are its :class:`SessionCore`'s; this carries them out."""
 
     def __init__(
         self,
@@ -122,25 +118,16 @@ class ClientConnection:
         self._options = options
         self._writer = writer
         self.link = link
-        point = resumed
-        self.messages = MessageBuilder(session_id, last_seq=point.last_seq if point else 0)
-        self._converter = PcmConverter(params.sample_rate, params.encoding)
-        self._delivery = DeliveryOrder(
-            next_index=point.next_index if point else 0,
-            finals_delivered=point.finals_delivered if point else 0,
-            next_turn=point.next_turn if point else 0,
-            settled_until=point.settled_until if point else 0,
+        self._opened_at = time.monotonic()
+        self._metrics = metrics or IngestMetrics(CollectorRegistry())
+        self.core = SessionCore(
+            session_id, params, options, self._metrics, resumed=resumed, now=self._opened_at
         )
+        self.messages = self.core.messages
         self._outgoing: asyncio.Queue[Outgoing] = asyncio.Queue(options.outgoing_queue_messages)
         self._all_delivered = asyncio.Event()
-        self._translations_asked: set[str] = set()
-        """Marks of the translations asked for and not yet come (or refused)."""
         self._translations_done = asyncio.Event()
         self._translations_done.set()
-        self._samples_in = 0
-        """Samples at 16 kHz this connection put in the pipeline."""
-        self._client_samples = point.samples_stored if point else 0
-        """The client's samples (at its own rate) in the pipeline since the session began."""
         self._sent_seq = params.last_seq
         """The highest seq handed to the socket (a resumed client already holds its last_seq)."""
         self.stream_closed = False
@@ -152,124 +139,52 @@ class ClientConnection:
         """Of the messages in ``_outgoing``, bounded by ``outgoing_queue_bytes``."""
         self._background: set[asyncio.Task[None]] = set()
         self.room: RoomMembership | None = None
-        self._participants: dict[str, Participant] = {}
         self._translations = translations
-        self._budget = CharacterBudget(options.translate_chars_per_minute, now=time.monotonic())
         self._told_unavailable = False
-        self._marks: set[str] = set(point.marks) if point else set()
-        """Messages outside the delivery order already sent once (see ``_mark``)."""
-        self._metrics = metrics or IngestMetrics(CollectorRegistry())
         self._may_speak = may_speak
-        self._opened_at = time.monotonic()
-        self._rate = AudioRateLimiter(options.limits, now=self._opened_at)
-        self._messages = MessageRateLimiter(options.limits, now=self._opened_at)
 
     @property
     def speaker(self) -> Participant:
-        return Participant(self.session_id, self.params.name, self.params.listen)
+        return self.core.speaker
 
     # -- results from Redis (called by the relay) -------------------------------------------
 
     def on_event(self, event: PipelineEvent) -> None:
-        if isinstance(event, RoomTranscript | RoomPresence | RoomTurn):
-            self._on_room_event(event)
-            return
-        if isinstance(event, TranslationDone):
-            # the speaker's own comes on two channels, and again from the log on a resume
-            about = event.utterance_index if event.turn_index < 0 else f"t{event.turn_index}"
-            mark = _mark("t", event.session_id, about, event.target_language)
-            if mark not in self._marks:
-                self._marks.add(mark)
-                self._enqueue(self.messages.translation(event), mark=mark)
-            self._translations_asked.discard(mark)
-            if not self._translations_asked:
-                self._translations_done.set()
-            return
-        try:
-            released = self._delivery.accept(event)
-        except OverflowError:
-            logger.exception("session %s: finals out of order beyond the limit", self.session_id)
-            self._abort(CLOSE_INTERNAL, "internal error")
-            return
-        for item in released:
-            if isinstance(item, PartialTranscript):
-                if self.params.partials:
-                    self._metrics.partials.inc()
-                    self._enqueue(self.messages.partial(item.result, self.params.name))
-                if self.room is not None:
-                    self.room.share(False, item.result)
-            elif isinstance(item, FinalTranscript):
-                timing = _timing(item)
-                self._metrics.final_sent(timing["endpoint_to_send_s"])
-                self._enqueue(
-                    self.messages.final(item.result, self.params.name, timing, item.commit.ended_by)
-                )
-                if self.room is not None:
-                    self.room.share(True, item.result)
-            elif isinstance(item, ReleasedTurn):
-                message = self.messages.turn(item, self.params.name)
-                self._metrics.turns.inc()
-                self._enqueue(message.text)
-                if self.room is not None:
-                    self.room.share_turn(
-                        item.turn.turn_index, item.utterance_indexes, message.result
-                    )
-                if self.params.translate and message.result.text:
-                    self._expect_translations(item.turn.turn_index)
-                    self._spawn(self._request_translations(message.result, item.turn.turn_index))
-            elif isinstance(item, UtteranceFailed):
-                self._enqueue(
-                    self.messages.error(
-                        "transcription_failed",
-                        item.message,
-                        utterance_id=f"{self.session_id}-{item.utterance_index}",
-                    )
-                )
-        if self._delivery.complete:
-            self._all_delivered.set()
+        self._carry_out(self.core.event(event, now=time.time()))
 
-    def _on_room_event(self, event: RoomTranscript | RoomPresence | RoomTurn) -> None:
-        assert self.room is not None
-        if isinstance(event, RoomPresence):
-            who = event.participant
-            if event.joined:
-                self._participants[who.session_id] = who
+    def _carry_out(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                self._enqueue(effect.message, mark=effect.mark)
+            elif isinstance(effect, Share):
+                if self.room is not None:
+                    self.room.share(effect.is_final, effect.result)
+            elif isinstance(effect, ShareTurn):
+                if self.room is not None:
+                    self.room.share_turn(effect.turn_index, effect.utterance_indexes, effect.result)
+            elif isinstance(effect, Translate):
+                self._spawn(self._request_translations(effect.result, effect.turn_index))
             else:
-                self._participants.pop(who.session_id, None)
-            if who.session_id != self.session_id:  # a delta: the whole list only on joining
-                self._enqueue(self.messages.presence(self.room.room, event.joined, who))
-            return
-        if event.speaker.session_id == self.session_id:
-            return  # our own, already delivered in order
-        if isinstance(event, RoomTurn):
-            mark = _mark("rt", event.speaker.session_id, event.turn_index)
-            if mark not in self._marks:
-                self._marks.add(mark)
-                self._enqueue(self.messages.room_turn(event), mark=mark)
-            return
-        if event.is_final:
-            mark = _mark("r", event.speaker.session_id, event.result.utterance_index)
-            if mark not in self._marks:  # live, and again from the room's log on a resume
-                self._marks.add(mark)
-                self._enqueue(self.messages.final(event.result, event.speaker.name), mark=mark)
-        elif self.params.partials:
-            self._enqueue(self.messages.partial(event.result, event.speaker.name))
+                self._abort(effect.code, effect.reason)
+        if self.core.translations_pending:
+            self._translations_done.clear()
+        else:
+            self._translations_done.set()
+        if self.core.delivery.complete:
+            self._all_delivered.set()
 
     async def join_room(self, membership: RoomMembership, *, missed_since: float | None) -> None:
         """``missed_since``: for a resumed session, when it began: the others' finals since
         then that it has not had yet come from the room's log."""
         self.room = membership
-        for participant in await membership.join(self.on_event):
-            self._participants[participant.session_id] = participant
-        self.send_participants()
+        self.core.in_room = True
+        self._carry_out([self.core.joined(await membership.join(self.on_event))])
         if missed_since is not None:
             for final in await membership.finals_since(missed_since):
                 self.on_event(final)
 
     def send_participants(self) -> None:
-        assert self.room is not None
-        ordered = sorted(self._participants.values(), key=lambda p: (p.name, p.session_id))
-        self._enqueue(self.messages.participants(self.room.room, ordered))
+        self._carry_out([self.core.participants()])
 
     def _enqueue(self, message: str | _Unlogged | _FaceFrame | _Close, *, mark: str = "") -> None:
         """Queues a message just built (numbered ``self.messages.seq``) for the outbox and the
@@ -280,11 +195,11 @@ class ClientConnection:
             OutboxEntry(
                 self.messages.seq,
                 message,
-                self._delivery.next_index,
-                self._delivery.finals_delivered,
+                self.core.delivery.next_index,
+                self.core.delivery.finals_delivered,
                 mark,
-                self._delivery.next_turn,
-                self._delivery.settled_until,
+                self.core.delivery.next_turn,
+                self.core.delivery.settled_until,
             )
             if isinstance(message, str)
             else message
@@ -341,30 +256,15 @@ class ClientConnection:
 
     # -- translations -----------------------------------------------------------------------
 
-    def _expect_translations(self, turn_index: int) -> None:
-        """The session's end waits (a little) for these translations."""
-        marks = {_mark("t", self.session_id, f"t{turn_index}", t) for t in self.params.translate}
-        self._translations_asked |= marks - self._marks
-        if self._translations_asked:
-            self._translations_done.clear()
-
-    def _not_expecting_translations(self) -> None:
-        self._translations_asked.clear()
-        self._translations_done.set()
-
     async def _request_translations(self, result: TranscriptResult, turn_index: int) -> None:
         """Translations of a turn's settled text (``result.utterance_index``: its last)."""
         targets = self.params.translate
         try:
             if self._translations is None or not await self._translations.available():
-                self._not_expecting_translations()
-                self._translation_unavailable()
+                self._translations_abandoned()
                 return
-            if not self._budget.allow(len(result.text) * len(targets), now=time.monotonic()):
-                for target in targets:
-                    self.on_event(
-                        self._translation_refused(result, turn_index, target, "rate_limited")
-                    )
+            if not self.core.may_translate(result, now=time.monotonic()):
+                self._carry_out(self.core.translations_refused(result, turn_index, now=time.time()))
                 return
             now = time.time()
             await self._translations.enqueue(
@@ -385,8 +285,12 @@ class ClientConnection:
             )
         except redis.RedisError:
             logger.exception("session %s: cannot enqueue translations", self.session_id)
-            self._not_expecting_translations()
-            self._translation_unavailable()
+            self._translations_abandoned()
+
+    def _translations_abandoned(self) -> None:
+        self.core.translations_abandoned()
+        self._translations_done.set()
+        self._translation_unavailable()
 
     def _translation_unavailable(self) -> None:
         if not self._told_unavailable:
@@ -397,24 +301,6 @@ class ClientConnection:
                     "no translator is running: transcripts continue without translations",
                 )
             )
-
-    def _translation_refused(
-        self, result: TranscriptResult, turn_index: int, target: str, code: str
-    ) -> TranslationDone:
-        return TranslationDone(
-            session_id=self.session_id,
-            speaker=self.params.name,
-            utterance_index=result.utterance_index,
-            source_language=result.language,
-            target_language=target,
-            text="",
-            error_code=code,
-            error_message=(
-                f"more than {self._options.translate_chars_per_minute} characters a minute "
-                "asked for translation"
-            ),
-            turn_index=turn_index,
-        )
 
     # -- sending --------------------------------------------------------------------------
 
@@ -507,7 +393,7 @@ class ClientConnection:
                         continue
                     got = self.face.read(frame)
                     if not got.audio:  # audio in text frames is bounded as audio
-                        self._messages.admit(now=time.monotonic())
+                        self.core.command_frame(now=time.monotonic())
                 for reply in got.replies:
                     self._enqueue(_FaceFrame(reply))
                 if got.audio:
@@ -568,33 +454,21 @@ class ClientConnection:
             raise session_timeout(idle_s if idle else None, limits) from None
 
     async def _audio(self, payload: bytes) -> None:
-        check_audio_frame(payload, self.params.encoding, self._options.max_frame_bytes)
-        self._rate.admit(
-            len(payload) / self.params.encoding.sample_width / self.params.sample_rate,
-            now=time.monotonic(),
-        )
-        try:
-            pcm = self._converter.convert(payload)
-        except AudioFormatError as exc:
-            raise ProtocolError("invalid_audio", str(exc), CLOSE_INVALID_PAYLOAD) from None
-        self._client_samples += len(payload) // self.params.encoding.sample_width
+        pcm = self.core.audio(payload, now=time.monotonic())
         if pcm:
-            self._samples_in += len(pcm) // 2
-            self._metrics.audio_seconds.inc(len(pcm) / 2 / PIPELINE_SAMPLE_RATE)
             await self._writer.append(
                 self.session_id,
                 AudioAppended(pcm, time.time()),
                 holder=self.link.nonce,
-                samples=self._client_samples,
+                samples=self.core.client_samples,
             )
 
     async def _close_stream(self, reason: str) -> None:
         self.stream_closed = True
-        tail = self._converter.flush()
+        tail = self.core.audio_tail()
         now = time.time()
         holder = self.link.nonce
         if tail:
-            self._samples_in += len(tail) // 2
             await self._writer.append(self.session_id, AudioAppended(tail, now), holder=holder)
         await self._writer.append(self.session_id, StreamClosed(reason, now), holder=holder)
 
@@ -618,31 +492,11 @@ class ClientConnection:
         if not self._translations_done.is_set():  # the last turn's, asked for just now
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._translations_done.wait(), TRANSLATIONS_WAIT_S)
-        duration = self._client_samples / self.params.sample_rate
         await self.link.mark_ended()
-        self._enqueue(self.messages.session_end(duration, self._delivery.finals_delivered))
-        await self._writer.forget_session(self.session_id, self._delivery.expected_utterances or 0)
+        delivery = self.core.delivery
+        self._enqueue(self.messages.session_end(self.core.duration_s, delivery.finals_delivered))
+        await self._writer.forget_session(self.session_id, delivery.expected_utterances or 0)
         self._enqueue(_Close(CLOSE_NORMAL, "session ended"))
-
-
-def _mark(kind: str, *parts: str | int) -> str:
-    """The outbox mark of a message sent once outside the delivery order: ``t`` a
-    translation, ``r`` another participant's final."""
-    return ":".join((kind, *map(str, parts)))
-
-
-def _timing(final: FinalTranscript) -> dict[str, float]:
-    now = time.time()
-    result, commit = final.result, final.commit
-    latency = now - commit.endpoint_at
-    model_after_endpoint = max(
-        0.0, result.model_done_at - max(result.model_started_at, commit.endpoint_at)
-    )
-    return {
-        "endpoint_to_send_s": round(latency, 4),
-        "model_s": round(result.model_done_at - result.model_started_at, 4),
-        "overhead_s": round(latency - model_after_endpoint, 4),
-    }
 
 
 async def discard_incoming(ws: Wire, *, timeout_s: float = 10.0) -> None:

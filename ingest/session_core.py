@@ -1,0 +1,334 @@
+"""One session's decisions, without I/O: events in, what to do out.
+
+Whatever face the client speaks, its session is this core. It reads the pipeline's events for
+the session (its partials, finals, turns, failures, translations, its room's traffic) and
+says what follows from each, as :data:`Effect` values: messages for the client (protocol
+v1's, numbered, with the mark that keeps one from being sent twice), results to share with
+the room, turns to translate, or that the session cannot go on. It checks and converts the
+client's audio and counts what it sent. The connection (``ingest.connection``) carries the
+effects out: it owns the socket, the outbox and Redis.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ingest import logger
+from ingest.delivery import DeliveryOrder, ReleasedTurn
+from ingest.limits import AudioRateLimiter, MessageRateLimiter
+from ingest.metrics import IngestMetrics
+from ingest.options import IngestOptions
+from ingest.protocol import (
+    CLOSE_INTERNAL,
+    CLOSE_INVALID_PAYLOAD,
+    MessageBuilder,
+    StreamParams,
+    check_audio_frame,
+)
+from ingest.session_link import ResumePoint
+from ingest.translations import CharacterBudget
+from shared.audio import PIPELINE_SAMPLE_RATE, PcmConverter
+from shared.errors import AudioFormatError, ProtocolError
+from shared.schema import (
+    FinalTranscript,
+    PartialTranscript,
+    Participant,
+    PipelineEvent,
+    RoomPresence,
+    RoomTranscript,
+    RoomTurn,
+    TranscriptResult,
+    TranslationDone,
+    UtteranceFailed,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """A message for the client (built now: it has the next seq)."""
+
+    message: str
+    mark: str = ""
+    """Set for a message outside the delivery order, sent once (see :func:`mark`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """One of the session's transcripts, for the others in its room."""
+
+    is_final: bool
+    result: TranscriptResult
+
+
+@dataclass(frozen=True, slots=True)
+class ShareTurn:
+    """One of the session's turns, for the others in its room."""
+
+    turn_index: int
+    utterance_indexes: tuple[int, ...]
+    result: TranscriptResult
+
+
+@dataclass(frozen=True, slots=True)
+class Translate:
+    """A turn's settled text to translate into the session's languages."""
+
+    result: TranscriptResult
+    turn_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """The session cannot go on: close the connection."""
+
+    code: int
+    reason: str
+
+
+Effect = Send | Share | ShareTurn | Translate | Fail
+
+
+def mark(kind: str, *parts: str | int) -> str:
+    """The outbox mark of a message sent once outside the delivery order: ``t`` a
+    translation, ``r`` another participant's final, ``rt`` another's turn."""
+    return ":".join((kind, *map(str, parts)))
+
+
+class SessionCore:
+    def __init__(
+        self,
+        session_id: str,
+        params: StreamParams,
+        options: IngestOptions,
+        metrics: IngestMetrics,
+        *,
+        resumed: ResumePoint | None = None,
+        now: float,
+    ) -> None:
+        """``now``: the monotonic clock's reading when the connection opened."""
+        self.session_id = session_id
+        self.params = params
+        self._options = options
+        self._metrics = metrics
+        point = resumed
+        self.messages = MessageBuilder(session_id, last_seq=point.last_seq if point else 0)
+        self.delivery = DeliveryOrder(
+            next_index=point.next_index if point else 0,
+            finals_delivered=point.finals_delivered if point else 0,
+            next_turn=point.next_turn if point else 0,
+            settled_until=point.settled_until if point else 0,
+        )
+        self._marks: set[str] = set(point.marks) if point else set()
+        """Messages outside the delivery order already sent once."""
+        self._participants: dict[str, Participant] = {}
+        self.in_room = False
+        self._translations_asked: set[str] = set()
+        """Marks of the translations asked for and not yet come (or refused)."""
+        self._budget = CharacterBudget(options.translate_chars_per_minute, now=now)
+        self._converter = PcmConverter(params.sample_rate, params.encoding)
+        self._rate = AudioRateLimiter(options.limits, now=now)
+        self._commands = MessageRateLimiter(options.limits, now=now)
+        self.samples_in = 0
+        """Samples at 16 kHz this connection put in the pipeline."""
+        self.client_samples = point.samples_stored if point else 0
+        """The client's samples (at its own rate) in the pipeline since the session began."""
+
+    @property
+    def speaker(self) -> Participant:
+        return Participant(self.session_id, self.params.name, self.params.listen)
+
+    @property
+    def translations_pending(self) -> bool:
+        """Whether translations asked for have not all come (the end waits a little)."""
+        return bool(self._translations_asked)
+
+    # -- the pipeline's events ----------------------------------------------------------------
+
+    def event(self, event: PipelineEvent, *, now: float) -> list[Effect]:
+        """What follows from one event for this session (``now``: the wall clock)."""
+        if isinstance(event, RoomTranscript | RoomPresence | RoomTurn):
+            return self._room_event(event)
+        if isinstance(event, TranslationDone):
+            return self._translation(event)
+        try:
+            released = self.delivery.accept(event)
+        except OverflowError:
+            logger.exception("session %s: finals out of order beyond the limit", self.session_id)
+            return [Fail(CLOSE_INTERNAL, "internal error")]
+        effects: list[Effect] = []
+        for item in released:
+            if isinstance(item, PartialTranscript):
+                if self.params.partials:
+                    self._metrics.partials.inc()
+                    effects.append(Send(self.messages.partial(item.result, self.params.name)))
+                if self.in_room:
+                    effects.append(Share(False, item.result))
+            elif isinstance(item, FinalTranscript):
+                timing = final_timing(item, now=now)
+                self._metrics.final_sent(timing["endpoint_to_send_s"])
+                final = self.messages.final(
+                    item.result, self.params.name, timing, item.commit.ended_by
+                )
+                effects.append(Send(final))
+                if self.in_room:
+                    effects.append(Share(True, item.result))
+            elif isinstance(item, ReleasedTurn):
+                effects.extend(self._turn(item))
+            elif isinstance(item, UtteranceFailed):
+                failed = self.messages.error(
+                    "transcription_failed",
+                    item.message,
+                    utterance_id=f"{self.session_id}-{item.utterance_index}",
+                )
+                effects.append(Send(failed))
+        return effects
+
+    def _turn(self, item: ReleasedTurn) -> list[Effect]:
+        message = self.messages.turn(item, self.params.name)
+        self._metrics.turns.inc()
+        effects: list[Effect] = [Send(message.text)]
+        turn_index = item.turn.turn_index
+        if self.in_room:
+            effects.append(ShareTurn(turn_index, item.utterance_indexes, message.result))
+        if self.params.translate and message.result.text:
+            marks = {mark("t", self.session_id, f"t{turn_index}", t) for t in self.params.translate}
+            self._translations_asked |= marks - self._marks
+            effects.append(Translate(message.result, turn_index))
+        return effects
+
+    def _translation(self, done: TranslationDone) -> list[Effect]:
+        # the speaker's own comes on two channels, and again from the log on a resume
+        about = done.utterance_index if done.turn_index < 0 else f"t{done.turn_index}"
+        the_mark = mark("t", done.session_id, about, done.target_language)
+        self._translations_asked.discard(the_mark)
+        if the_mark in self._marks:
+            return []
+        self._marks.add(the_mark)
+        return [Send(self.messages.translation(done), the_mark)]
+
+    def _room_event(self, event: RoomTranscript | RoomPresence | RoomTurn) -> list[Effect]:
+        if isinstance(event, RoomPresence):
+            who = event.participant
+            if event.joined:
+                self._participants[who.session_id] = who
+            else:
+                self._participants.pop(who.session_id, None)
+            if who.session_id == self.session_id:  # a delta: the whole list only on joining
+                return []
+            room = self.params.room or ""
+            return [Send(self.messages.presence(room, event.joined, who))]
+        if event.speaker.session_id == self.session_id:
+            return []  # our own, already delivered in order
+        if isinstance(event, RoomTurn):
+            the_mark = mark("rt", event.speaker.session_id, event.turn_index)
+            return self._once(the_mark, lambda: self.messages.room_turn(event))
+        if event.is_final:  # live, and again from the room's log on a resume
+            the_mark = mark("r", event.speaker.session_id, event.result.utterance_index)
+            return self._once(
+                the_mark, lambda: self.messages.final(event.result, event.speaker.name)
+            )
+        if self.params.partials:
+            return [Send(self.messages.partial(event.result, event.speaker.name))]
+        return []
+
+    def _once(self, the_mark: str, build: Callable[[], str]) -> list[Effect]:
+        if the_mark in self._marks:
+            return []
+        self._marks.add(the_mark)
+        return [Send(build(), the_mark)]
+
+    def joined(self, participants: Sequence[Participant]) -> Send:
+        """The room's members as the session joins it: the whole list, once."""
+        self.in_room = True
+        for participant in participants:
+            self._participants[participant.session_id] = participant
+        return self.participants()
+
+    def participants(self) -> Send:
+        ordered = sorted(self._participants.values(), key=lambda p: (p.name, p.session_id))
+        return Send(self.messages.participants(self.params.room or "", ordered))
+
+    # -- translations -------------------------------------------------------------------------
+
+    def may_translate(self, result: TranscriptResult, *, now: float) -> bool:
+        """Whether the session's translation budget allows translating ``result`` now."""
+        return self._budget.allow(len(result.text) * len(self.params.translate), now=now)
+
+    def translations_refused(
+        self, result: TranscriptResult, turn_index: int, *, now: float
+    ) -> list[Effect]:
+        """Over the budget: each language's translation of the turn, refused."""
+        effects: list[Effect] = []
+        for target in self.params.translate:
+            refused = TranslationDone(
+                session_id=self.session_id,
+                speaker=self.params.name,
+                utterance_index=result.utterance_index,
+                source_language=result.language,
+                target_language=target,
+                text="",
+                error_code="rate_limited",
+                error_message=(
+                    f"more than {self._options.translate_chars_per_minute} characters a "
+                    "minute asked for translation"
+                ),
+                turn_index=turn_index,
+            )
+            effects.extend(self.event(refused, now=now))
+        return effects
+
+    def translations_abandoned(self) -> None:
+        """None of the translations asked for will come (no translator, no Redis)."""
+        self._translations_asked.clear()
+
+    # -- the client's input -------------------------------------------------------------------
+
+    def command_frame(self, *, now: float) -> None:
+        """A text frame that carries no audio: within the message rate, or 4029."""
+        self._commands.admit(now=now)
+
+    def audio(self, payload: bytes, *, now: float) -> bytes:
+        """The client's audio checked (size, whole samples, rate) and converted to the
+        pipeline's 16 kHz PCM (maybe empty); a :class:`ProtocolError` for audio that ends
+        the session."""
+        encoding = self.params.encoding
+        check_audio_frame(payload, encoding, self._options.max_frame_bytes)
+        self._rate.admit(len(payload) / encoding.sample_width / self.params.sample_rate, now=now)
+        try:
+            pcm = self._converter.convert(payload)
+        except AudioFormatError as exc:
+            raise ProtocolError("invalid_audio", str(exc), CLOSE_INVALID_PAYLOAD) from None
+        self.client_samples += len(payload) // encoding.sample_width
+        if pcm:
+            self.samples_in += len(pcm) // 2
+            self._metrics.audio_seconds.inc(len(pcm) / 2 / PIPELINE_SAMPLE_RATE)
+        return pcm
+
+    def audio_tail(self) -> bytes:
+        """What the converter still holds, at the end of the audio."""
+        tail = self._converter.flush()
+        self.samples_in += len(tail) // 2
+        return tail
+
+    @property
+    def duration_s(self) -> float:
+        """The client's audio in the session so far, in seconds."""
+        return self.client_samples / self.params.sample_rate
+
+
+def final_timing(final: FinalTranscript, *, now: float | None = None) -> dict[str, float]:
+    """A final's ``server_timing``: from the end of its speech to now, the model's part, and
+    the rest (queues, Redis, the segmenter)."""
+    now = time.time() if now is None else now
+    result, commit = final.result, final.commit
+    latency = now - commit.endpoint_at
+    model_after_endpoint = max(
+        0.0, result.model_done_at - max(result.model_started_at, commit.endpoint_at)
+    )
+    return {
+        "endpoint_to_send_s": round(latency, 4),
+        "model_s": round(result.model_done_at - result.model_started_at, 4),
+        "overhead_s": round(latency - model_after_endpoint, 4),
+    }

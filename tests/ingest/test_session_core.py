@@ -1,0 +1,187 @@
+"""The session's decisions without sockets or Redis: events in, effects out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from ingest.metrics import IngestMetrics
+from ingest.options import IngestOptions, SessionLimits
+from ingest.protocol import StreamParams
+from ingest.session_core import Fail, Send, SessionCore, Share, ShareTurn, Translate
+from shared.audio import Encoding
+from shared.errors import ProtocolError
+from shared.schema import (
+    Commit,
+    FinalTranscript,
+    PartialTranscript,
+    Participant,
+    RoomPresence,
+    RoomTranscript,
+    RoomTurn,
+    SegmentationFinished,
+    TranscriptResult,
+    TranslationDone,
+    TurnTranscript,
+    UtteranceFailed,
+)
+
+PARAMS = StreamParams(16000, Encoding.PCM_S16LE, "en", True, "Ana", None, False, ())
+OPTIONS = IngestOptions(
+    "127.0.0.1", 0, 65536, 100, 60.0, "tiny.en", True, translate_chars_per_minute=40
+)
+NOW = 1_000_000.0
+OTHER = Participant("s2", "Bo", False)
+
+
+def core(params: StreamParams = PARAMS, options: IngestOptions = OPTIONS) -> SessionCore:
+    return SessionCore("s1", params, options, IngestMetrics(CollectorRegistry()), now=0.0)
+
+
+def result(index: int, text: str = "words", seq: int = 0, sid: str = "s1") -> TranscriptResult:
+    return TranscriptResult(sid, index, seq, text, 0.0, 1.0, "en", 1.0)
+
+
+def final(index: int, text: str = "words") -> FinalTranscript:
+    return FinalTranscript(result(index, text), Commit(index, 0, NOW - 0.25, NOW - 0.5))
+
+
+def turn(index: int, first: int, last: int, text: str = "words") -> TurnTranscript:
+    return TurnTranscript(result(last, text), index, first, last, False, NOW)
+
+
+def sent(effects: list[Any]) -> list[dict[str, Any]]:
+    return [json.loads(e.message) for e in effects if isinstance(e, Send)]
+
+
+def test_finals_go_out_in_order_numbered_with_their_timing() -> None:
+    session = core()
+    assert session.event(final(1), now=NOW) == []
+    out = sent(session.event(final(0), now=NOW))
+    assert [(m["type"], m["utterance_id"], m["seq"]) for m in out] == [
+        ("transcript", "s1-0", 1),
+        ("transcript", "s1-1", 2),
+    ]
+    assert out[0]["server_timing"]["endpoint_to_send_s"] == 0.25  # since the endpoint
+    assert session.event(final(0), now=NOW) == []  # once
+
+
+def test_partials_only_when_asked_for() -> None:
+    quiet = core(replace(PARAMS, partials=False))
+    assert quiet.event(PartialTranscript(result(0, seq=1)), now=NOW) == []
+    chatty = core()
+    (partial,) = sent(chatty.event(PartialTranscript(result(0, seq=1)), now=NOW))
+    assert partial["is_final"] is False
+
+
+def test_a_session_in_a_room_shares_what_it_says() -> None:
+    session = core(replace(PARAMS, room="42"))
+    session.joined([OTHER])
+    partial = session.event(PartialTranscript(result(0, seq=1)), now=NOW)
+    assert [type(e) for e in partial] == [Send, Share]
+    said = session.event(final(0), now=NOW)
+    assert said[1] == Share(True, result(0))
+    turned = session.event(turn(0, 0, 0), now=NOW)
+    assert [type(e) for e in turned] == [Send, ShareTurn]
+    assert isinstance(turned[1], ShareTurn) and turned[1].utterance_indexes == (0,)
+
+
+def test_the_others_finals_and_turns_come_once_and_ours_not_at_all() -> None:
+    session = core(replace(PARAMS, room="42"))
+    (members,) = sent([session.joined([OTHER, session.speaker])])
+    assert [m["name"] for m in members["participants"]] == ["Ana", "Bo"]
+    theirs = RoomTranscript(OTHER, True, result(3, "hello", sid="s2"))
+    (message,) = session.event(theirs, now=NOW)
+    assert isinstance(message, Send) and message.mark == "r:s2:3"
+    assert session.event(theirs, now=NOW) == []  # again, from the room's log
+    ours = RoomTranscript(session.speaker, True, result(0))
+    assert session.event(ours, now=NOW) == []
+    their_turn = RoomTurn(OTHER, 1, (2, 3), result(3, "hello", sid="s2"))
+    assert len(session.event(their_turn, now=NOW)) == 1
+    assert session.event(their_turn, now=NOW) == []
+
+
+def test_presence_is_a_delta_and_updates_the_members() -> None:
+    session = core(replace(PARAMS, room="42"))
+    session.joined([])
+    joined = sent(session.event(RoomPresence(True, OTHER), now=NOW))
+    assert [(m["type"], m["name"]) for m in joined] == [("room.join", "Bo")]
+    assert session.event(RoomPresence(True, session.speaker), now=NOW) == []
+    (members,) = sent([session.participants()])
+    assert [m["session_id"] for m in members["participants"]] == ["s1", "s2"]
+    session.event(RoomPresence(False, OTHER), now=NOW)
+    (members,) = sent([session.participants()])
+    assert [m["session_id"] for m in members["participants"]] == ["s1"]
+
+
+def test_a_turn_asks_for_its_translations_until_they_come() -> None:
+    session = core(replace(PARAMS, translate=("fr", "de")))
+    session.event(final(0), now=NOW)
+    effects = session.event(turn(0, 0, 0, "bonjour"), now=NOW)
+    assert isinstance(effects[-1], Translate) and effects[-1].turn_index == 0
+    assert session.translations_pending
+    done = TranslationDone("s1", "Ana", 0, "en", "fr", "bonjour", turn_index=0)
+    (translation,) = sent(session.event(done, now=NOW))
+    assert translation["turn_id"] == "s1-t0"
+    assert session.event(done, now=NOW) == []  # the second channel's copy
+    assert session.translations_pending  # German still to come
+    session.translations_abandoned()
+    assert not session.translations_pending
+
+
+def test_translations_past_the_budget_are_refused_one_per_language() -> None:
+    session = core(replace(PARAMS, translate=("fr", "de")))
+    long = result(0, "x" * 30)
+    assert not session.may_translate(long, now=0.0)  # 60 characters > 40 a minute
+    refused = sent(session.translations_refused(long, 0, now=NOW))
+    assert [(m["target_language"], m["error"]["code"]) for m in refused] == [
+        ("fr", "rate_limited"),
+        ("de", "rate_limited"),
+    ]
+
+
+def test_a_failed_utterance_is_an_error_in_its_place() -> None:
+    session = core()
+    (error,) = sent(session.event(UtteranceFailed("s1", 0, "no model"), now=NOW))
+    assert (error["code"], error["utterance_id"]) == ("transcription_failed", "s1-0")
+    session.event(SegmentationFinished("s1", 1), now=NOW)
+    assert session.delivery.complete
+
+
+def test_finals_too_far_out_of_order_fail_the_session() -> None:
+    session = core()
+    effects: list[Any] = []
+    for index in range(1, 5000):
+        effects = session.event(final(index), now=NOW)
+        if effects:
+            break
+    assert effects == [Fail(1011, "internal error")]
+
+
+def test_audio_is_checked_counted_and_converted() -> None:
+    session = core(replace(PARAMS, sample_rate=8000, encoding=Encoding.MULAW))
+    pcm = session.audio(bytes([0xFF]) * 800, now=0.0)  # 100 ms of mu-law silence
+    assert session.client_samples == 800
+    assert session.duration_s == 0.1
+    tail = session.audio_tail()
+    assert len(pcm + tail) == 1600 * 2  # at 16 kHz
+    assert session.samples_in == 1600
+
+
+def test_bad_or_too_fast_audio_ends_the_session() -> None:
+    session = core()
+    with pytest.raises(ProtocolError) as odd:
+        session.audio(b"\x00\x01\x02", now=0.0)
+    assert odd.value.close_code == 1007
+    limits = SessionLimits(max_audio_rate=1.0, audio_burst_s=1.0)
+    strict = core(options=replace(OPTIONS, limits=limits))
+    second = bytes(32000)
+    strict.audio(second, now=0.0)
+    with pytest.raises(ProtocolError) as fast:
+        for _ in range(5):
+            strict.audio(second, now=0.0)
+    assert fast.value.close_code == 4029
