@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -26,6 +27,19 @@ from streamscribe.client import Audio, Received, StreamRun
 FACES = ("v1", "deepgram", "realtime", "grpc")
 DEEPGRAM_SESSION = "deepgram"
 """The session id the converted messages carry (Deepgram's results name none)."""
+
+
+async def paced(
+    pcm: bytes, frame_bytes: int, seconds_per_frame: float
+) -> AsyncIterator[tuple[int, bytes]]:
+    """``pcm`` in frames of ``frame_bytes``, each (with its offset) when its time comes: the
+    n-th ``n * seconds_per_frame`` after the first, whatever sending them took."""
+    clock = time.monotonic()
+    for number, offset in enumerate(range(0, len(pcm), frame_bytes)):
+        delay = clock + number * seconds_per_frame - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield offset, pcm[offset : offset + frame_bytes]
 
 
 def listen_url(stream_url: str, query: dict[str, str]) -> str:
@@ -65,13 +79,9 @@ async def stream_deepgram(
         async with ws, asyncio.timeout(streaming_s + finish_timeout_s):
             receiver = asyncio.create_task(_receive(ws, run))
             run.started_at = time.time()
-            clock = time.monotonic()
             with contextlib.suppress(ConnectionClosed):
-                for number, offset in enumerate(range(0, len(pcm), frame_bytes)):
-                    delay = clock + number * frame_ms / 1000 / speed - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    await ws.send(pcm[offset : offset + frame_bytes])
+                async for offset, frame in paced(pcm, frame_bytes, frame_ms / 1000 / speed):
+                    await ws.send(frame)
                     if offset + frame_bytes >= len(audio.pcm) and not run.audio_end_sent_at:
                         run.audio_end_sent_at = time.time()
                 await ws.send(json.dumps({"type": "CloseStream"}))

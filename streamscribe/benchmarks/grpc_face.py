@@ -24,6 +24,7 @@ from shared.client_messages import (
 )
 from shared.errors import ClientError
 from shared.grpc_api import transcription_pb2 as pb
+from streamscribe.benchmarks.faces import paced
 from streamscribe.client import Audio, Received, StreamRun
 
 STREAM_METHOD = "/streamscribe.v1.Transcription/Stream"
@@ -56,12 +57,8 @@ async def stream_grpc(
     async def requests() -> AsyncIterator[pb.StreamRequest]:
         yield pb.StreamRequest(config=pb.StreamConfig(sample_rate=audio.sample_rate))
         run.started_at = time.time()
-        clock = time.monotonic()
-        for number, offset in enumerate(range(0, len(pcm), frame_bytes)):
-            delay = clock + number * frame_ms / 1000 / speed - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            yield pb.StreamRequest(audio=pcm[offset : offset + frame_bytes])
+        async for offset, frame in paced(pcm, frame_bytes, frame_ms / 1000 / speed):
+            yield pb.StreamRequest(audio=frame)
             if offset + frame_bytes >= len(audio.pcm) and not run.audio_end_sent_at:
                 run.audio_end_sent_at = time.time()
 

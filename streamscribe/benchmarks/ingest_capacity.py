@@ -89,6 +89,15 @@ def _command_counts(client: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
+def _audio_seconds_in(metrics_url: str) -> float:
+    """The audio ingest has put in the pipeline so far (its own counter)."""
+    with urllib.request.urlopen(metrics_url, timeout=5) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith("streamscribe_audio_seconds_in_total "):
+                return float(line.split()[1])
+    raise ConfigError(f"no audio counter at {metrics_url}")
+
+
 def _cpu(process: psutil.Process) -> float:
     times = process.cpu_times()
     return float(times.user + times.system)
@@ -167,6 +176,57 @@ async def _run_load(
     return load, figures
 
 
+class _Measure:
+    """The figures of one window of the load."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        ingest: psutil.Process,
+        segmenters: list[psutil.Process],
+        metrics_url: str,
+        window_s: float,
+    ) -> None:
+        self._client = client
+        self._ingest = ingest
+        self._segmenters = segmenters
+        self._metrics_url = metrics_url
+        self._window_s = window_s
+
+    async def run(self) -> dict[str, Any]:
+        commands0, redis_cpu0, _ = _redis_figures(self._client)
+        counts0 = _command_counts(self._client)
+        audio0 = await asyncio.to_thread(_audio_seconds_in, self._metrics_url)
+        client_cpu0 = _cpu(psutil.Process())
+        psutil.cpu_percent()
+        ingest_cpu0 = _cpu(self._ingest)
+        segmenter_cpu0 = sum(_cpu(p) for p in self._segmenters)
+        started = time.monotonic()
+        await asyncio.sleep(self._window_s)
+        elapsed = time.monotonic() - started
+        machine_percent = psutil.cpu_percent()
+        commands1, redis_cpu1, redis_memory = _redis_figures(self._client)
+        counts1 = _command_counts(self._client)
+        audio1 = await asyncio.to_thread(_audio_seconds_in, self._metrics_url)
+        return {
+            "elapsed_s": elapsed,
+            "ingest_cpu_s": _cpu(self._ingest) - ingest_cpu0,
+            "client_cpu_s": _cpu(psutil.Process()) - client_cpu0,
+            "machine_percent": machine_percent,
+            "audio_in_s": audio1 - audio0,
+            "segmenter_cpu_s": sum(_cpu(p) for p in self._segmenters) - segmenter_cpu0,
+            "ingest_rss": self._ingest.memory_info().rss,
+            "redis_commands": commands1 - commands0,
+            "redis_cpu_s": redis_cpu1 - redis_cpu0,
+            "redis_memory": redis_memory,
+            "redis_calls": {
+                name: calls - counts0.get(name, 0)
+                for name, calls in counts1.items()
+                if calls > counts0.get(name, 0)
+            },
+        }
+
+
 def run_ingest_capacity(options: IngestCapacityOptions) -> dict[str, Any]:
     audio = read_audio(options.recording)
     if audio.sample_rate != 16000:
@@ -191,33 +251,15 @@ def run_ingest_capacity(options: IngestCapacityOptions) -> dict[str, Any]:
         idle_rss = ingest_process.memory_info().rss
         idle_redis = _redis_figures(client)[2]
 
-        async def measure() -> dict[str, Any]:
-            commands0, redis_cpu0, _ = _redis_figures(client)
-            counts0 = _command_counts(client)
-            ingest_cpu0 = _cpu(ingest_process)
-            segmenter_cpu0 = sum(_cpu(p) for p in segmenter_processes)
-            started = time.monotonic()
-            await asyncio.sleep(options.window_s)
-            elapsed = time.monotonic() - started
-            commands1, redis_cpu1, redis_memory = _redis_figures(client)
-            counts1 = _command_counts(client)
-            return {
-                "elapsed_s": elapsed,
-                "ingest_cpu_s": _cpu(ingest_process) - ingest_cpu0,
-                "segmenter_cpu_s": sum(_cpu(p) for p in segmenter_processes) - segmenter_cpu0,
-                "ingest_rss": ingest_process.memory_info().rss,
-                "redis_commands": commands1 - commands0,
-                "redis_cpu_s": redis_cpu1 - redis_cpu0,
-                "redis_memory": redis_memory,
-                "redis_calls": {
-                    name: calls - counts0.get(name, 0)
-                    for name, calls in counts1.items()
-                    if calls > counts0.get(name, 0)
-                },
-            }
-
         url = f"ws://127.0.0.1:{port}/v1/stream?partials=false"
-        load, figures = asyncio.run(_run_load(url, options, audio.pcm, measure))
+        measure = _Measure(
+            client,
+            ingest_process,
+            segmenter_processes,
+            f"http://127.0.0.1:{port}/metrics",
+            options.window_s,
+        )
+        load, figures = asyncio.run(_run_load(url, options, audio.pcm, measure.run))
         if ingest.poll() is not None:
             raise ConfigError(f"ingest exited ({ingest.returncode}) under the load")
     finally:
@@ -262,6 +304,7 @@ def _report(
             "frames_late": len(lateness),
             "frame_lateness_p95_s": round(percentile(lateness, 95) or 0.0, 4),
             "frame_lateness_max_s": round(lateness[-1], 4) if lateness else 0.0,
+            "audio_in_per_stream_second": round(figures["audio_in_s"] / stream_seconds, 3),
             "ingest_cores": round(figures["ingest_cpu_s"] / elapsed, 3),
             "ingest_core_per_stream": round(figures["ingest_cpu_s"] / stream_seconds, 6),
             "ingest_rss_idle_mib": round(idle_rss / 2**20, 1),
@@ -282,6 +325,8 @@ def _report(
                 (figures["redis_memory"] - idle_redis) / streams / 1024, 1
             ),
             "segmenter_cores": round(figures["segmenter_cpu_s"] / elapsed, 3),
+            "load_generator_cores": round(figures["client_cpu_s"] / elapsed, 3),
+            "machine_cpu_percent": round(figures["machine_percent"], 1),
             "redis_calls_per_stream_second": {
                 name: round(calls / stream_seconds, 2)
                 for name, calls in sorted(figures["redis_calls"].items(), key=lambda kv: -kv[1])

@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from shared.client_messages import SessionBegin, SessionEnd, Transcript, Turn
 from shared.errors import ClientError
+from streamscribe.benchmarks.faces import paced
 from streamscribe.client import Audio, Received, StreamRun
 
 SESSION = "realtime"
@@ -74,12 +75,8 @@ async def stream_realtime(
             await ws.recv()  # session.updated
             receiver = asyncio.create_task(reader.read(ws))
             run.started_at = time.time()
-            clock = time.monotonic()
-            for number, offset in enumerate(range(0, len(pcm), frame_bytes)):
-                delay = clock + number * frame_ms / 1000 / speed - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                chunk = base64.b64encode(pcm[offset : offset + frame_bytes]).decode()
+            async for offset, frame in paced(pcm, frame_bytes, frame_ms / 1000 / speed):
+                chunk = base64.b64encode(frame).decode()
                 await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": chunk}))
                 if offset + frame_bytes >= audio_bytes and not run.audio_end_sent_at:
                     run.audio_end_sent_at = time.time()
