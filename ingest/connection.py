@@ -155,7 +155,7 @@ class ClientConnection:
     def _carry_out(self, effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, Send):
-                self._enqueue(effect.message, mark=effect.mark)
+                self._enqueue(effect.message, mark=effect.mark, seq=effect.seq)
             elif isinstance(effect, Share):
                 if self.room is not None:
                     self.room.share(effect.is_final, effect.result)
@@ -186,14 +186,20 @@ class ClientConnection:
     def send_participants(self) -> None:
         self._carry_out([self.core.participants()])
 
-    def _enqueue(self, message: str | _Unlogged | _FaceFrame | _Close, *, mark: str = "") -> None:
-        """Queues a message just built (numbered ``self.messages.seq``) for the outbox and the
-        client, or something sent as it is."""
+    def _enqueue(
+        self,
+        message: str | _Unlogged | _FaceFrame | _Close,
+        *,
+        mark: str = "",
+        seq: int | None = None,
+    ) -> None:
+        """Queues a message for the outbox and the client (numbered ``seq``; unless told, it
+        was just built: ``self.messages.seq``), or something sent as it is."""
         if self.close_enqueued:
             return
         item: Outgoing = (
             OutboxEntry(
-                self.messages.seq,
+                self.messages.seq if seq is None else seq,
                 message,
                 self.core.delivery.next_index,
                 self.core.delivery.finals_delivered,

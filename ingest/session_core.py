@@ -50,6 +50,9 @@ class Send:
     """A message for the client (built now: it has the next seq)."""
 
     message: str
+    seq: int
+    """The message's number (effects are carried out after the event is read, when later
+    messages may have been built)."""
     mark: str = ""
     """Set for a message outside the delivery order, sent once (see :func:`mark`)."""
 
@@ -162,7 +165,7 @@ class SessionCore:
             if isinstance(item, PartialTranscript):
                 if self.params.partials:
                     self._metrics.partials.inc()
-                    effects.append(Send(self.messages.partial(item.result, self.params.name)))
+                    effects.append(self._send(self.messages.partial(item.result, self.params.name)))
                 if self.in_room:
                     effects.append(Share(False, item.result))
             elif isinstance(item, FinalTranscript):
@@ -171,7 +174,7 @@ class SessionCore:
                 final = self.messages.final(
                     item.result, self.params.name, timing, item.commit.ended_by
                 )
-                effects.append(Send(final))
+                effects.append(self._send(final))
                 if self.in_room:
                     effects.append(Share(True, item.result))
             elif isinstance(item, ReleasedTurn):
@@ -182,13 +185,13 @@ class SessionCore:
                     item.message,
                     utterance_id=f"{self.session_id}-{item.utterance_index}",
                 )
-                effects.append(Send(failed))
+                effects.append(self._send(failed))
         return effects
 
     def _turn(self, item: ReleasedTurn) -> list[Effect]:
         message = self.messages.turn(item, self.params.name)
         self._metrics.turns.inc()
-        effects: list[Effect] = [Send(message.text)]
+        effects: list[Effect] = [self._send(message.text)]
         turn_index = item.turn.turn_index
         if self.in_room:
             effects.append(ShareTurn(turn_index, item.utterance_indexes, message.result))
@@ -206,7 +209,7 @@ class SessionCore:
         if the_mark in self._marks:
             return []
         self._marks.add(the_mark)
-        return [Send(self.messages.translation(done), the_mark)]
+        return [self._send(self.messages.translation(done), the_mark)]
 
     def _room_event(self, event: RoomTranscript | RoomPresence | RoomTurn) -> list[Effect]:
         if isinstance(event, RoomPresence):
@@ -218,7 +221,7 @@ class SessionCore:
             if who.session_id == self.session_id:  # a delta: the whole list only on joining
                 return []
             room = self.params.room or ""
-            return [Send(self.messages.presence(room, event.joined, who))]
+            return [self._send(self.messages.presence(room, event.joined, who))]
         if event.speaker.session_id == self.session_id:
             return []  # our own, already delivered in order
         if isinstance(event, RoomTurn):
@@ -230,14 +233,18 @@ class SessionCore:
                 the_mark, lambda: self.messages.final(event.result, event.speaker.name)
             )
         if self.params.partials:
-            return [Send(self.messages.partial(event.result, event.speaker.name))]
+            return [self._send(self.messages.partial(event.result, event.speaker.name))]
         return []
+
+    def _send(self, message: str, the_mark: str = "") -> Send:
+        """A message just built (so numbered ``messages.seq``)."""
+        return Send(message, self.messages.seq, the_mark)
 
     def _once(self, the_mark: str, build: Callable[[], str]) -> list[Effect]:
         if the_mark in self._marks:
             return []
         self._marks.add(the_mark)
-        return [Send(build(), the_mark)]
+        return [self._send(build(), the_mark)]
 
     def joined(self, participants: Sequence[Participant]) -> Send:
         """The room's members as the session joins it: the whole list, once."""
@@ -248,7 +255,7 @@ class SessionCore:
 
     def participants(self) -> Send:
         ordered = sorted(self._participants.values(), key=lambda p: (p.name, p.session_id))
-        return Send(self.messages.participants(self.params.room or "", ordered))
+        return self._send(self.messages.participants(self.params.room or "", ordered))
 
     # -- translations -------------------------------------------------------------------------
 

@@ -70,6 +70,15 @@ def test_finals_go_out_in_order_numbered_with_their_timing() -> None:
     assert session.event(final(0), now=NOW) == []  # once
 
 
+def test_each_message_keeps_its_own_number_when_one_event_releases_several() -> None:
+    session = core()
+    session.event(final(0), now=NOW)
+    effects = session.event(turn(0, 0, 0), now=NOW) + session.event(final(2), now=NOW)
+    effects += session.event(final(1), now=NOW)
+    sends = [e for e in effects if isinstance(e, Send)]
+    assert [e.seq for e in sends] == [json.loads(e.message)["seq"] for e in sends] == [2, 3, 4]
+
+
 def test_partials_only_when_asked_for() -> None:
     quiet = core(replace(PARAMS, partials=False))
     assert quiet.event(PartialTranscript(result(0, seq=1)), now=NOW) == []
