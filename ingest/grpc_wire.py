@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import grpc
 from websockets.exceptions import ConnectionClosed
@@ -32,6 +33,8 @@ class GrpcWire:
     def __init__(self, context: Context) -> None:
         self._context = context
         self._closed = asyncio.Event()
+        self._gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Done with ``_closed``: what a read in progress waits on beside the read."""
         self._close_code: int | None = None
         self._reading: asyncio.Task[object] | None = None
         self._input_ended = False
@@ -46,6 +49,8 @@ class GrpcWire:
     def gone(self) -> None:
         """The client cancelled the call, or it ended: nothing more is read or written."""
         self._closed.set()
+        if not self._gone.done():
+            self._gone.set_result(None)
 
     async def config(self) -> pb.StreamConfig | None:
         """The call's first request, its config (None: the client ended the call first)."""
@@ -70,11 +75,8 @@ class GrpcWire:
             raise ConnectionClosed(None, None)
         if self._reading is None:
             self._reading = asyncio.ensure_future(self._context.read())
-        closed = asyncio.ensure_future(self._closed.wait())
-        try:
-            await asyncio.wait({self._reading, closed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
+        either: set[asyncio.Future[Any]] = {self._reading, self._gone}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         if not self._reading.done():
             raise ConnectionClosed(None, None)
         reading, self._reading = self._reading, None
@@ -113,7 +115,7 @@ class GrpcWire:
             try:
                 await self._context.write(response)
             except (asyncio.InvalidStateError, grpc.aio.AbortError, grpc.RpcError):
-                self._closed.set()
+                self.gone()
                 raise ConnectionClosed(None, None) from None
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
@@ -131,7 +133,7 @@ class GrpcWire:
         self._context.set_details(reason)
         self._context.set_trailing_metadata(tuple(metadata))
         self._close_code = code
-        self._closed.set()
+        self.gone()
 
     async def ping(self) -> asyncio.Future[float]:
         confirmed: asyncio.Future[float] = asyncio.get_running_loop().create_future()

@@ -275,6 +275,13 @@ class IngestServer:
         check_room(grant, room)
         return grant.may_speak
 
+    async def _admit(self, headers: Headers | None, token: str | None, room: str | None) -> bool:
+        """A new session's token checked and its room's space; whether it may send audio."""
+        may_speak = self._authorize(headers, token, room)
+        if room is not None:
+            await ensure_room_space(self._redis, room, self.options.limits.max_room_participants)
+        return may_speak
+
     def _start_heartbeat(self) -> Heartbeat:
         self._heartbeat = Heartbeat(
             connect(self._redis_url),
@@ -326,10 +333,7 @@ class IngestServer:
             else:
                 params = parse_stream_params(query, english_only=self.options.english_only)
             if params.resume is None:
-                may_speak = self._authorize(headers, params.token, params.room)
-                if params.room is not None:
-                    limit = self.options.limits.max_room_participants
-                    await ensure_room_space(self._redis, params.room, limit)
+                may_speak = await self._admit(headers, params.token, params.room)
                 if isinstance(face, RealtimeFace):
                     self._configuring += 1
                     try:
@@ -375,10 +379,7 @@ class IngestServer:
             params = parse_stream_params(
                 config_query(config), english_only=self.options.english_only
             )
-            may_speak = self._authorize(headers, None, params.room)
-            if params.room is not None:
-                limit = self.options.limits.max_room_participants
-                await ensure_room_space(self._redis, params.room, limit)
+            may_speak = await self._admit(headers, None, params.room)
         except ProtocolError as exc:
             await self._refuse(wire, session_id, exc, face)
             return

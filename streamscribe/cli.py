@@ -35,7 +35,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     options = LaunchOptions(
         host=args.host or settings.host,
         port=port,
-        grpc_port=None if args.no_grpc else args.grpc_port or grpc_port,
+        grpc_port=None
+        if args.no_grpc
+        else (grpc_port if args.grpc_port is None else args.grpc_port),
         transcribers=args.transcribers or settings.transcribers,
         redis_url=settings.redis_url,
         translator=args.translator or settings.translator_enabled,
