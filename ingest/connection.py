@@ -175,13 +175,21 @@ class ClientConnection:
 
     async def join_room(self, membership: RoomMembership, *, missed_since: float | None) -> None:
         """``missed_since``: for a resumed session, when it began: the others' finals since
-        then that it has not had yet come from the room's log."""
+        then that it has not had yet come from the room's log. A new session is sent the
+        room's recent history instead."""
         self.room = membership
         self.core.in_room = True
         self._carry_out([self.core.joined(await membership.join(self.on_event))])
         if missed_since is not None:
             for final in await membership.finals_since(missed_since):
                 self.on_event(final)
+            return
+        history = self._options.room_history
+        if history.entries:
+            logged = await membership.history(
+                entries=history.entries, since=time.time() - history.max_age_s
+            )
+            self._carry_out(self.core.history(logged))
 
     def send_participants(self) -> None:
         self._carry_out([self.core.participants()])

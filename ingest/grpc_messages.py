@@ -144,6 +144,8 @@ def response_of(message: ServerMessage) -> pb.StreamResponse:
                     words=_words(message.words),
                     speaker=message.speaker,
                     settled=message.settled,
+                    wall_start=_number(message.wall_start),
+                    history=message.history is True,
                 )
             )
         case RoomJoin() | RoomLeave():
@@ -190,6 +192,8 @@ def _transcript(message: Transcript) -> pb.Transcript:
         words=_words(words),
         server_timing=message.server_timing if isinstance(message.server_timing, dict) else {},
         ended_by=_text(message.ended_by),
+        wall_start=_number(message.wall_start),
+        history=message.history is True,
     )
 
 
@@ -204,6 +208,7 @@ def _translation(message: Translation) -> pb.Translation:
         error_code="" if isinstance(error, UnsetType) else error.code,
         error_message="" if isinstance(error, UnsetType) else error.message,
         turn_id=_text(message.turn_id),
+        history=message.history is True,
     )
 
 
@@ -215,3 +220,7 @@ def _words(words: tuple[WordTimes, ...]) -> list[pb.Word]:
 
 def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _number(value: object) -> float:
+    return value if isinstance(value, float) else 0.0

@@ -59,6 +59,17 @@ class UploadOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class RoomHistoryOptions:
+    entries: int = 200
+    """The room log's latest finals, turns and translations (0: no history)."""
+    max_age_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.entries < 0 or self.max_age_s < 0:
+            raise ValueError("room history bounds must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
 class IngestOptions:
     host: str
     port: int
@@ -79,6 +90,8 @@ class IngestOptions:
     """Host names (without port) requests may name; ``*``: any."""
     limits: SessionLimits = field(default_factory=SessionLimits)
     resume_window_s: int = 60
+    room_history: RoomHistoryOptions = field(default_factory=RoomHistoryOptions)
+    """What a participant joining a room is sent of what was said before."""
     uploads: UploadOptions = field(default_factory=UploadOptions)
     """Files sent to the audio API (``POST /v1/audio/transcriptions``)."""
     grpc_port: int | None = None

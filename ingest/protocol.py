@@ -97,6 +97,24 @@ def bad_parameter(name: str, problem: str) -> ProtocolError:
     return ProtocolError("invalid_parameter", f"{name}: {problem}", CLOSE_BAD_PARAMETER)
 
 
+def spoken_language(raw: str, *, english_only: bool) -> str | None:
+    """The ``language`` parameter: a code, or None to detect (``auto``; also a multilingual
+    model's default). An English-only model takes only English, and detects nothing."""
+    if raw == "":
+        return "en" if english_only else None
+    if raw == "auto" and english_only:
+        raise bad_parameter(
+            "language", "auto: this server's model is English-only and detects no language"
+        )
+    if raw == "auto":
+        return None
+    if not _LANGUAGE.match(raw):
+        raise bad_parameter("language", f"not a language code: {raw!r}")
+    if english_only and raw != "en":
+        raise bad_parameter("language", "this server's model is English-only")
+    return raw
+
+
 def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: bool) -> StreamParams:
     """Validate the query string of ``/v1/stream``; the error names the parameter."""
     for name, values in query.items():
@@ -120,16 +138,7 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
         allowed = ", ".join(e.value for e in Encoding)
         raise bad_parameter("encoding", f"must be one of {allowed}") from None
 
-    raw_language = value.get("language", "")
-    language: str | None
-    if raw_language in ("", "auto"):
-        language = "en" if english_only else None
-    elif not _LANGUAGE.match(raw_language):
-        raise bad_parameter("language", f"not a language code: {raw_language!r}")
-    elif english_only and raw_language != "en":
-        raise bad_parameter("language", "this server's model is English-only")
-    else:
-        language = raw_language
+    language = spoken_language(value.get("language", ""), english_only=english_only)
 
     partials = _flag(value, "partials", default=True)
     listen = _flag(value, "listen", default=False)
@@ -293,6 +302,7 @@ def settled_result(released: ReleasedTurn) -> TranscriptResult:
         end=finals[-1].end if finals else turn.result.end,
         language=finals[0].language if finals else turn.result.language,
         words=tuple(w for f in finals for w in f.words),
+        wall_start=finals[0].wall_start if finals else turn.result.wall_start,
     )
 
 
@@ -364,6 +374,8 @@ class MessageBuilder:
         speaker: str,
         timing: Mapping[str, float] | None = None,
         ended_by: str = "",
+        *,
+        history: bool = False,
     ) -> str:
         final = self._transcript(result, speaker, is_final=True)
         return encode(
@@ -374,6 +386,8 @@ class MessageBuilder:
                 words=_words(result),
                 server_timing=dict(timing) if timing else UNSET,
                 ended_by=ended_by or UNSET,
+                wall_start=result.wall_start or UNSET,
+                history=history or UNSET,
             )
         )
 
@@ -401,7 +415,7 @@ class MessageBuilder:
         )
         return TurnMessage(text, result)
 
-    def room_turn(self, turn: RoomTurn) -> str:
+    def room_turn(self, turn: RoomTurn, *, history: bool = False) -> str:
         sid = turn.speaker.session_id
         return self._turn(
             turn.result,
@@ -409,6 +423,7 @@ class MessageBuilder:
             tuple(utterance_id(sid, i) for i in turn.utterance_indexes),
             turn.speaker.name,
             settled=True,
+            history=history,
         )
 
     def _turn(
@@ -419,6 +434,7 @@ class MessageBuilder:
         speaker: str,
         *,
         settled: bool,
+        history: bool = False,
     ) -> str:
         return encode(
             Turn(
@@ -434,6 +450,8 @@ class MessageBuilder:
                 words=_words(result),
                 speaker=speaker,
                 settled=settled,
+                wall_start=result.wall_start or UNSET,
+                history=history or UNSET,
             )
         )
 
@@ -453,7 +471,7 @@ class MessageBuilder:
         members = tuple(Member(p.session_id, p.name, p.listener) for p in participants)
         return encode(RoomParticipants(self.session_id, self._next(), room, members))
 
-    def translation(self, done: TranslationDone) -> str:
+    def translation(self, done: TranslationDone, *, history: bool = False) -> str:
         error = TranslationError(done.error_code, done.error_message) if done.error_code else None
         the_turn_id = turn_id(done.session_id, done.turn_index) if done.turn_index >= 0 else None
         return encode(
@@ -467,6 +485,7 @@ class MessageBuilder:
                 speaker=done.speaker,
                 error=UNSET if error is None else error,
                 turn_id=UNSET if the_turn_id is None else the_turn_id,
+                history=history or UNSET,
             )
         )
 

@@ -55,11 +55,6 @@ class _Append:
     """Client samples stored once this entry is; None for entries that carry no audio."""
 
 
-ROOM_LOG_KEPT = 1000
-"""Approximate cap of a room's log of finals."""
-ROOM_LOG_TTL_S = 24 * 3600
-
-
 @dataclass(frozen=True, slots=True)
 class _Publish:
     channel: str
@@ -219,8 +214,10 @@ class RedisWriter:
         for item in merged:
             if isinstance(item, _Publish):
                 if item.log is not None:
-                    pipe.xadd(item.log, {"e": item.data}, maxlen=ROOM_LOG_KEPT, approximate=True)
-                    pipe.expire(item.log, ROOM_LOG_TTL_S)
+                    pipe.xadd(
+                        item.log, {"e": item.data}, maxlen=keys.ROOM_LOG_KEPT, approximate=True
+                    )
+                    pipe.expire(item.log, keys.ROOM_LOG_TTL_S)
                 pipe.publish(item.channel, item.data)
             else:
                 fenced.append((len(pipe.command_stack), item.holder))

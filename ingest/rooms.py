@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio
@@ -13,10 +14,12 @@ from shared import keys
 from shared.errors import ProtocolError, SchemaError
 from shared.schema import (
     Participant,
+    RoomLogged,
     RoomPresence,
     RoomTranscript,
     RoomTurn,
     TranscriptResult,
+    TranslationDone,
     decode_event,
 )
 
@@ -35,6 +38,18 @@ async def ensure_room_space(client: redis.asyncio.Redis, room: str, max_particip
             f"the room has its maximum of {max_participants} participants",
             CLOSE_OVERLOADED,
         )
+
+
+def _logged(entries: Iterable[tuple[bytes, dict[bytes, bytes]]]) -> list[RoomLogged]:
+    logged: list[RoomLogged] = []
+    for _, fields in entries:
+        try:
+            event = decode_event(fields[b"e"])
+        except SchemaError:
+            continue  # written by an incompatible version
+        if isinstance(event, RoomTranscript | RoomTurn | TranslationDone):
+            logged.append(event)
+    return logged
 
 
 class RoomMembership:
@@ -117,19 +132,21 @@ class RoomMembership:
             log=keys.room_log(self.room),
         )
 
-    async def finals_since(self, since: float) -> list[RoomTranscript | RoomTurn]:
-        """The room's finals and turns shared since ``since`` (epoch seconds) still in its
-        log, in the order shared."""
+    async def finals_since(self, since: float) -> list[RoomLogged]:
+        """The room's finals, turns and translations shared since ``since`` (epoch seconds)
+        still in its log, in the order shared."""
         entries: Any = await self._redis.xrange(keys.room_log(self.room), min=int(since * 1000))
-        finals = []
-        for _, fields in entries:
-            try:
-                event = decode_event(fields[b"e"])
-            except SchemaError:
-                continue  # written by an incompatible version
-            if isinstance(event, RoomTranscript | RoomTurn):
-                finals.append(event)
-        return finals
+        return _logged(entries)
+
+    async def history(self, *, entries: int, since: float) -> list[RoomLogged]:
+        """The room's last ``entries`` finals, turns and translations shared since ``since``
+        (epoch seconds), in the order shared: what a participant joining is shown."""
+        if entries <= 0:
+            return []
+        found: Any = await self._redis.xrevrange(
+            keys.room_log(self.room), min=int(since * 1000), count=entries
+        )
+        return _logged(reversed(found))
 
     async def leave(self, *, announce: bool = True) -> None:
         """``announce``: False when the session lives on in another connection."""

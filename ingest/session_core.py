@@ -36,6 +36,7 @@ from shared.schema import (
     PartialTranscript,
     Participant,
     PipelineEvent,
+    RoomLogged,
     RoomPresence,
     RoomTranscript,
     RoomTurn,
@@ -235,6 +236,35 @@ class SessionCore:
         if self.params.partials:
             return [self._send(self.messages.partial(event.result, event.speaker.name))]
         return []
+
+    def history(self, logged: Sequence[RoomLogged]) -> list[Effect]:
+        """The room's recent finals, turns and translations for a participant joining it, in
+        the order shared, each marked as history and sent once (live traffic may bring one
+        of them again)."""
+        effects: list[Effect] = []
+        for event in logged:
+            effects.extend(self._from_history(event))
+        return effects
+
+    def _from_history(self, event: RoomLogged) -> list[Effect]:
+        if isinstance(event, TranslationDone):
+            if event.session_id == self.session_id:
+                return []
+            about = event.utterance_index if event.turn_index < 0 else f"t{event.turn_index}"
+            the_mark = mark("t", event.session_id, about, event.target_language)
+            return self._once(the_mark, lambda: self.messages.translation(event, history=True))
+        if event.speaker.session_id == self.session_id:
+            return []
+        if isinstance(event, RoomTurn):
+            the_mark = mark("rt", event.speaker.session_id, event.turn_index)
+            return self._once(the_mark, lambda: self.messages.room_turn(event, history=True))
+        if not event.is_final:
+            return []
+        the_mark = mark("r", event.speaker.session_id, event.result.utterance_index)
+        return self._once(
+            the_mark,
+            lambda: self.messages.final(event.result, event.speaker.name, history=True),
+        )
 
     def _send(self, message: str, the_mark: str = "") -> Send:
         """A message just built (so numbered ``messages.seq``)."""

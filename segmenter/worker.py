@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -30,6 +30,7 @@ from segmenter.ownership import (
 )
 from segmenter.turns import TurnEnded
 from segmenter.vad import WebRtcSpeechDetector
+from segmenter.wall_clock import WallClock
 from shared import keys
 from shared.audio import PIPELINE_SAMPLE_RATE
 from shared.errors import SchemaError
@@ -67,6 +68,8 @@ class _Session:
     checkpointed_at: float = 0.0
     replayed_until: str | None = None
     """After a takeover: entries up to here were replayed and must not be fed again."""
+    clock: WallClock = field(default_factory=WallClock)
+    """When the audio fed arrived (the jobs' ``wall_start``)."""
 
 
 class SegmenterWorker(RedisWorker):
@@ -205,7 +208,12 @@ class SegmenterWorker(RedisWorker):
             return
         detector = WebRtcSpeechDetector(self._options.vad_aggressiveness)
         segmenter = UtteranceSegmenter.restore(self._options, detector, state)
-        session = _Session(checkpoint.opened, segmenter, last_entry=checkpoint.after_entry)
+        session = _Session(
+            checkpoint.opened,
+            segmenter,
+            last_entry=checkpoint.after_entry,
+            clock=WallClock(first_sample=state.position + len(state.pending) // 2),
+        )
         session.checkpointed_at = time.monotonic()
         self._sessions[session_id] = session
         response: Any = self._redis.xrange(
@@ -266,6 +274,7 @@ class SegmenterWorker(RedisWorker):
             return
         if isinstance(entry, AudioAppended):
             self.metrics.audio_seconds.inc(len(entry.pcm) / 2 / PIPELINE_SAMPLE_RATE)
+            session.clock.received(len(entry.pcm) // 2, entry.received_at)
             events = session.segmenter.feed(entry.pcm)
         elif isinstance(entry, FinalizeRequested):
             events = session.segmenter.finalize()
@@ -412,6 +421,7 @@ class SegmenterWorker(RedisWorker):
             last_utterance=last_utterance,
             vocabulary=session.opened.vocabulary,
             ended_by=ended_by,
+            wall_start=round(session.clock.at(start_sample), 3),
         )
 
     def _close(self, pipe: Pipeline, session: _Session) -> None:

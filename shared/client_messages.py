@@ -64,6 +64,11 @@ class Transcript(_Message, frozen=True, tag="transcript"):
     server_timing: dict[str, float] | UnsetType = UNSET
     ended_by: str | UnsetType = UNSET
     """Finals: ``pause``, ``finalize`` (the client's), ``max_length`` or ``end_of_stream``."""
+    wall_start: float | UnsetType = UNSET
+    """Finals: the wall time (Unix seconds) the server received the audio at ``start``, one
+    timeline for every speaker of a room (``start`` counts from the speaker's own stream)."""
+    history: bool | UnsetType = UNSET
+    """True for the room's earlier finals sent to a participant joining it."""
 
 
 class Turn(_Message, frozen=True, tag="turn"):
@@ -80,6 +85,10 @@ class Turn(_Message, frozen=True, tag="turn"):
     words: tuple[WordTimes, ...]
     speaker: str
     settled: bool
+    wall_start: float | UnsetType = UNSET
+    """As a final's: the wall time the server received the audio at ``start``."""
+    history: bool | UnsetType = UNSET
+    """True for the room's earlier turns sent to a participant joining it."""
 
 
 class _Presence(_Message, frozen=True):
@@ -124,6 +133,8 @@ class Translation(_Message, frozen=True, tag="translation"):
     """Set, with ``text`` empty, where there is no translation."""
     turn_id: str | UnsetType = UNSET
     """Set where a turn was translated (``utterance_id``: its last final)."""
+    history: bool | UnsetType = UNSET
+    """True for the room's earlier translations sent to a participant joining it."""
 
 
 class Error(_Message, frozen=True, tag="error"):

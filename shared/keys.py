@@ -33,6 +33,12 @@ def session_state(session_id: str) -> str:
     return f"ss:{{{session_id}}}:state"
 
 
+def language_history(session_id: str) -> str:
+    """List of the languages chosen for a detecting session's finals and turns, newest first:
+    the prior of the next choice (``transcriber.language_choice``)."""
+    return f"ss:{{{session_id}}}:languages"
+
+
 def turn_context(session_id: str) -> str:
     """Hash: the speaker's recent settled text ``text`` (the next turn's prompt) and the
     ``turn`` it ends with."""
@@ -125,9 +131,14 @@ def delivered_marks(session_id: str) -> str:
 
 
 def room_log(room: str) -> str:
-    """Stream of the room's finals as shared, capped: a participant resuming reads the
-    others' finals it missed."""
+    """Stream of the room's finals, turns and translations as shared, capped (about
+    :data:`ROOM_LOG_KEPT` entries, gone :data:`ROOM_LOG_TTL_S` after the last): a participant
+    resuming reads the others' it missed, one joining the room's recent history."""
     return f"ss:room:{{{_room_tag(room)}}}:log"
+
+
+ROOM_LOG_KEPT = 1000
+ROOM_LOG_TTL_S = 24 * 3600
 
 
 TRANSLATION_JOB_FUNCTION = "translator.jobs.translate"

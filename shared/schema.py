@@ -181,6 +181,8 @@ class TranscriptionJob(msgspec.Struct, frozen=True):
     """The session's hot words ('' for none)."""
     ended_by: str = ""
     """FINAL: what ended the utterance (see :attr:`Commit.ended_by`)."""
+    wall_start: float = 0.0
+    """Wall time (Unix seconds) ingest received the sample at ``start_sample`` (0: unknown)."""
 
     def encode(self) -> dict[str, bytes]:
         meta = _ENCODER.encode(msgspec.structs.replace(self, pcm=b""))
@@ -247,6 +249,9 @@ class TranscriptResult(msgspec.Struct, frozen=True):
     words: tuple[Word, ...] = ()
     model_started_at: float = 0.0
     model_done_at: float = 0.0
+    wall_start: float = 0.0
+    """Wall time (Unix seconds) ingest received the audio at ``start``: one timeline for the
+    speakers of a room, whose ``start`` counts from each one's own stream (0: unknown)."""
 
     def encode(self) -> bytes:
         return _ENCODER.encode(self)
@@ -434,6 +439,8 @@ class RoomTurn(_Event, frozen=True, tag="room.turn"):
 
 RoomEvent = RoomTranscript | RoomPresence | RoomTurn
 PipelineEvent = SessionEvent | RoomEvent | TranslationDone
+RoomLogged = RoomTranscript | RoomTurn | TranslationDone
+"""What a room's log (``shared.keys.room_log``) holds."""
 
 _EVENT_DECODER = msgspec.json.Decoder(PipelineEvent)
 _COMMIT_DECODER = msgspec.json.Decoder(Commit)

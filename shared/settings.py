@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     resume_window_s: int = Field(default=60, ge=0, le=3600)
     """How long a session whose connection dropped waits for its client to resume; 0: a
     dropped connection ends its session."""
+    room_history_entries: int = Field(default=200, ge=0, le=1000)
+    """A participant joining a room is sent up to this many of its latest finals, turns and
+    translations (0: none)."""
+    room_history_s: float = Field(default=3600.0, ge=0, le=24 * 3600)
+    """... shared at most this long ago."""
 
     upload_max_bytes: int = Field(default=100 * 2**20, ge=1024)
     """Request bodies of the audio API (``POST /v1/audio/...``) past this are refused (413)."""
@@ -109,6 +114,11 @@ class Settings(BaseSettings):
     turn_window_floor_s: float = Field(default=10.0, ge=1.0, le=30.0)
     encoder_window_margin_s: float = Field(default=1.0, ge=0.0, le=30.0)
     partial_jobs_max: int = Field(default=1000, ge=10)
+    language_history: int = Field(default=8, ge=0, le=64)
+    """``language=auto``: the session's recent choices kept as the prior of the next (0: each
+    piece's detection stands alone)."""
+    language_prior_weight: float = Field(default=1.0, ge=0, le=10)
+    """``language=auto``: how much those count against a piece's own detection."""
     partial_model_share: float = Field(default=0.25, gt=0.0, le=1.0)
     """Most of each transcriber's model time that partials may take (the rest is kept for
     finals and turns under load)."""

@@ -14,6 +14,7 @@ from shared.errors import ClientError, ConfigError, ModelLoadError
 from shared.settings import Settings, load_settings, require_redis_url
 from streamscribe import __version__, parts
 from streamscribe.client import DEFAULT_URL, Received, read_audio, stream_audio
+from streamscribe.console_lines import console_line
 from streamscribe.options import model_options
 
 
@@ -71,29 +72,14 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:
             print(json.dumps(message, ensure_ascii=False), flush=True)
             return
-        kind = message.get("type")
-        if kind == "transcript" and not message.get("is_final"):
+        if message.get("type") == "transcript" and not message.get("is_final"):
             if live:
                 print(f"\r\033[K… {message['text']}", end="", file=sys.stderr, flush=True)
-        elif kind == "transcript":
-            clear = "\r\033[K" if live else ""
-            start, end = message["start"], message["end"]
-            print(
-                f"{clear}[{start:7.2f}-{end:7.2f}] {message['text']}", file=sys.stderr, flush=True
-            )
-        elif kind == "turn":
-            clear = "\r\033[K" if live else ""
-            start, end = message["start"], message["end"]
-            print(
-                f"{clear}[{start:7.2f}-{end:7.2f}] settled: {message['text']}",
-                file=sys.stderr,
-                flush=True,
-            )
-        elif kind == "translation":
-            text = message.get("text") or f"({message.get('error', {}).get('code')})"
-            print(f"  {message['target_language']}: {text}", file=sys.stderr, flush=True)
-        elif kind == "error":
-            print(f"error {message.get('code')}: {message.get('message')}", file=sys.stderr)
+            return
+        line = console_line(message, in_room=bool(args.room))
+        if line is not None:
+            clear = "\r\033[K" if live and not line.startswith("error") else ""
+            print(clear + line, file=sys.stderr, flush=True)
 
     params = {"partials": "true" if args.partials else "false"}
     for name in ("language", "room", "name", "translate", "token"):
@@ -284,6 +270,24 @@ def cmd_bench_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_bench_languages(args: argparse.Namespace, settings: Settings) -> int:
+    from streamscribe.benchmarks.language_id import LanguageBenchOptions, run_language_bench
+
+    pairs = tuple((path, language) for path, language in (m.split("=", 1) for m in args.manifest))
+    report = run_language_bench(
+        LanguageBenchOptions(pairs, model=args.model, limit=args.limit, output=args.output),
+        settings,
+    )
+    for session in report["sessions"]:
+        print(
+            f"{session['language']}: detection alone {session['detection_accuracy_alone']:.0%},"
+            f" with the prior {session['detection_accuracy_with_prior']:.0%}; WER named"
+            f" {session['wer_language_named']:.3f}, chosen {session['wer_language_chosen']:.3f}",
+            flush=True,
+        )
+    return 0
+
+
 def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
     from streamscribe.benchmarks.soak import SoakOptions, run_soak
 
@@ -372,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     _add_bench_upload(sub)
     _add_bench_ingest(sub)
+    _add_bench_languages(sub)
     return parser
 
 
@@ -409,6 +414,23 @@ def _add_bench_ingest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     bench.add_argument("--segmenters", type=int, default=1)
     bench.add_argument("--output", default="bench-results/ingest-capacity.json")
     bench.set_defaults(handler=cmd_bench_ingest)
+
+
+def _add_bench_languages(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = sub.add_parser(
+        "bench-languages", help="language detection per recording, with the prior (JSON out)"
+    )
+    bench.add_argument(
+        "--manifest",
+        action="append",
+        required=True,
+        metavar="MANIFEST=LANGUAGE",
+        help="a speaker's recordings and their language (repeat: one session each)",
+    )
+    bench.add_argument("--model", default="base", help="a multilingual model")
+    bench.add_argument("--limit", type=int, default=None, help="first N entries of each")
+    bench.add_argument("--output", default="bench-results/language-id.json")
+    bench.set_defaults(handler=cmd_bench_languages)
 
 
 def _add_bench_upload(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

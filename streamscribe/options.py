@@ -7,7 +7,13 @@ module knows both.
 
 from __future__ import annotations
 
-from ingest.options import AuthOptions, IngestOptions, SessionLimits, UploadOptions
+from ingest.options import (
+    AuthOptions,
+    IngestOptions,
+    RoomHistoryOptions,
+    SessionLimits,
+    UploadOptions,
+)
 from segmenter.options import SegmenterOptions
 from shared.addresses import is_loopback
 from shared.errors import ConfigError
@@ -64,6 +70,7 @@ def ingest_options(settings: Settings) -> IngestOptions:
         ),
         allowed_hosts=allowed_hosts(settings),
         resume_window_s=settings.resume_window_s,
+        room_history=RoomHistoryOptions(settings.room_history_entries, settings.room_history_s),
         realtime_hold_after_gap_s=max(
             0.0, (settings.turn_gap_ms - settings.pre_speech_pad_ms - settings.hangover_ms) / 1000
         ),

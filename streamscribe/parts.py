@@ -142,6 +142,7 @@ def run_segmenter(settings: Settings) -> int:
 
 
 def run_transcriber(settings: Settings) -> int:
+    from transcriber.language_choice import LanguageOptions
     from transcriber.metrics import JobQueueCollector, TranscriberMetrics, backlog_metrics
     from transcriber.model import SpeechModel
     from transcriber.recovery import RecoveryOptions
@@ -165,6 +166,9 @@ def run_transcriber(settings: Settings) -> int:
         partials=PartialOptions(share=settings.partial_model_share),
         uploads=model if jobs != "live" else None,
         live=jobs != "files",
+        languages=LanguageOptions(
+            history=settings.language_history, prior_weight=settings.language_prior_weight
+        ),
     )
     _stop_on_signals(worker)
     with _Operations(

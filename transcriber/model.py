@@ -279,6 +279,15 @@ class SpeechModel:
                 results[i] = result
         return [r for r in results if r is not None]
 
+    def detect_languages(self, pcm: bytes) -> list[tuple[str, float]]:
+        """Whisper's probability of each language for the audio (an English-only model: only
+        English)."""
+        if not self.multilingual:
+            return [("en", 1.0)]
+        self._model.window = self._full_window
+        _, _, scores = self._model.detect_language(audio=s16_to_float(pcm))
+        return [(str(language), float(p)) for language, p in scores]
+
     def _language_of(self, utterance: UtteranceAudio) -> str:
         if not self.multilingual:
             return "en"

@@ -171,6 +171,7 @@ def fallback_turn(job: TranscriptionJob) -> TurnTranscript:
         end=start + len(job.pcm) / 32000,
         language=job.language or "",
         language_probability=0.0,
+        wall_start=job.wall_start,
     )
     return TurnTranscript(
         result, job.utterance_index, job.first_utterance, job.last_utterance, True, job.endpoint_at

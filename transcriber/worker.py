@@ -38,6 +38,8 @@ from shared.schema import (
 from shared.worker import RedisWorker
 from transcriber import logger
 from transcriber.files import TranscribesFiles
+from transcriber.language_choice import LanguageChoice, LanguageOptions
+from transcriber.languages import SessionLanguages
 from transcriber.metrics import TranscriberMetrics
 from transcriber.model import UtteranceAudio
 from transcriber.recovery import RELIABLE_STREAMS, JobRecovery, RecoveryOptions, fallback_turn
@@ -65,6 +67,8 @@ class Transcribes(Protocol):
     ) -> list[Transcription]: ...
 
     def settle_turn(self, turn: TurnAudio) -> SettledTurn: ...
+
+    def detect_languages(self, pcm: bytes) -> list[tuple[str, float]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,15 +130,18 @@ class TranscriberWorker(RedisWorker):
         partials: PartialOptions | None = None,
         uploads: TranscribesFiles | None = None,
         live: bool = True,
+        languages: LanguageOptions | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``uploads``: what decodes windows of uploaded recordings (None: this worker takes
         none); ``live``: whether it takes the live jobs (finals, turns, partials; False: a
         transcriber for uploads only); ``clock``: when to look for jobs to take over, and the
-        partials' share of model time (tests step it)."""
+        partials' share of model time (tests step it); ``languages``: how a session that asked
+        for detection has the language of each piece chosen."""
         self.metrics = metrics or TranscriberMetrics(CollectorRegistry())
         super().__init__(client, consumer=consumer, on_redis_error=self.metrics.redis_errors.inc)
         self._model = model
+        self._languages = SessionLanguages(client, model, languages or LanguageOptions())
         self._block_ms = block_ms
         self._batch = batch or BatchOptions()
         self.recovery = JobRecovery(
@@ -371,9 +378,10 @@ class TranscriberWorker(RedisWorker):
 
     def _run_batch(self, taken: list[_Taken], *, final: bool) -> None:
         started = time.time()
-        jobs = [t.job for t in taken]
-        audio = [UtteranceAudio(j.pcm, j.language, j.speech_ratio, j.vocabulary) for j in jobs]
         try:
+            resolved = [self._languages.resolve(t.job, final=final) for t in taken]
+            jobs = [job for job, _ in resolved]
+            audio = [UtteranceAudio(j.pcm, j.language, j.speech_ratio, j.vocabulary) for j in jobs]
             transcriptions = self._model.transcribe_batch(audio, final=final)
         except Exception as exc:  # the model failed: each client must hear of it
             if len(taken) > 1:
@@ -385,8 +393,12 @@ class TranscriberWorker(RedisWorker):
             return
         done = time.time()
         self._observe(jobs, started, done)
-        for job, transcription in zip(jobs, transcriptions, strict=True):
-            self._publish(job, _result(job, transcription, started, done))
+        for (job, choice), transcription in zip(resolved, transcriptions, strict=True):
+            result = _result(job, transcription, started, done)
+            if choice is not None:
+                result = _chosen(result, choice)
+                self._languages.record(job, choice)
+            self._publish(job, result)
 
     def _settle(self, taken: _Taken) -> None:
         """Decodes a turn with the speaker's recent settled text as prompt; publishes it and,
@@ -397,6 +409,7 @@ class TranscriberWorker(RedisWorker):
         prompt = stored.decode() if isinstance(stored, bytes) else ""
         started = time.time()
         try:
+            job, choice = self._languages.resolve(job, final=True)
             settled = self._model.settle_turn(
                 TurnAudio(job.pcm, job.language, job.speech_ratio, prompt, job.vocabulary)
             )
@@ -407,6 +420,9 @@ class TranscriberWorker(RedisWorker):
         self._observe([job], started, done)
         if settled.usable:
             result = _result(job, settled.transcription, started, done)
+            if choice is not None:
+                result = _chosen(result, choice)
+                self._languages.record(job, choice)
             turn = TurnTranscript(
                 msgspec.structs.replace(result, utterance_index=job.last_utterance),
                 job.utterance_index,
@@ -483,12 +499,13 @@ def _result(
     offset = job.start_sample / PIPELINE_SAMPLE_RATE
     duration = len(job.pcm) / 2 / PIPELINE_SAMPLE_RATE
     has_text = bool(transcription.text)
+    start = transcription.start if has_text else 0.0
     return TranscriptResult(
         session_id=job.session_id,
         utterance_index=job.utterance_index,
         partial_seq=job.partial_seq,
         text=transcription.text,
-        start=round(offset + (transcription.start if has_text else 0.0), 3),
+        start=round(offset + start, 3),
         end=round(offset + (transcription.end if has_text else duration), 3),
         language=transcription.language,
         language_probability=round(transcription.language_probability, 4),
@@ -503,6 +520,14 @@ def _result(
         ),
         model_started_at=started,
         model_done_at=done,
+        wall_start=round(job.wall_start + start, 3) if job.wall_start else 0.0,
+    )
+
+
+def _chosen(result: TranscriptResult, choice: LanguageChoice) -> TranscriptResult:
+    """A detecting session's result with its language as chosen (the decoding was told it)."""
+    return msgspec.structs.replace(
+        result, language=choice.language, language_probability=choice.probability
     )
 
 

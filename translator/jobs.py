@@ -53,6 +53,9 @@ class TranslationService:
         pipe = self.redis.pipeline(transaction=False)
         publish_result(pipe, job.session_id, data)
         if job.room is not None:
+            log = keys.room_log(job.room)
+            pipe.xadd(log, {"e": data}, maxlen=keys.ROOM_LOG_KEPT, approximate=True)
+            pipe.expire(log, keys.ROOM_LOG_TTL_S)
             pipe.publish(keys.room_channel(job.room), data)
         pipe.hincrby(STATS_KEY, f"error:{done.error_code}" if done.error_code else "ok", 1)
         if not done.error_code:

@@ -1,5 +1,5 @@
 // The live-caption page: join a room, stream the microphone or a file, show everyone's words.
-import { FORMATS, shortClock } from "./formats.js";
+import { FORMATS } from "./formats.js";
 
 const FRAME_MS = 40;
 const TARGET_RATE = 16000;
@@ -209,67 +209,100 @@ function nearBottom(el) {
   return el.scrollHeight - el.scrollTop - el.clientHeight < 40;
 }
 
+// Lines go in speaking order by the server's wall clock of their start (wall_start), the
+// room's one timeline: a speaker who joined later, or a history line sent on joining, goes
+// where it was said, not where it arrived. A partial has no wall_start yet: it is placed by
+// the time it came, and moves (at most a little) when its final comes.
+function wallOf(message) {
+  return message.wall_start > 0 ? message.wall_start : Date.now() / 1000 - (message.end - message.start);
+}
+
+function place(box, line, wall) {
+  line.dataset.wall = String(wall);
+  let next = null;
+  for (const other of box.children) {
+    if (other !== line && Number(other.dataset.wall) > wall) { next = other; break; }
+  }
+  if (line.nextSibling !== next || line.parentNode !== box) box.insertBefore(line, next);
+}
+
+function insertByWall(list, entry) {
+  let i = list.length;
+  while (i > 0 && list[i - 1].wall_start > entry.wall_start) i -= 1;
+  list.splice(i, 0, entry);
+}
+
+function timeOfDay(wall) {
+  return new Date(wall * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+function newLine() {
+  const line = document.createElement("p");
+  line.innerHTML = '<span class="when"></span><span class="who"></span><span class="text"></span>';
+  return line;
+}
+
 function showTranscript(message) {
   const box = $("transcript");
   const follow = nearBottom(box);
   const id = `u-${message.utterance_id}`;
   let line = document.getElementById(id);
   if (!line) {
-    line = document.createElement("p");
+    line = newLine();
     line.id = id;
     line.className = "line";
-    line.innerHTML = '<span class="when"></span><span class="who"></span><span class="text"></span>';
-    box.appendChild(line);
   }
   if (line.classList.contains("final")) return; // a final never changes
+  const wall = wallOf(message);
+  place(box, line, line.dataset.wall && !message.is_final ? Number(line.dataset.wall) : wall);
   line.classList.toggle("partial", !message.is_final);
   line.classList.toggle("final", message.is_final);
-  line.querySelector(".when").textContent = shortClock(message.start);
+  line.classList.toggle("history", message.history === true);
+  line.querySelector(".when").textContent = timeOfDay(wall);
   line.querySelector(".who").textContent = `${message.speaker}:`;
   line.querySelector(".text").textContent = message.text;
   if (message.is_final) {
     const final = {
       speaker: message.speaker, session_id: message.session_id, utterance_id: message.utterance_id,
-      start: message.start, end: message.end, text: message.text,
+      start: message.start, end: message.end, text: message.text, wall_start: wall,
     };
-    state.finals.push(final);
-    state.transcript.push(final);
+    insertByWall(state.finals, final);
+    insertByWall(state.transcript, final);
     state.shown.push({ ...final, shownAt: Date.now(), serverTiming: message.server_timing || null });
   }
   if (follow) box.scrollTop = box.scrollHeight;
 }
 
 // A turn's settled text takes the place of the finals it settles: the first of their lines
-// becomes the turn's line, the others go; nothing else moves.
+// becomes the turn's line, the others go.
 function showTurn(message) {
   if (document.getElementById(`t-${message.turn_id}`)) return; // a turn never changes
   const box = $("transcript");
   const follow = nearBottom(box);
   const settles = new Set(message.utterance_ids);
   const lines = message.utterance_ids.map((id) => document.getElementById(`u-${id}`)).filter(Boolean);
+  const settled = state.transcript.filter((e) => settles.has(e.utterance_id));
+  const wall = message.wall_start > 0 ? message.wall_start
+    : settled.length ? settled[0].wall_start : wallOf(message);
   const entry = {
     speaker: message.speaker, session_id: message.session_id, turn_id: message.turn_id,
     utterance_ids: message.utterance_ids, start: message.start, end: message.end, text: message.text,
+    wall_start: wall,
   };
   state.turns.push(entry);
-  const at = state.transcript.findIndex((e) => settles.has(e.utterance_id));
   state.transcript = state.transcript.filter((e) => !settles.has(e.utterance_id));
   if (!message.text) { // the turn held no speech after all
     lines.forEach((line) => line.remove());
     return;
   }
-  state.transcript.splice(at < 0 ? state.transcript.length : at, 0, entry);
-  let line = lines[0];
-  if (!line) {
-    line = document.createElement("p");
-    line.innerHTML = '<span class="when"></span><span class="who"></span><span class="text"></span>';
-    box.appendChild(line);
-  }
+  insertByWall(state.transcript, entry);
+  const line = lines[0] || newLine();
   for (const other of lines.slice(1)) other.remove();
   line.querySelectorAll(".translation").forEach((note) => note.remove());
   line.id = `t-${message.turn_id}`;
-  line.className = "line final turn";
-  line.querySelector(".when").textContent = shortClock(message.start);
+  line.className = message.history === true ? "line final turn history" : "line final turn";
+  place(box, line, wall);
+  line.querySelector(".when").textContent = timeOfDay(wall);
   line.querySelector(".who").textContent = `${message.speaker}:`;
   line.querySelector(".text").textContent = message.text;
   if (follow) box.scrollTop = box.scrollHeight;

@@ -19,25 +19,39 @@ export function shortClock(seconds) {
   return `${pad(Math.floor(s / 60))}:${pad(s % 60)}`;
 }
 
-// Finals of several speakers carry times of their own streams; the page orders them by the
-// moment they arrived, which is how they were shown.
-export function toText(finals) {
-  return finals.map((f) => `[${shortClock(f.start)}] ${f.speaker}: ${f.text}`).join("\n") + "\n";
+// Each speaker's start/end count from that speaker's own stream; wall_start is the server's
+// wall clock of the start (Unix seconds), one timeline for the room. Exports go by it, their
+// times counted from the first entry's, so a room reads in speaking order whoever joined when.
+// An entry without wall_start (an older server) keeps its own stream's times.
+export function onTimeline(entries) {
+  const walls = entries.length > 0 && entries.every((e) => e.wall_start > 0);
+  const at = (e) => (walls ? e.wall_start : e.start);
+  const origin = walls ? Math.min(...entries.map(at)) : 0;
+  return entries
+    .map((e, i) => ({ e, i, from: at(e) - origin }))
+    .sort((a, b) => a.from - b.from || a.i - b.i) // stable: arrival order for equal starts
+    .map(({ e, from }) => ({ ...e, from, to: from + Math.max(0, e.end - e.start) }));
 }
 
-// Subtitles go by start time (a stable sort keeps arrival order for equal starts).
-function byStart(finals) {
-  return [...finals].sort((a, b) => a.start - b.start);
+// Translations go with their line: one more line per language, "[cy] ...".
+function translated(e) {
+  return Object.entries(e.translations || {}).map(([lang, text]) => `[${lang}] ${text}`);
 }
 
-export function toSrt(finals) {
-  return byStart(finals)
-    .map((f, i) => `${i + 1}\n${clock(f.start, ",")} --> ${clock(Math.max(f.end, f.start), ",")}\n${f.speaker}: ${f.text}\n`)
+export function toText(entries) {
+  return onTimeline(entries)
+    .map((e) => [`[${shortClock(e.from)}] ${e.speaker}: ${e.text}`, ...translated(e).map((t) => `    ${t}`)].join("\n"))
+    .join("\n") + "\n";
+}
+
+export function toSrt(entries) {
+  return onTimeline(entries)
+    .map((e, i) => [`${i + 1}`, `${clock(e.from, ",")} --> ${clock(e.to, ",")}`, `${e.speaker}: ${e.text}`, ...translated(e)].join("\n") + "\n")
     .join("\n");
 }
 
-export function toVtt(finals) {
-  const cues = byStart(finals).map((f) => `${clock(f.start)} --> ${clock(Math.max(f.end, f.start))}\n<v ${f.speaker}>${f.text}\n`);
+export function toVtt(entries) {
+  const cues = onTimeline(entries).map((e) => [`${clock(e.from)} --> ${clock(e.to)}`, `<v ${e.speaker}>${e.text}`, ...translated(e)].join("\n") + "\n");
   return ["WEBVTT\n", ...cues].join("\n");
 }
 

@@ -111,7 +111,7 @@ class Word(_message.Message):
     def __init__(self, word: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class Transcript(_message.Message):
-    __slots__ = ("is_final", "utterance_id", "text", "start", "end", "speaker", "language", "language_probability", "words", "server_timing", "ended_by")
+    __slots__ = ("is_final", "utterance_id", "text", "start", "end", "speaker", "language", "language_probability", "words", "server_timing", "ended_by", "wall_start", "history")
     class ServerTimingEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +130,8 @@ class Transcript(_message.Message):
     WORDS_FIELD_NUMBER: _ClassVar[int]
     SERVER_TIMING_FIELD_NUMBER: _ClassVar[int]
     ENDED_BY_FIELD_NUMBER: _ClassVar[int]
+    WALL_START_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
     is_final: bool
     utterance_id: str
     text: str
@@ -141,10 +143,12 @@ class Transcript(_message.Message):
     words: _containers.RepeatedCompositeFieldContainer[Word]
     server_timing: _containers.ScalarMap[str, float]
     ended_by: str
-    def __init__(self, is_final: _Optional[bool] = ..., utterance_id: _Optional[str] = ..., text: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., speaker: _Optional[str] = ..., language: _Optional[str] = ..., language_probability: _Optional[float] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., server_timing: _Optional[_Mapping[str, float]] = ..., ended_by: _Optional[str] = ...) -> None: ...
+    wall_start: float
+    history: bool
+    def __init__(self, is_final: _Optional[bool] = ..., utterance_id: _Optional[str] = ..., text: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., speaker: _Optional[str] = ..., language: _Optional[str] = ..., language_probability: _Optional[float] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., server_timing: _Optional[_Mapping[str, float]] = ..., ended_by: _Optional[str] = ..., wall_start: _Optional[float] = ..., history: _Optional[bool] = ...) -> None: ...
 
 class Turn(_message.Message):
-    __slots__ = ("turn_id", "utterance_ids", "text", "start", "end", "language", "language_probability", "words", "speaker", "settled")
+    __slots__ = ("turn_id", "utterance_ids", "text", "start", "end", "language", "language_probability", "words", "speaker", "settled", "wall_start", "history")
     TURN_ID_FIELD_NUMBER: _ClassVar[int]
     UTTERANCE_IDS_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +159,8 @@ class Turn(_message.Message):
     WORDS_FIELD_NUMBER: _ClassVar[int]
     SPEAKER_FIELD_NUMBER: _ClassVar[int]
     SETTLED_FIELD_NUMBER: _ClassVar[int]
+    WALL_START_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
     turn_id: str
     utterance_ids: _containers.RepeatedScalarFieldContainer[str]
     text: str
@@ -165,7 +171,9 @@ class Turn(_message.Message):
     words: _containers.RepeatedCompositeFieldContainer[Word]
     speaker: str
     settled: bool
-    def __init__(self, turn_id: _Optional[str] = ..., utterance_ids: _Optional[_Iterable[str]] = ..., text: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., language: _Optional[str] = ..., language_probability: _Optional[float] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., speaker: _Optional[str] = ..., settled: _Optional[bool] = ...) -> None: ...
+    wall_start: float
+    history: bool
+    def __init__(self, turn_id: _Optional[str] = ..., utterance_ids: _Optional[_Iterable[str]] = ..., text: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., language: _Optional[str] = ..., language_probability: _Optional[float] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., speaker: _Optional[str] = ..., settled: _Optional[bool] = ..., wall_start: _Optional[float] = ..., history: _Optional[bool] = ...) -> None: ...
 
 class Presence(_message.Message):
     __slots__ = ("room", "name", "listener")
@@ -196,7 +204,7 @@ class Participants(_message.Message):
     def __init__(self, room: _Optional[str] = ..., participants: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
 
 class Translation(_message.Message):
-    __slots__ = ("utterance_id", "source_language", "target_language", "text", "speaker", "error_code", "error_message", "turn_id")
+    __slots__ = ("utterance_id", "source_language", "target_language", "text", "speaker", "error_code", "error_message", "turn_id", "history")
     UTTERANCE_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     TARGET_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
@@ -205,6 +213,7 @@ class Translation(_message.Message):
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     TURN_ID_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
     utterance_id: str
     source_language: str
     target_language: str
@@ -213,7 +222,8 @@ class Translation(_message.Message):
     error_code: str
     error_message: str
     turn_id: str
-    def __init__(self, utterance_id: _Optional[str] = ..., source_language: _Optional[str] = ..., target_language: _Optional[str] = ..., text: _Optional[str] = ..., speaker: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., turn_id: _Optional[str] = ...) -> None: ...
+    history: bool
+    def __init__(self, utterance_id: _Optional[str] = ..., source_language: _Optional[str] = ..., target_language: _Optional[str] = ..., text: _Optional[str] = ..., speaker: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., turn_id: _Optional[str] = ..., history: _Optional[bool] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "message", "utterance_id")

@@ -83,6 +83,11 @@ def test_room_and_listener() -> None:
 def test_english_only_model_refuses_other_languages() -> None:
     with pytest.raises(ProtocolError, match="English-only"):
         parse_stream_params({"language": ["fr"]}, english_only=True)
+    # detection too: an English-only model would take every language for English
+    with pytest.raises(ProtocolError, match="English-only") as refused:
+        parse_stream_params({"language": ["auto"]}, english_only=True)
+    assert refused.value.close_code == 4400
+    assert params(language="auto").language is None
 
 
 def test_repeated_parameter_is_refused() -> None:

@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
+import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -194,3 +195,46 @@ def test_bad_or_too_fast_audio_ends_the_session() -> None:
         for _ in range(5):
             strict.audio(second, now=0.0)
     assert fast.value.close_code == 4029
+
+
+def test_a_participant_joining_gets_the_rooms_history_marked_once() -> None:
+    session = core(replace(PARAMS, room="r"))
+    said = msgspec.structs.replace(result(0, "earlier words", sid="s2"), wall_start=NOW - 30)
+    logged = [
+        RoomTranscript(OTHER, True, said),
+        RoomTranscript(OTHER, False, result(1, "a partial", sid="s2")),
+        RoomTurn(OTHER, 0, (0,), said),
+        TranslationDone("s2", "Bo", 0, "en", "cy", "geiriau", turn_index=0),
+        RoomTranscript(Participant("s1", "Ana", False), True, result(0)),  # ours: not shown
+    ]
+    out = sent(session.history(logged))
+    assert [(m["type"], m.get("history")) for m in out] == [
+        ("transcript", True),
+        ("turn", True),
+        ("translation", True),
+    ]
+    assert out[0]["wall_start"] == NOW - 30 and out[0]["speaker"] == "Bo"
+    assert out[2]["turn_id"] == "s2-t0" and out[2]["text"] == "geiriau"
+    # the same coming live (subscribed before the log was read) is not sent again
+    assert session.event(RoomTurn(OTHER, 0, (0,), said), now=NOW) == []
+    assert (
+        session.event(TranslationDone("s2", "Bo", 0, "en", "cy", "geiriau", turn_index=0), now=NOW)
+        == []
+    )
+    assert session.history(logged) == []
+
+
+def test_finals_and_turns_carry_the_wall_time_of_their_start() -> None:
+    session = core()
+    timed = FinalTranscript(
+        msgspec.structs.replace(result(0), wall_start=NOW - 3.5),
+        Commit(0, 0, NOW - 0.25, NOW - 0.5),
+    )
+    out = sent(session.event(timed, now=NOW))
+    assert out[0]["wall_start"] == NOW - 3.5 and "history" not in out[0]
+    settled = TurnTranscript(
+        msgspec.structs.replace(result(0), wall_start=NOW - 3.4), 0, 0, 0, False, NOW
+    )
+    assert sent(session.event(settled, now=NOW))[0]["wall_start"] == NOW - 3.4
+    untimed = sent(core().event(final(0), now=NOW))[0]
+    assert "wall_start" not in untimed  # unknown (an older segmenter): left out

@@ -51,11 +51,14 @@ def test_final_is_published_with_stream_times(
 ) -> None:
     worker = TranscriberWorker(redis_client, model, consumer="t1", block_ms=100)
     worker.prepare()
-    [event] = drain(redis_client, worker, [(keys.FINAL_JOBS_STREAM, job(JobKind.FINAL))])
+    timed = replace(job(JobKind.FINAL), wall_start=1_000_000.0)
+    [event] = drain(redis_client, worker, [(keys.FINAL_JOBS_STREAM, timed)])
     assert isinstance(event, FinalTranscript)
     assert normalize(event.result.text) == "he could wait no longer"
     assert event.result.start >= 2.0  # offset by start_sample (2 s)
     assert event.result.words[0].start >= 2.0
+    # the wall clock of the speech's start: the job's, plus where in its audio speech began
+    assert event.result.wall_start == pytest.approx(1_000_000.0 + event.result.start - 2.0)
     assert redis_client.xlen(keys.FINAL_JOBS_STREAM) == 0  # acknowledged and deleted
 
 
