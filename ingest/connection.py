@@ -32,6 +32,7 @@ from ingest.protocol import (
     ClientCommand,
     StreamParams,
 )
+from ingest.reading import same_language
 from ingest.redis_io import RedisWriter
 from ingest.rooms import RoomMembership
 from ingest.session_core import Effect, Send, SessionCore, Share, ShareTurn, Translate
@@ -48,6 +49,7 @@ from shared.schema import (
     StreamClosed,
     TranscriptResult,
     TranslationJob,
+    TranslationTargets,
 )
 
 LOST_REDIS = "the server lost its connection to Redis; this session's state may be gone"
@@ -163,7 +165,9 @@ class ClientConnection:
                 if self.room is not None:
                     self.room.share_turn(effect.turn_index, effect.utterance_indexes, effect.result)
             elif isinstance(effect, Translate):
-                self._spawn(self._request_translations(effect.result, effect.turn_index))
+                self._spawn(
+                    self._request_translations(effect.result, effect.turn_index, effect.languages)
+                )
             else:
                 self._abort(effect.code, effect.reason)
         if self.core.translations_pending:
@@ -172,6 +176,15 @@ class ClientConnection:
             self._translations_done.set()
         if self.core.delivery.complete:
             self._all_delivered.set()
+        targets = self.core.targets_changed(whisper=self._options.whisper_translation)
+        if targets is not None and self._options.whisper_translation:
+            self._spawn(self._tell_targets(targets))
+
+    async def _tell_targets(self, targets: TranslationTargets) -> None:
+        try:
+            await self.link.set_targets(targets)
+        except redis.RedisError:
+            logger.exception("session %s: cannot store its translation targets", self.session_id)
 
     async def join_room(self, membership: RoomMembership, *, missed_since: float | None) -> None:
         """``missed_since``: for a resumed session, when it began: the others' finals since
@@ -270,15 +283,28 @@ class ClientConnection:
 
     # -- translations -----------------------------------------------------------------------
 
-    async def _request_translations(self, result: TranscriptResult, turn_index: int) -> None:
-        """Translations of a turn's settled text (``result.utterance_index``: its last)."""
-        targets = self.params.translate
+    async def _request_translations(
+        self, result: TranscriptResult, turn_index: int, languages: tuple[str, ...]
+    ) -> None:
+        """Translations of a turn's settled text (``result.utterance_index``: its last) into
+        ``languages``: into English by the transcriber's own model where it translates (it
+        already has), the others by the translator."""
+        targets = [
+            t
+            for t in languages
+            if not (self._options.whisper_translation and same_language(t, "en"))
+        ]
+        if not targets:
+            return
         try:
             if self._translations is None or not await self._translations.available():
-                self._translations_abandoned()
+                self._translations_unserved(result, turn_index, targets)
                 return
-            if not self.core.may_translate(result, now=time.monotonic()):
-                self._carry_out(self.core.translations_refused(result, turn_index, now=time.time()))
+            if not self.core.may_translate(result, targets, now=time.monotonic()):
+                refused = self.core.translations_refused(
+                    result, turn_index, targets, now=time.time()
+                )
+                self._carry_out(refused)
                 return
             now = time.time()
             await self._translations.enqueue(
@@ -300,6 +326,26 @@ class ClientConnection:
         except redis.RedisError:
             logger.exception("session %s: cannot enqueue translations", self.session_id)
             self._translations_abandoned()
+
+    def _translations_unserved(
+        self, result: TranscriptResult, turn_index: int, targets: list[str]
+    ) -> None:
+        """No translator runs: the speaker is told once, and each language's readers once
+        (as that language's translation of this turn, with the error)."""
+        served = (
+            "English from Whisper's own translation" if self._options.whisper_translation else ""
+        )
+        message = (
+            "no translator serves {source} -> {target}: start one (streamscribe translator)"
+            + (f"; this server translates only into {served}" if served else "")
+        )
+        for done in self.core.unserved(result, turn_index, targets, message):
+            self.on_event(done)
+            if self.room is not None:
+                self.room.share_translation(done)
+        self._translation_unavailable()
+        if not self.core.translations_pending:
+            self._translations_done.set()
 
     def _translations_abandoned(self) -> None:
         self.core.translations_abandoned()

@@ -18,6 +18,7 @@ from websockets.http11 import Request, Response
 from ingest import logger
 from ingest.auth import host_allowed, origin_allowed
 from ingest.deepgram import LISTEN_PATH, error_body, http_status, parse_listen_request
+from ingest.languages import LANGUAGES_PATH, languages_body
 from ingest.metrics import IngestMetrics
 from ingest.openai_http import MODELS_PATH, models_body
 from ingest.openai_request import OpenAIError
@@ -76,6 +77,14 @@ class Handshake:
             return _response(reply.status, reply.body, reply.content_type)
         if path == MODELS_PATH:
             return self._models(request)
+        if path == LANGUAGES_PATH:
+            options = self.options
+            body = languages_body(
+                options.model_name,
+                english_only=options.english_only,
+                whisper_translation=options.whisper_translation,
+            )
+            return _response(HTTPStatus.OK, body)
         if path in STREAM_PATHS:
             if not origin_allowed(origin, host, self.options.allowed_origins):
                 logger.info("refused a stream from origin %s", origin)

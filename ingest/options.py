@@ -81,6 +81,9 @@ class IngestOptions:
     outgoing_queue_bytes: int = 4 * 2**20
     """Characters of messages queued for one client (its outbox entries and replays)."""
     translation_queue: str = "translations"
+    whisper_translation: bool = False
+    """Translations into English come from the transcribers' own multilingual model
+    (Whisper's translate task), not from the translator."""
     translate_chars_per_minute: int = 3000
     cloudwatch_namespace: str = ""
     auth: AuthOptions | None = None

@@ -59,6 +59,7 @@ KNOWN_PARAMETERS = frozenset(
         "last_seq",
         "listen",
         "vocabulary",
+        "read",
     }
 )
 MAX_ROOM_LENGTH = 128
@@ -91,6 +92,9 @@ class StreamParams:
     """With ``resume``: the highest seq the client holds."""
     vocabulary: str = ""
     """Terms the speaker will say, comma-separated, for Whisper's hot words."""
+    read: str = ""
+    """The language this participant reads ('': whatever is spoken): the room translates
+    every speaker's turns into it, and this participant receives those translations only."""
 
 
 def bad_parameter(name: str, problem: str) -> ProtocolError:
@@ -164,6 +168,10 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
     if translate and listen:
         raise bad_parameter("translate", "a listener sends no speech to translate")
 
+    read = value.get("read", "").strip()
+    if read and not _LANGUAGE.match(read):
+        raise bad_parameter("read", f"not a language code: {read!r}")
+
     resume, last_seq = _resume(value)
     vocabulary = vocabulary_of(value.get("vocabulary", "").split(","), parameter="vocabulary")
 
@@ -180,6 +188,7 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
         resume=resume,
         last_seq=last_seq,
         vocabulary=vocabulary,
+        read=read,
     )
 
 
@@ -350,6 +359,7 @@ class MessageBuilder:
             translate=params.translate,
             partials=params.partials,
             name=params.name,
+            read=params.read or UNSET,
         )
 
     def session_resumed(
@@ -464,11 +474,12 @@ class MessageBuilder:
                 room=room,
                 name=participant.name,
                 listener=participant.listener,
+                read=participant.read or UNSET,
             )
         )
 
     def participants(self, room: str, participants: Sequence[Participant]) -> str:
-        members = tuple(Member(p.session_id, p.name, p.listener) for p in participants)
+        members = tuple(Member(p.session_id, p.name, p.listener, p.read) for p in participants)
         return encode(RoomParticipants(self.session_id, self._next(), room, members))
 
     def translation(self, done: TranslationDone, *, history: bool = False) -> str:

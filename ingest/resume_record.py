@@ -29,6 +29,7 @@ class ResumableSession(msgspec.Struct, frozen=True):
     translate: tuple[str, ...]
     may_speak: bool
     opened_at: float
+    read: str = ""
     v: Literal[1] = SCHEMA_VERSION
 
     def encode(self) -> bytes:

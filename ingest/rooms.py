@@ -132,6 +132,11 @@ class RoomMembership:
             log=keys.room_log(self.room),
         )
 
+    def share_translation(self, done: TranslationDone) -> None:
+        """A translation that no translator publishes (one no backend serves, with its
+        error), for the room's readers of that language."""
+        self._writer.publish(self._channel, done.encode(), log=keys.room_log(self.room))
+
     async def finals_since(self, since: float) -> list[RoomLogged]:
         """The room's finals, turns and translations shared since ``since`` (epoch seconds)
         still in its log, in the order shared."""

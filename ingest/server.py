@@ -464,6 +464,7 @@ class IngestServer:
             room=record.room,
             listen=record.listen,
             translate=record.translate,
+            read=record.read,
             resume=asked.resume,
             last_seq=asked.last_seq,
         )
@@ -643,6 +644,7 @@ def _record(session_id: str, params: StreamParams, may_speak: bool) -> Resumable
         translate=params.translate,
         may_speak=may_speak,
         opened_at=time.time(),
+        read=params.read,
     )
 
 

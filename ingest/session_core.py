@@ -27,6 +27,7 @@ from ingest.protocol import (
     StreamParams,
     check_audio_frame,
 )
+from ingest.reading import own_targets, receives, room_languages, translation_targets
 from ingest.session_link import ResumePoint
 from ingest.translations import CharacterBudget
 from shared.audio import PIPELINE_SAMPLE_RATE, PcmConverter
@@ -42,6 +43,7 @@ from shared.schema import (
     RoomTurn,
     TranscriptResult,
     TranslationDone,
+    TranslationTargets,
     UtteranceFailed,
 )
 
@@ -77,10 +79,11 @@ class ShareTurn:
 
 @dataclass(frozen=True, slots=True)
 class Translate:
-    """A turn's settled text to translate into the session's languages."""
+    """A turn's settled text to translate into ``languages``, once for the whole room."""
 
     result: TranscriptResult
     turn_index: int
+    languages: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +134,9 @@ class SessionCore:
         self._translations_asked: set[str] = set()
         """Marks of the translations asked for and not yet come (or refused)."""
         self._budget = CharacterBudget(options.translate_chars_per_minute, now=now)
+        self._unserved: set[str] = set()
+        """Languages already told to the room as served by no translator."""
+        self._targets_told: TranslationTargets | None = None
         self._converter = PcmConverter(params.sample_rate, params.encoding)
         self._rate = AudioRateLimiter(options.limits, now=now)
         self._commands = MessageRateLimiter(options.limits, now=now)
@@ -141,7 +147,9 @@ class SessionCore:
 
     @property
     def speaker(self) -> Participant:
-        return Participant(self.session_id, self.params.name, self.params.listen)
+        return Participant(
+            self.session_id, self.params.name, self.params.listen, read=self.params.read
+        )
 
     @property
     def translations_pending(self) -> bool:
@@ -196,18 +204,43 @@ class SessionCore:
         turn_index = item.turn.turn_index
         if self.in_room:
             effects.append(ShareTurn(turn_index, item.utterance_indexes, message.result))
-        if self.params.translate and message.result.text:
-            marks = {mark("t", self.session_id, f"t{turn_index}", t) for t in self.params.translate}
+        source = message.result.language
+        languages = translation_targets(self.params, self._others(), source)
+        if languages and message.result.text:
+            own = own_targets(self.params, source)
+            marks = {mark("t", self.session_id, f"t{turn_index}", t) for t in own}
             self._translations_asked |= marks - self._marks
-            effects.append(Translate(message.result, turn_index))
+            effects.append(Translate(message.result, turn_index, languages))
         return effects
+
+    def _others(self) -> list[Participant]:
+        return [p for p in self._participants.values() if p.session_id != self.session_id]
+
+    def targets_changed(self, *, whisper: bool) -> TranslationTargets | None:
+        """The languages this speaker's turns go into, when they differ from those last told
+        (for the transcribers, which translate into English themselves where ``whisper``)."""
+        if self.params.listen:
+            return None
+        targets = TranslationTargets(
+            self.params.room,
+            self.params.name,
+            room_languages(self.params, self._others()),
+            whisper=whisper,
+        )
+        if targets == self._targets_told:
+            return None
+        self._targets_told = targets
+        return targets
 
     def _translation(self, done: TranslationDone) -> list[Effect]:
         # the speaker's own comes on two channels, and again from the log on a resume
         about = done.utterance_index if done.turn_index < 0 else f"t{done.turn_index}"
         the_mark = mark("t", done.session_id, about, done.target_language)
         self._translations_asked.discard(the_mark)
-        if the_mark in self._marks:
+        own = done.session_id == self.session_id
+        if the_mark in self._marks or not receives(
+            self.params, own=own, target=done.target_language
+        ):
             return []
         self._marks.add(the_mark)
         return [self._send(self.messages.translation(done), the_mark)]
@@ -248,7 +281,9 @@ class SessionCore:
 
     def _from_history(self, event: RoomLogged) -> list[Effect]:
         if isinstance(event, TranslationDone):
-            if event.session_id == self.session_id:
+            if event.session_id == self.session_id or not receives(
+                self.params, own=False, target=event.target_language
+            ):
                 return []
             about = event.utterance_index if event.turn_index < 0 else f"t{event.turn_index}"
             the_mark = mark("t", event.session_id, about, event.target_language)
@@ -289,32 +324,64 @@ class SessionCore:
 
     # -- translations -------------------------------------------------------------------------
 
-    def may_translate(self, result: TranscriptResult, *, now: float) -> bool:
-        """Whether the session's translation budget allows translating ``result`` now."""
-        return self._budget.allow(len(result.text) * len(self.params.translate), now=now)
+    def may_translate(
+        self, result: TranscriptResult, languages: Sequence[str], *, now: float
+    ) -> bool:
+        """Whether the session's translation budget allows translating ``result`` into
+        ``languages`` (those a translator's backend serves) now."""
+        return self._budget.allow(len(result.text) * len(languages), now=now)
 
     def translations_refused(
-        self, result: TranscriptResult, turn_index: int, *, now: float
+        self, result: TranscriptResult, turn_index: int, languages: Sequence[str], *, now: float
     ) -> list[Effect]:
         """Over the budget: each language's translation of the turn, refused."""
         effects: list[Effect] = []
-        for target in self.params.translate:
-            refused = TranslationDone(
-                session_id=self.session_id,
-                speaker=self.params.name,
-                utterance_index=result.utterance_index,
-                source_language=result.language,
-                target_language=target,
-                text="",
-                error_code="rate_limited",
-                error_message=(
-                    f"more than {self._options.translate_chars_per_minute} characters a "
-                    "minute asked for translation"
-                ),
-                turn_index=turn_index,
+        for target in languages:
+            refused = self.translation_error(
+                result,
+                turn_index,
+                target,
+                "rate_limited",
+                f"more than {self._options.translate_chars_per_minute} characters a "
+                "minute asked for translation",
             )
             effects.extend(self.event(refused, now=now))
         return effects
+
+    def translation_error(
+        self, result: TranscriptResult, turn_index: int, target: str, code: str, message: str
+    ) -> TranslationDone:
+        return TranslationDone(
+            session_id=self.session_id,
+            speaker=self.params.name,
+            utterance_index=result.utterance_index,
+            source_language=result.language,
+            target_language=target,
+            text="",
+            error_code=code,
+            error_message=message,
+            turn_index=turn_index,
+        )
+
+    def unserved(
+        self, result: TranscriptResult, turn_index: int, languages: Sequence[str], message: str
+    ) -> list[TranslationDone]:
+        """No translator serves these languages: each is told to the room once (as the
+        translation of this turn, with the error), never left to silence."""
+        new = [t for t in languages if t not in self._unserved]
+        self._unserved.update(new)
+        for target in languages:  # the speaker waits for none of them
+            self._translations_asked.discard(mark("t", self.session_id, f"t{turn_index}", target))
+        return [
+            self.translation_error(
+                result,
+                turn_index,
+                target,
+                "translation_unavailable",
+                message.format(source=result.language, target=target),
+            )
+            for target in new
+        ]
 
     def translations_abandoned(self) -> None:
         """None of the translations asked for will come (no translator, no Redis)."""

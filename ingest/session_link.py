@@ -25,6 +25,7 @@ from ingest.protocol import CLOSE_BAD_PARAMETER
 from ingest.resume_record import ResumableSession
 from shared import keys
 from shared.errors import ProtocolError, SchemaError
+from shared.schema import TranslationTargets
 
 OUTBOX_MAX_ENTRIES = 20000
 """Safety cap: the outbox is trimmed to what the client has not confirmed long before this."""
@@ -171,6 +172,7 @@ class SessionLink:
             keys.session_state(sid),
             keys.session_checkpoint(sid),
             keys.turn_context(sid),
+            keys.translation_targets(sid),
         ]
 
     async def create(self, record: ResumableSession) -> str:
@@ -184,6 +186,11 @@ class SessionLink:
         pipe.set(keys.attachment(self.session_id), self.nonce, ex=self.window_s)
         await pipe.execute()
         return f"{self.session_id}.{secret}"
+
+    async def set_targets(self, targets: TranslationTargets) -> None:
+        """What the session's turns are translated into, for its transcribers."""
+        key = keys.translation_targets(self.session_id)
+        await self._redis.set(key, targets.encode(), ex=self._keys_ttl)
 
     @property
     def held(self) -> bool:

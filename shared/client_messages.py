@@ -42,6 +42,8 @@ class SessionBegin(_Message, frozen=True, tag="session.begin"):
     translate: tuple[str, ...]
     partials: bool
     name: str
+    read: str | UnsetType = UNSET
+    """The language this participant reads: other speakers' turns come translated into it."""
     resumed: bool | UnsetType = UNSET
     """A resumed connection's greeting: then ``samples_received`` and ``last_seq`` too."""
     samples_received: int | UnsetType = UNSET
@@ -97,6 +99,8 @@ class _Presence(_Message, frozen=True):
     room: str
     name: str
     listener: bool
+    read: str | UnsetType = UNSET
+    """The language the participant reads (left out: whatever is spoken)."""
 
 
 class RoomJoin(_Presence, frozen=True, tag="room.join"):
@@ -107,10 +111,12 @@ class RoomLeave(_Presence, frozen=True, tag="room.leave"):
     pass
 
 
-class Member(msgspec.Struct, frozen=True):
+class Member(msgspec.Struct, frozen=True, omit_defaults=True):
     session_id: str
     name: str
     listener: bool
+    read: str = ""
+    """The language the member reads (left out: whatever is spoken)."""
 
 
 class RoomParticipants(_Message, frozen=True, tag="room.participants"):

@@ -130,6 +130,24 @@ def delivered_marks(session_id: str) -> str:
     return f"ss:{{{session_id}}}:marks"
 
 
+def translation_targets(session_id: str) -> str:
+    """The session's ``shared.schema.TranslationTargets``, set by its ingest connection,
+    expiring :data:`TRANSLATION_TARGETS_TTL_S` after its last change."""
+    return f"ss:{{{session_id}}}:targets"
+
+
+TRANSLATION_TARGETS_TTL_S = 24 * 3600
+
+
+def translation_published(session_id: str, about: str | int, language: str) -> str:
+    """Set once the translation of a final (its index) or a turn (``t<index>``) into
+    ``language`` has been published: at most one message each, whatever retries happen."""
+    return f"ss:{{{session_id}}}:tr:{about}:{language}"
+
+
+TRANSLATION_PUBLISHED_TTL_S = 24 * 3600
+
+
 def room_log(room: str) -> str:
     """Stream of the room's finals, turns and translations as shared, capped (about
     :data:`ROOM_LOG_KEPT` entries, gone :data:`ROOM_LOG_TTL_S` after the last): a participant

@@ -363,6 +363,9 @@ class Participant(msgspec.Struct, frozen=True):
     name: str
     listener: bool
     """Joined without a microphone."""
+    read: str = ""
+    """The language the participant reads ('' : whatever is spoken): the room translates
+    every speaker's turns into each of its members' reading languages."""
 
     def encode(self) -> bytes:
         return _ENCODER.encode(self)
@@ -427,6 +430,28 @@ class TranslationDone(_Event, frozen=True, tag="translation"):
     turn_index: int = -1
 
 
+class TranslationTargets(msgspec.Struct, frozen=True):
+    """What a speaking session's turns are translated into, as its ingest connection last
+    decided (``shared.keys.translation_targets``): the transcriber reads it to translate
+    into English with Whisper itself (``whisper``), the other languages go to the translator
+    queue."""
+
+    room: str | None
+    speaker: str
+    languages: tuple[str, ...]
+    whisper: bool = False
+    """Whether English is translated by the transcriber's own model (Whisper's translate
+    task) rather than by the translator."""
+    v: Literal[1] = SCHEMA_VERSION
+
+    def encode(self) -> bytes:
+        return _ENCODER.encode(self)
+
+    @classmethod
+    def decode(cls, data: bytes) -> TranslationTargets:
+        return _decode_with(_TARGETS_DECODER, data, "translation targets")
+
+
 class RoomTurn(_Event, frozen=True, tag="room.turn"):
     """A participant's turn as its own connection delivered it: ``utterance_indexes`` are
     the speaker's finals (already shared) that it settles."""
@@ -446,6 +471,7 @@ _EVENT_DECODER = msgspec.json.Decoder(PipelineEvent)
 _COMMIT_DECODER = msgspec.json.Decoder(Commit)
 _PARTICIPANT_DECODER = msgspec.json.Decoder(Participant)
 _TRANSLATION_JOB_DECODER = msgspec.json.Decoder(TranslationJob)
+_TARGETS_DECODER = msgspec.json.Decoder(TranslationTargets)
 
 
 def _decode_with(decoder: msgspec.json.Decoder[_T], data: bytes | str, what: str) -> _T:

@@ -143,6 +143,11 @@ class Settings(BaseSettings):
     translation_queue: str = "translations"
     translate_chars_per_minute: int = Field(default=3000, ge=0)
     translator_backend: Literal["bedrock", "openai"] = "bedrock"
+    """What the translator calls for every pair Whisper does not serve."""
+    whisper_translation: bool = True
+    """Translations into English come from the transcribers' own multilingual model
+    (Whisper's translate task, no cloud account, no extra model); off: from the translator's
+    backend. An English-only model translates nothing (all its speech is English)."""
     bedrock_model_id: str = "amazon.nova-micro-v1:0"
     bedrock_region: str = "us-east-1"
     bedrock_endpoint_url: str = ""

@@ -275,14 +275,20 @@ def cmd_bench_languages(args: argparse.Namespace, settings: Settings) -> int:
 
     pairs = tuple((path, language) for path, language in (m.split("=", 1) for m in args.manifest))
     report = run_language_bench(
-        LanguageBenchOptions(pairs, model=args.model, limit=args.limit, output=args.output),
+        LanguageBenchOptions(
+            pairs,
+            model=args.model,
+            limit=args.limit,
+            output=args.output,
+            decode=not args.detect_only,
+        ),
         settings,
     )
     for session in report["sessions"]:
         print(
             f"{session['language']}: detection alone {session['detection_accuracy_alone']:.0%},"
             f" with the prior {session['detection_accuracy_with_prior']:.0%}; WER named"
-            f" {session['wer_language_named']:.3f}, chosen {session['wer_language_chosen']:.3f}",
+            f" {session['wer_language_named']}, chosen {session['wer_language_chosen']}",
             flush=True,
         )
     return 0
@@ -430,6 +436,7 @@ def _add_bench_languages(sub: argparse._SubParsersAction[argparse.ArgumentParser
     bench.add_argument("--model", default="base", help="a multilingual model")
     bench.add_argument("--limit", type=int, default=None, help="first N entries of each")
     bench.add_argument("--output", default="bench-results/language-id.json")
+    bench.add_argument("--detect-only", action="store_true", help="no decoding (no WER)")
     bench.set_defaults(handler=cmd_bench_languages)
 
 

@@ -52,6 +52,7 @@ def ingest_options(settings: Settings) -> IngestOptions:
         model_name=model.display_name,
         english_only=model.english_only,
         translation_queue=settings.translation_queue,
+        whisper_translation=settings.whisper_translation and not model.english_only,
         translate_chars_per_minute=settings.translate_chars_per_minute,
         cloudwatch_namespace=settings.cloudwatch_namespace,
         auth=auth_options(settings),

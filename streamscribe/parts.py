@@ -169,6 +169,7 @@ def run_transcriber(settings: Settings) -> int:
         languages=LanguageOptions(
             history=settings.language_history, prior_weight=settings.language_prior_weight
         ),
+        translates=model if settings.whisper_translation and model.multilingual else None,
     )
     _stop_on_signals(worker)
     with _Operations(

@@ -279,6 +279,36 @@ class SpeechModel:
                 results[i] = result
         return [r for r in results if r is not None]
 
+    def translate_to_english(self, pcm: bytes, language: str) -> str:
+        """Whisper's own translate task on a turn's audio spoken in ``language``: English
+        text, decoded on Whisper's full window as it was trained (no extra model)."""
+        if not self.multilingual:
+            raise ValueError("an English-only model cannot translate")
+        options = self.options
+        self._model.window = self._full_window
+        self._model.first_encoding = None
+        segments, _ = self._model.transcribe(
+            s16_to_float(pcm),
+            language=language,
+            task="translate",
+            beam_size=options.beam_size,
+            condition_on_previous_text=False,
+            no_speech_threshold=options.no_speech_threshold,
+            log_prob_threshold=options.log_prob_threshold,
+            compression_ratio_threshold=options.compression_ratio_threshold,
+            vad_filter=False,
+        )
+        texts = [
+            s.text.strip()
+            for s in segments
+            if has_words(s.text)
+            and accept_segment(
+                SegmentStats(s.no_speech_prob, s.avg_logprob, s.compression_ratio), 1.0, options
+            )
+        ]
+        self._model.first_encoding = None
+        return " ".join(texts)
+
     def detect_languages(self, pcm: bytes) -> list[tuple[str, float]]:
         """Whisper's probability of each language for the audio (an English-only model: only
         English)."""

@@ -37,6 +37,7 @@ from shared.schema import (
 )
 from shared.worker import RedisWorker
 from transcriber import logger
+from transcriber.english import EnglishTranslations, TranslatesSpeech
 from transcriber.files import TranscribesFiles
 from transcriber.language_choice import LanguageChoice, LanguageOptions
 from transcriber.languages import SessionLanguages
@@ -131,17 +132,24 @@ class TranscriberWorker(RedisWorker):
         uploads: TranscribesFiles | None = None,
         live: bool = True,
         languages: LanguageOptions | None = None,
+        translates: TranslatesSpeech | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``uploads``: what decodes windows of uploaded recordings (None: this worker takes
         none); ``live``: whether it takes the live jobs (finals, turns, partials; False: a
         transcriber for uploads only); ``clock``: when to look for jobs to take over, and the
         partials' share of model time (tests step it); ``languages``: how a session that asked
-        for detection has the language of each piece chosen."""
+        for detection has the language of each piece chosen; ``translates``: what translates
+        turns into English for the sessions read in English (None: the translator does)."""
         self.metrics = metrics or TranscriberMetrics(CollectorRegistry())
         super().__init__(client, consumer=consumer, on_redis_error=self.metrics.redis_errors.inc)
         self._model = model
         self._languages = SessionLanguages(client, model, languages or LanguageOptions())
+        self._english = (
+            EnglishTranslations(client, translates, self.metrics)
+            if translates is not None
+            else None
+        )
         self._block_ms = block_ms
         self._batch = batch or BatchOptions()
         self.recovery = JobRecovery(
@@ -443,6 +451,8 @@ class TranscriberWorker(RedisWorker):
             pipe.eval(_SET_CONTEXT, 2, context, record, job.utterance_index, text)
         pipe.execute()
         self.jobs_done += 1
+        if self._english is not None:
+            self._english.after_turn(job, turn)
 
     def _failed(self, taken: _Taken, exc: Exception) -> None:
         """A partial is dropped; a final is left for another attempt until it has had them

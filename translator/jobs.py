@@ -8,15 +8,11 @@ from dataclasses import dataclass
 import redis
 
 from shared import keys
-from shared.redis_client import publish_result
 from shared.schema import TranslationDone, TranslationJob
+from shared.translations import publish_translation
 from translator import logger
 from translator.backends import TranslationError, Translator
 
-STATS_KEY = "ss:translator:stats"
-LATENCY_KEY = "ss:translator:latency"
-LATENCY_SAMPLES = 1000
-DEDUP_TTL_S = 24 * 3600
 JOB_FUNCTION = keys.TRANSLATION_JOB_FUNCTION
 
 
@@ -44,24 +40,10 @@ class TranslationService:
 
     def _publish(self, job: TranslationJob, done: TranslationDone) -> None:
         """At most one message per utterance (or turn) and language, whatever retries happen."""
-        about = job.utterance_index if job.turn_index < 0 else f"t{job.turn_index}"
-        dedup = f"{keys.session_state(job.session_id)}:tr:{about}:{job.target_language}"
-        if not self.redis.set(dedup, b"1", nx=True, ex=DEDUP_TTL_S):
-            logger.info("translation %s already published", dedup)
-            return
-        data = done.encode()
-        pipe = self.redis.pipeline(transaction=False)
-        publish_result(pipe, job.session_id, data)
-        if job.room is not None:
-            log = keys.room_log(job.room)
-            pipe.xadd(log, {"e": data}, maxlen=keys.ROOM_LOG_KEPT, approximate=True)
-            pipe.expire(log, keys.ROOM_LOG_TTL_S)
-            pipe.publish(keys.room_channel(job.room), data)
-        pipe.hincrby(STATS_KEY, f"error:{done.error_code}" if done.error_code else "ok", 1)
-        if not done.error_code:
-            pipe.lpush(LATENCY_KEY, f"{done.latency_s:.4f}")
-            pipe.ltrim(LATENCY_KEY, 0, LATENCY_SAMPLES - 1)
-        pipe.execute()
+        if not publish_translation(self.redis, done, job.room):
+            logger.info(
+                "translation of %s turn %d already published", job.session_id, job.turn_index
+            )
 
 
 def _done(job: TranslationJob, text: str, code: str = "", message: str = "") -> TranslationDone:

@@ -4,7 +4,9 @@ session chooses it, with and without the session's recent languages as the prior
 Each manifest is one speaker's session: its recordings, in order, are its pieces. For each
 piece: what Whisper's detection alone says, what the session chooses (detection weighed
 against the history of earlier choices, as the transcribers do for ``language=auto``), the
-text decoded in the chosen language and in the manifest's own, and the WER of each. JSON out.
+text decoded in the chosen language and in the manifest's own, and the WER of each; for
+speech not in English, its translation into English by Whisper's own translate task (the
+transcribers' local translator) and that task's model time per audio second. JSON out.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from transcriber.language_choice import Detection, LanguageOptions, choose_langu
 from transcriber.model import SpeechModel
 from transcriber.windows import Scope
 
+SHORT_S = 3.0
+"""Pieces shorter than this are where a detection alone flips most."""
+
 
 @dataclass(frozen=True, slots=True)
 class LanguageBenchOptions:
@@ -32,6 +37,8 @@ class LanguageBenchOptions:
     model: str = "base"
     limit: int | None = None
     output: str = "bench-results/language-id.json"
+    decode: bool = True
+    """False: detection only (no WER), for large sets."""
 
 
 def run_language_bench(options: LanguageBenchOptions, settings: Settings) -> dict[str, Any]:
@@ -39,7 +46,7 @@ def run_language_bench(options: LanguageBenchOptions, settings: Settings) -> dic
     if not model.multilingual:
         raise ValueError(f"{options.model} is English-only: it detects no language")
     sessions = [
-        _session(model, Path(path), language, options.limit) for path, language in options.manifests
+        _session(model, Path(path), language, options) for path, language in options.manifests
     ]
     report = {
         "model": options.model,
@@ -55,14 +62,16 @@ def run_language_bench(options: LanguageBenchOptions, settings: Settings) -> dic
     return report
 
 
-def _session(model: SpeechModel, manifest: Path, language: str, limit: int | None) -> Any:
-    entries = load_manifest(manifest, limit)
+def _session(
+    model: SpeechModel, manifest: Path, language: str, options: LanguageBenchOptions
+) -> Any:
+    entries = [e for e in load_manifest(manifest, options.limit) if e.text.strip()]
     history: list[Detection] = []
     pieces: list[dict[str, Any]] = []
     refs: list[str] = []
     in_chosen: list[str] = []
     in_named: list[str] = []
-    detect_s = 0.0
+    detect_s = translate_s = 0.0
     audio_s = 0.0
     for entry in entries:
         audio = read_audio(entry.audio)
@@ -74,9 +83,14 @@ def _session(model: SpeechModel, manifest: Path, language: str, limit: int | Non
         alone = choose_language(scores, [], seconds)
         chosen = choose_language(scores, history, seconds)
         history.insert(0, Detection(chosen.language, chosen.probability, seconds))
+        english = ""
+        if options.decode and language != "en":
+            started = time.perf_counter()
+            english = model.translate_to_english(audio.pcm, language)
+            translate_s += time.perf_counter() - started
         refs.append(entry.text)
-        in_chosen.append(_decode(model, audio.pcm, chosen.language))
-        in_named.append(_decode(model, audio.pcm, language))
+        in_chosen.append(_decode(model, audio.pcm, chosen.language) if options.decode else "")
+        in_named.append(_decode(model, audio.pcm, language) if options.decode else "")
         pieces.append(
             {
                 "id": entry.id,
@@ -88,17 +102,29 @@ def _session(model: SpeechModel, manifest: Path, language: str, limit: int | Non
                 "chosen_probability": chosen.probability,
                 "text_in_chosen": in_chosen[-1],
                 "text_in_named": in_named[-1],
+                "translated_to_english": english,
             }
         )
+    wer_named = corpus_wer(refs, in_named) if options.decode else None
+    wer_chosen = corpus_wer(refs, in_chosen) if options.decode else None
+    short = [p for p in pieces if p["seconds"] < SHORT_S]
     return {
         "manifest": str(manifest),
         "language": language,
         "pieces": pieces,
         "detection_accuracy_alone": _share(p["detected"] == language for p in pieces),
         "detection_accuracy_with_prior": _share(p["chosen"] == language for p in pieces),
-        "wer_language_named": round(corpus_wer(refs, in_named), 4),
-        "wer_language_chosen": round(corpus_wer(refs, in_chosen), 4),
+        "short_pieces": len(short),
+        "short_accuracy_alone": _share(p["detected"] == language for p in short),
+        "short_accuracy_with_prior": _share(p["chosen"] == language for p in short),
+        "flips_alone": sum(p["detected"] != language for p in pieces),
+        "flips_with_prior": sum(p["chosen"] != language for p in pieces),
+        "wer_language_named": None if wer_named is None else round(wer_named, 4),
+        "wer_language_chosen": None if wer_chosen is None else round(wer_chosen, 4),
         "detection_s_per_audio_s": round(detect_s / audio_s, 4) if audio_s else 0.0,
+        "translate_to_english_s_per_audio_s": round(translate_s / audio_s, 4)
+        if audio_s and translate_s
+        else None,
     }
 
 

@@ -57,6 +57,7 @@ def test_valid_parameters() -> None:
         ({"translate": "cy,w!"}, "translate"),
         ({"translate": "cy,fr,de,es,it,nl"}, "translate"),
         ({"room": "1", "listen": "true", "translate": "cy"}, "translate"),
+        ({"read": "Welsh"}, "read"),
         ({"resume": "abc"}, "resume"),
         ({"last_seq": "3"}, "last_seq"),
         ({"resume": "s1.abc", "last_seq": "-1"}, "last_seq"),
@@ -73,6 +74,18 @@ def test_bad_parameters_name_the_parameter(query: dict[str, str], named: str) ->
 
 def test_translate_targets_are_deduplicated_in_order() -> None:
     assert params(translate="cy, fr,cy").translate == ("cy", "fr")
+
+
+def test_a_reading_language_is_a_code_and_is_shown_to_the_room() -> None:
+    reader = params(room="42", listen="true", read="cy")
+    assert reader.read == "cy" and params().read == ""
+    builder = MessageBuilder("s9")
+    begin = json.loads(builder.session_begin(reader, "base"))
+    assert begin["read"] == "cy"
+    joined = json.loads(builder.presence("42", True, Participant("s9", "Ana", True, read="cy")))
+    assert joined["read"] == "cy"
+    members = json.loads(builder.participants("42", [Participant("s2", "Bo", False)]))
+    assert "read" not in members["participants"][0]  # reads whatever is spoken
 
 
 def test_room_and_listener() -> None:

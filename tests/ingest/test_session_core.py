@@ -146,12 +146,83 @@ def test_a_turn_asks_for_its_translations_until_they_come() -> None:
 def test_translations_past_the_budget_are_refused_one_per_language() -> None:
     session = core(replace(PARAMS, translate=("fr", "de")))
     long = result(0, "x" * 30)
-    assert not session.may_translate(long, now=0.0)  # 60 characters > 40 a minute
-    refused = sent(session.translations_refused(long, 0, now=NOW))
+    assert not session.may_translate(long, ("fr", "de"), now=0.0)  # 60 characters > 40 a minute
+    refused = sent(session.translations_refused(long, 0, ("fr", "de"), now=NOW))
     assert [(m["target_language"], m["error"]["code"]) for m in refused] == [
         ("fr", "rate_limited"),
         ("de", "rate_limited"),
     ]
+
+
+def joined_room(params: StreamParams, *members: Participant) -> SessionCore:
+    session = core(replace(params, room="42"))
+    session.joined([session.speaker, *members])
+    return session
+
+
+def test_a_turn_is_translated_once_into_every_language_the_room_reads() -> None:
+    readers = (
+        Participant("s2", "Bo", True, read="cy"),
+        Participant("s3", "Cy", True, read="fr"),
+        Participant("s4", "Di", True, read="cy"),  # a second Welsh reader: no second job
+        Participant("s5", "Ed", True, read="en-GB"),  # the spoken language: nothing to do
+        Participant("s6", "Fa", True),  # reads whatever is spoken
+    )
+    session = joined_room(replace(PARAMS, translate=("de",)), *readers)
+    session.event(final(0), now=NOW)
+    effects = session.event(turn(0, 0, 0, "hello"), now=NOW)
+    (asked,) = [e for e in effects if isinstance(e, Translate)]
+    assert asked.languages == ("de", "cy", "fr")
+    # the speaker waits only for what it reads itself
+    session.event(TranslationDone("s1", "Ana", 0, "en", "cy", "helo", turn_index=0), now=NOW)
+    assert session.translations_pending
+    (german,) = sent(
+        session.event(TranslationDone("s1", "Ana", 0, "en", "de", "hallo", turn_index=0), now=NOW)
+    )
+    assert german["target_language"] == "de" and not session.translations_pending
+    # a reader joining later counts from then on; one leaving, no more
+    session.event(RoomPresence(True, Participant("s7", "Gu", True, read="es")), now=NOW)
+    session.event(RoomPresence(False, readers[1]), now=NOW)
+    session.event(final(1), now=NOW)
+    effects = session.event(turn(1, 1, 1, "again"), now=NOW)
+    (asked,) = [e for e in effects if isinstance(e, Translate)]
+    assert asked.languages == ("de", "cy", "es")
+
+
+def test_a_reader_receives_the_others_translations_into_its_language_only() -> None:
+    reader = joined_room(replace(PARAMS, listen=True, read="cy"), OTHER)
+    into = {
+        lang: TranslationDone("s2", "Bo", 0, "en", lang, f"in {lang}", turn_index=0)
+        for lang in ("cy", "fr")
+    }
+    (welsh,) = sent(reader.event(into["cy"], now=NOW))
+    assert welsh["target_language"] == "cy" and welsh["speaker"] == "Bo"
+    assert reader.event(into["fr"], now=NOW) == []
+    assert sent(reader.history([into["fr"], into["cy"]])) == []  # cy already sent, fr not read
+    everything = joined_room(replace(PARAMS, listen=True), OTHER)  # no reading language
+    assert len(sent(everything.history(list(into.values())))) == 2
+
+
+def test_the_transcribers_are_told_the_languages_when_they_change() -> None:
+    session = joined_room(PARAMS, Participant("s2", "Bo", True, read="en"))
+    first = session.targets_changed(whisper=True)
+    assert first is not None and first.languages == ("en",) and first.room == "42"
+    assert session.targets_changed(whisper=True) is None  # unchanged: not written again
+    session.event(RoomPresence(True, Participant("s3", "Cy", True, read="cy")), now=NOW)
+    changed = session.targets_changed(whisper=True)
+    assert changed is not None and changed.languages == ("en", "cy")
+    listener = joined_room(replace(PARAMS, listen=True, read="cy"))
+    assert listener.targets_changed(whisper=True) is None  # says nothing to translate
+
+
+def test_languages_no_translator_serves_are_told_once_each() -> None:
+    session = joined_room(PARAMS, Participant("s2", "Bo", True, read="fr"))
+    said = result(0, "hello")
+    first = session.unserved(said, 0, ("fr",), "nobody serves {source} -> {target}")
+    assert [(d.target_language, d.error_code, d.error_message) for d in first] == [
+        ("fr", "translation_unavailable", "nobody serves en -> fr")
+    ]
+    assert session.unserved(result(1, "again"), 1, ("fr",), "x") == []
 
 
 def test_a_failed_utterance_is_an_error_in_its_place() -> None:

@@ -14,10 +14,10 @@ from rq.registry import FailedJobRegistry
 from ingest.translations import CharacterBudget, TranslationQueue
 from shared import keys
 from shared.schema import TranslationDone, TranslationJob, decode_event
+from shared.translations import STATS_KEY
 from streamscribe.redis_server import RedisServer
 from tests.translator.fake_services import FakeService, translated
 from translator.backends import BedrockOptions, BedrockTranslator
-from translator.jobs import STATS_KEY
 from translator.worker import TranslatorWorker
 
 QUEUE = "translations-test"
