@@ -46,7 +46,8 @@ class EnglishTranslations:
     def after_turn(self, job: TranscriptionJob, turn: TurnTranscript) -> None:
         """Translates the turn just published, if its session wants it in English."""
         result = turn.result
-        if not result.text or result.language.split("-", 1)[0].lower() == "en":
+        said = bool(result.text) or turn.fallback  # a fallback's text is its finals', at ingest
+        if not said or not result.language or result.language.split("-", 1)[0].lower() == "en":
             return
         targets = self._targets(job.session_id)
         target = english_target(targets.languages) if targets and targets.whisper else None
