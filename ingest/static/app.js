@@ -51,6 +51,7 @@ function streamUrl() {
     room: $("room").value.trim(), name: $("name").value.trim() || "anonymous",
     language: $("language").value,
   });
+  if ($("read").value) params.set("read", $("read").value);
   if ($("listen").checked) params.set("listen", "true");
   const token = new URLSearchParams(location.search).get("token");
   if (token) params.set("token", token); // a link with ?token=... from `streamscribe token`
@@ -94,6 +95,7 @@ function onMessage(message) {
         resendFrom(message.samples_received);
       } else {
         state.sessionId = message.session_id;
+        speakerColour(message.session_id); // yours is the first colour
         state.resumeToken = message.resume_token;
         state.lastSeq = message.seq;
         state.samplesSent = 0;
@@ -183,7 +185,7 @@ function setJoined(joined) {
   const speaking = joined && !$("listen").checked;
   $("join-button").disabled = joined;
   $("leave-button").disabled = !joined && !state.reconnectTimer;
-  for (const id of ["room", "name", "language", "translate", "listen"]) $(id).disabled = joined;
+  for (const id of ["room", "name", "language", "read", "translate", "listen"]) $(id).disabled = joined;
   $("mic-button").disabled = !speaking;
   $("file").disabled = !speaking || state.fileStreaming;
   if (!joined) showParticipants([]);
@@ -236,6 +238,14 @@ function timeOfDay(wall) {
   return new Date(wall * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 }
 
+// A colour per speaker: distinct for the first eight this page sees, in the order it sees them.
+const PALETTE = ["#1f5fbf", "#b3261e", "#1e7b34", "#8e44ad", "#c25e00", "#00838f", "#ad1457", "#5d6b00"];
+const colours = new Map();
+function speakerColour(sessionId) {
+  if (!colours.has(sessionId)) colours.set(sessionId, PALETTE[colours.size % PALETTE.length]);
+  return colours.get(sessionId);
+}
+
 function newLine() {
   const line = document.createElement("p");
   line.innerHTML = '<span class="when"></span><span class="who"></span><span class="text"></span>';
@@ -258,6 +268,7 @@ function showTranscript(message) {
   line.classList.toggle("partial", !message.is_final);
   line.classList.toggle("final", message.is_final);
   line.classList.toggle("history", message.history === true);
+  line.style.setProperty("--speaker", speakerColour(message.session_id));
   line.querySelector(".when").textContent = timeOfDay(wall);
   line.querySelector(".who").textContent = `${message.speaker}:`;
   line.querySelector(".text").textContent = message.text;
@@ -302,6 +313,7 @@ function showTurn(message) {
   line.id = `t-${message.turn_id}`;
   line.className = message.history === true ? "line final turn history" : "line final turn";
   place(box, line, wall);
+  line.style.setProperty("--speaker", speakerColour(message.session_id));
   line.querySelector(".when").textContent = timeOfDay(wall);
   line.querySelector(".who").textContent = `${message.speaker}:`;
   line.querySelector(".text").textContent = message.text;
@@ -313,12 +325,19 @@ function showTranslation(message) {
     ? document.getElementById(`t-${message.turn_id}`)
     : document.getElementById(`u-${message.utterance_id}`);
   if (!line) return;
+  line.querySelectorAll(".translation").forEach((old) => {
+    if (old.lang === message.target_language) old.remove();
+  });
   const note = document.createElement("span");
-  note.className = "translation";
+  note.className = message.error ? "translation failed" : "translation";
   note.lang = message.target_language;
-  note.textContent = message.error
-    ? `${message.target_language}: translation unavailable (${message.error.code})`
-    : `${message.target_language}: ${message.text}`;
+  note.title = message.error ? message.error.message : `translated from ${languageName(message.source_language)}`;
+  const lang = document.createElement("span");
+  lang.className = "lang";
+  lang.textContent = message.target_language;
+  note.append(lang, message.error
+    ? `translation unavailable (${message.error.code})`
+    : message.text);
   line.appendChild(note);
   const entry = state.transcript.find((e) => message.turn_id
     ? e.turn_id === message.turn_id : e.utterance_id === message.utterance_id);
@@ -331,7 +350,9 @@ function showParticipants() {
     a.name.localeCompare(b.name) || a.session_id.localeCompare(b.session_id));
   list.replaceChildren(...participants.map((p) => {
     const item = document.createElement("li");
+    item.style.setProperty("--speaker", speakerColour(p.session_id));
     item.textContent = p.session_id === state.sessionId ? `${p.name} (you)` : p.name;
+    if (p.read) item.textContent += ` · reads ${languageName(p.read)}`;
     if (p.listener) {
       item.classList.add("listener");
       item.textContent += " · listening";
@@ -459,7 +480,42 @@ async function streamFile(file) {
   setJoined(state.joined);
 }
 
+// ---- languages: what the server's model speaks (GET /v1/languages) -------------------------
+
+const NAMES = typeof Intl.DisplayNames === "function" ? new Intl.DisplayNames(["en"], { type: "language" }) : null;
+
+function languageName(code) {
+  try {
+    return (NAMES && NAMES.of(code)) || code;
+  } catch {
+    return code;
+  }
+}
+
+function options(select, codes, first) {
+  const sorted = [...codes].sort((a, b) => languageName(a).localeCompare(languageName(b)));
+  select.replaceChildren(...first, ...sorted.map((code) => new Option(`${languageName(code)} (${code})`, code)));
+}
+
+async function loadLanguages() {
+  let info;
+  try {
+    const reply = await fetch("/v1/languages");
+    if (!reply.ok) return; // an older server: English, as the page starts
+    info = await reply.json();
+  } catch {
+    return;
+  }
+  const spoken = $("language");
+  options(spoken, info.spoken, info.detect ? [new Option("Detect", "auto")] : []);
+  spoken.value = info.spoken.includes("en") ? "en" : info.spoken[0];
+  options($("read"), info.read, [new Option("As spoken", "")]);
+  state.languages = info;
+}
+
 // ---- wiring ------------------------------------------------------------------------------
+
+loadLanguages();
 
 $("join").addEventListener("submit", (event) => {
   event.preventDefault();

@@ -12,18 +12,23 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import soundfile
+from playwright.sync_api import Playwright
 
 from streamscribe.benchmarks.metrics import corpus_wer, load_manifest, normalize
 from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
 from streamscribe.redis_server import free_port
 from tests.conftest import DATA, RunningPipeline, is_ready, start_up, stop_up, wait_until
 from tests.e2e.room_clients import Listener
+from tests.e2e.test_browser import _no_proxy, launch, playwright  # noqa: F401 (fixtures)
 from tests.translator.fake_services import FakeService, translated
 
 pytestmark = pytest.mark.e2e
@@ -243,3 +248,70 @@ def test_welsh_and_english_through_the_multilingual_model_named_and_detected(
     # detected: one language for the whole session, not a flip per command
     detected = Counter(report["cy-auto"]["finals_by_language"])
     assert detected and detected.most_common(1)[0][1] >= 0.8 * detected.total()
+
+
+def test_two_pages_in_two_languages_each_show_the_other_translated(
+    meeting: RunningPipeline,
+    playwright: Playwright,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The seed's meeting in headless Chromium: Ana speaks English and reads English, Gwen
+    speaks Welsh and reads Welsh; each page shows the other's words with the translation into
+    its reader's language (screenshots in ``artifacts/``)."""
+    welsh_file = tmp_path / "gwen.wav"
+    soundfile.write(welsh_file, np.frombuffer(welsh_speech().pcm, "<i2"), 16000)
+    browsers = [launch(playwright, tmp_path, None) for _ in range(2)]
+    try:
+        pages = {}
+        for browser, (name, speaks, reads, audio) in zip(
+            browsers,
+            (("Ana", "en", "en", ENGLISH.audio), ("Gwen", "cy", "cy", str(welsh_file))),
+            strict=True,
+        ):
+            page = browser.new_page(bypass_csp=True, viewport={"width": 1100, "height": 640})
+            page.goto(meeting.http + "/")
+            page.wait_for_function("document.querySelectorAll('#language option').length > 90")
+            page.fill("#room", "page-meeting")
+            page.fill("#name", name)
+            page.select_option("#language", speaks)
+            page.select_option("#read", reads)
+            page.click("#join-button")
+            page.wait_for_selector("#state[data-state=connected]")
+            pages[name] = (page, audio)
+        pages["Ana"][0].wait_for_function(
+            "document.querySelectorAll('#participants li').length === 2"
+        )
+        for page, audio in pages.values():
+            page.set_input_files("#file", audio)
+        ana, gwen = pages["Ana"][0], pages["Gwen"][0]
+        # each sees the other's lines with a translation into its own language
+        ana.wait_for_function(
+            "document.querySelectorAll('#transcript .line .translation[lang=en]').length >= 2",
+            timeout=90000,
+        )
+        gwen.wait_for_function(
+            "document.querySelectorAll('#transcript .line .translation[lang=cy]').length >= 1",
+            timeout=90000,
+        )
+        time.sleep(1.0)
+        ARTIFACTS.mkdir(exist_ok=True)
+        for name, (page, _) in pages.items():
+            page.screenshot(path=str(ARTIFACTS / f"browser-meeting-{name.lower()}.png"))
+        translated_lines = {
+            name: page.evaluate(
+                """[...document.querySelectorAll('#transcript .line')].filter(
+                    l => l.querySelector('.translation')).map(l => ({
+                    who: l.querySelector('.who').textContent,
+                    langs: [...l.querySelectorAll('.translation')].map(t => t.lang)}))"""
+            )
+            for name, (page, _) in pages.items()
+        }
+        assert {line["who"] for line in translated_lines["Ana"]} == {"Gwen:"}
+        assert all(line["langs"] == ["en"] for line in translated_lines["Ana"])
+        assert {line["who"] for line in translated_lines["Gwen"]} == {"Ana:"}
+        assert all(line["langs"] == ["cy"] for line in translated_lines["Gwen"])
+        welsh_line = gwen.locator("#transcript .line .translation[lang=cy]").first.inner_text()
+        assert "TRANSLATED[" in welsh_line  # the Bedrock stand-in's Welsh
+    finally:
+        for browser in browsers:
+            browser.close()
