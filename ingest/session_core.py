@@ -97,6 +97,10 @@ class Fail:
 Effect = Send | Share | ShareTurn | Translate | Fail
 
 
+MAX_HELD_TRANSLATIONS = 64
+"""Turns whose translations may wait for them (beyond, a translation is sent at once)."""
+
+
 def mark(kind: str, *parts: str | int) -> str:
     """The outbox mark of a message sent once outside the delivery order: ``t`` a
     translation, ``r`` another participant's final, ``rt`` another's turn."""
@@ -137,6 +141,10 @@ class SessionCore:
         self._unserved: set[str] = set()
         """Languages already told to the room as served by no translator."""
         self._targets_told: TranslationTargets | None = None
+        self._held: dict[tuple[str, int], list[TranslationDone]] = {}
+        """Translations that came before the turn they translate, by (speaker, turn): sent
+        right after it (a transcriber translates a turn as soon as it is settled, while its
+        speaker's connection may still hold the turn behind an earlier one)."""
         self._converter = PcmConverter(params.sample_rate, params.encoding)
         self._rate = AudioRateLimiter(options.limits, now=now)
         self._commands = MessageRateLimiter(options.limits, now=now)
@@ -202,6 +210,7 @@ class SessionCore:
         self._metrics.turns.inc()
         effects: list[Effect] = [self._send(message.text)]
         turn_index = item.turn.turn_index
+        effects.extend(self._release(self.session_id, turn_index))
         if self.in_room:
             effects.append(ShareTurn(turn_index, item.utterance_indexes, message.result))
         source = message.result.language
@@ -242,8 +251,43 @@ class SessionCore:
             self.params, own=own, target=done.target_language
         ):
             return []
+        if self._hold(done):
+            return []
         self._marks.add(the_mark)
         return [self._send(self.messages.translation(done), the_mark)]
+
+    def _turn_shown(self, done: TranslationDone) -> bool:
+        if done.turn_index < 0:
+            return True
+        if done.session_id == self.session_id:
+            return self.delivery.next_turn > done.turn_index
+        return mark("rt", done.session_id, done.turn_index) in self._marks
+
+    def _hold(self, done: TranslationDone) -> bool:
+        """Keeps a translation whose turn has not been sent yet (bounded: past
+        :data:`MAX_HELD_TRANSLATIONS` turns waiting, it goes at once)."""
+        if self._turn_shown(done):
+            return False
+        key = (done.session_id, done.turn_index)
+        if key not in self._held and len(self._held) >= MAX_HELD_TRANSLATIONS:
+            return False
+        held = self._held.setdefault(key, [])
+        if all(h.target_language != done.target_language for h in held):
+            held.append(done)
+        return True
+
+    def _release(self, speaker: str, turn_index: int, *, history: bool = False) -> list[Effect]:
+        """The translations that waited for this turn, now that it has been sent."""
+        effects: list[Effect] = []
+        for done in self._held.pop((speaker, turn_index), []):
+            about = f"t{done.turn_index}"
+            the_mark = mark("t", done.session_id, about, done.target_language)
+            if the_mark not in self._marks:
+                self._marks.add(the_mark)
+                effects.append(
+                    self._send(self.messages.translation(done, history=history), the_mark)
+                )
+        return effects
 
     def _room_event(self, event: RoomTranscript | RoomPresence | RoomTurn) -> list[Effect]:
         if isinstance(event, RoomPresence):
@@ -260,7 +304,8 @@ class SessionCore:
             return []  # our own, already delivered in order
         if isinstance(event, RoomTurn):
             the_mark = mark("rt", event.speaker.session_id, event.turn_index)
-            return self._once(the_mark, lambda: self.messages.room_turn(event))
+            sent = self._once(the_mark, lambda: self.messages.room_turn(event))
+            return sent + self._release(event.speaker.session_id, event.turn_index)
         if event.is_final:  # live, and again from the room's log on a resume
             the_mark = mark("r", event.speaker.session_id, event.result.utterance_index)
             return self._once(
@@ -287,12 +332,15 @@ class SessionCore:
                 return []
             about = event.utterance_index if event.turn_index < 0 else f"t{event.turn_index}"
             the_mark = mark("t", event.session_id, about, event.target_language)
+            if the_mark in self._marks or self._hold(event):
+                return []
             return self._once(the_mark, lambda: self.messages.translation(event, history=True))
         if event.speaker.session_id == self.session_id:
             return []
         if isinstance(event, RoomTurn):
             the_mark = mark("rt", event.speaker.session_id, event.turn_index)
-            return self._once(the_mark, lambda: self.messages.room_turn(event, history=True))
+            sent = self._once(the_mark, lambda: self.messages.room_turn(event, history=True))
+            return sent + self._release(event.speaker.session_id, event.turn_index, history=True)
         if not event.is_final:
             return []
         the_mark = mark("r", event.speaker.session_id, event.result.utterance_index)

@@ -10,6 +10,7 @@ format), each once for the room, counted on the stand-in.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import statistics
 import time
@@ -33,20 +34,24 @@ from tests.translator.fake_services import FakeService, translated
 
 pytestmark = pytest.mark.e2e
 
-ENGLISH = {e.id: e for e in load_manifest(DATA / "manifest.jsonl")}["jfk-inaugural-1961"]
+ENGLISH_BY_ID = {e.id: e for e in load_manifest(DATA / "manifest.jsonl")}
+ENGLISH = ENGLISH_BY_ID["jfk-inaugural-1961"]
 WELSH = {e.id: e for e in load_manifest(DATA / "cy" / "manifest.jsonl")}
 GWEN_SAYS = ("cy-macsen-001-beth-ywr-tywydd-heddiw", "cy-macsen-001-faint-or-gloch-yw-hi")
 """Two commands, a pause between: two turns of Welsh."""
 ROOM = "cyfarfod"
-ANA_STAYS_S = 20.0
-"""Ana stays (silent) after her words until Gwen's last are said and translated: a reader
-receives what is said while it is in the room."""
+ANA_SAYS = (
+    "jfk-inaugural-1961",
+    "ls-test-clean-1089-134686-0000",
+    "ls-test-clean-1995-1837-0001",
+    "ls-dev-clean-1988-24833-0001",
+)
 ARTIFACTS = Path(__file__).parents[2] / "artifacts"
 
 
-def welsh_speech() -> Audio:
+def welsh_speech(ids: tuple[str, ...] = GWEN_SAYS) -> Audio:
     pause = b"\0\0" * 16000 * 2
-    clips = [read_audio(WELSH[i].audio).pcm for i in GWEN_SAYS]
+    clips = [read_audio(WELSH[i].audio).pcm for i in ids]
     return Audio(pause.join(clips), 16000)
 
 
@@ -97,20 +102,25 @@ def test_each_reads_the_other_in_their_own_language_translated_once_for_the_room
     meeting: RunningPipeline, bedrock: FakeService
 ) -> None:
     url = meeting.url
+    english = _spoken([ENGLISH_BY_ID[i] for i in ANA_SAYS], gap_s=2.0)
+    welsh = welsh_speech(tuple(WELSH))
+    # Ana stays (silent) after her words until Gwen's last are said and translated: a reader
+    # receives what is said while it is in the room
+    ana_stays_s = welsh.seconds - english.seconds + 30
 
     async def scenario() -> tuple[StreamRun, StreamRun, list[dict[str, Any]]]:
         async with Listener(f"{url}?room={ROOM}&name=Fran&listen=true&read=fr") as fran:
             ana, gwen = await asyncio.gather(
                 stream_audio(
                     url,
-                    read_audio(ENGLISH.audio),
+                    english,
                     speed=1,
-                    tail_silence_s=ANA_STAYS_S,
+                    tail_silence_s=ana_stays_s,
                     params={"room": ROOM, "name": "Ana", "language": "en", "read": "en"},
                 ),
                 stream_audio(
                     url,
-                    welsh_speech(),
+                    welsh,
                     speed=1,
                     tail_silence_s=8,
                     params={"room": ROOM, "name": "Gwen", "language": "cy", "read": "cy"},
@@ -123,7 +133,7 @@ def test_each_reads_the_other_in_their_own_language_translated_once_for_the_room
     ana, gwen, fran = asyncio.run(scenario())
     assert ana.close_code == gwen.close_code == 1000
     ana_turns, gwen_turns = own_turns(ana), own_turns(gwen)
-    assert ana_turns and len(gwen_turns) == 2
+    assert len(ana_turns) >= 4 and len(gwen_turns) >= 8  # a turn a recording, nearly
     assert "ask not what your country can do for you" in normalize(ana.transcript)
     assert all(t["language"] == "cy" for t in gwen_turns.values())
 
@@ -136,6 +146,10 @@ def test_each_reads_the_other_in_their_own_language_translated_once_for_the_room
         assert translation["text"] and not translation["text"].startswith("TRANSLATED[")
     assert not [k for k in at_ana if k[1] != "en"]  # nothing in languages Ana does not read
     assert {m["turn_id"] for _, m in received(ana) if m["type"] == "turn"} >= set(gwen_turns)
+    # and each translation after the line it translates
+    order = [(m["type"], m.get("turn_id")) for _, m in received(ana)]
+    for turn_id in gwen_turns:
+        assert order.index(("turn", turn_id)) < order.index(("translation", turn_id))
 
     # Gwen reads Welsh: Ana's English words, and their Welsh from Bedrock
     at_gwen = translations([m for _, m in received(gwen)])
@@ -165,8 +179,9 @@ def test_each_reads_the_other_in_their_own_language_translated_once_for_the_room
     )
 
     report = {
-        "whisper_en_after_turn_s": _after_turn(ana, gwen_turns, "en"),
-        "bedrock_cy_after_turn_s": _after_turn(gwen, ana_turns, "cy"),
+        "what": "seconds from a turn reaching its reader to the turn's translation reaching it",
+        "whisper_en_cy_to_en_at_ana": _after_turn(ana, gwen_turns, "en"),
+        "bedrock_stand_in_en_to_cy_at_gwen": _after_turn(gwen, ana_turns, "cy"),
     }
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "meeting-translation-latency.json").write_text(json.dumps(report, indent=1))
@@ -183,9 +198,15 @@ def _after_turn(
             came.setdefault((m["turn_id"], "turn"), at)
         if m["type"] == "translation" and m["target_language"] == language:
             came.setdefault((m["turn_id"], "translation"), at)
-    gaps = [came[(t, "translation")] - came[(t, "turn")] for t in turns]
+    gaps = sorted(came[(t, "translation")] - came[(t, "turn")] for t in turns)
     assert all(g >= 0 for g in gaps)
-    return {"p50": round(statistics.median(gaps), 3), "max": round(max(gaps), 3), "n": len(gaps)}
+    p95 = gaps[min(len(gaps) - 1, round(0.95 * (len(gaps) - 1)))]
+    return {
+        "p50": round(statistics.median(gaps), 3),
+        "p95": round(p95, 3),
+        "max": round(gaps[-1], 3),
+        "n": len(gaps),
+    }
 
 
 def test_the_server_says_what_its_model_speaks(meeting: RunningPipeline) -> None:
@@ -239,6 +260,8 @@ def test_welsh_and_english_through_the_multilingual_model_named_and_detected(
             "probabilities": [f.language_probability for f in finals],
         }
     ARTIFACTS.mkdir(exist_ok=True)
+    chosen = [str(f.message.language) for f in runs["cy-auto"].finals if f.message.text]
+    report["cy-auto"]["changes"] = sum(a != b for a, b in itertools.pairwise(chosen))
     (ARTIFACTS / "languages.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report))
     assert report["en-auto"]["finals_by_language"].keys() == {"en"}
@@ -246,8 +269,10 @@ def test_welsh_and_english_through_the_multilingual_model_named_and_detected(
     assert report["cy"]["finals_by_language"].keys() == {"cy"}  # named: transcribed as Welsh
     assert report["cy"]["wer"] < 1.6  # weak, as measured offline; not English gibberish
     # detected: one language for the whole session, not a flip per command
-    detected = Counter(report["cy-auto"]["finals_by_language"])
-    assert detected and detected.most_common(1)[0][1] >= 0.8 * detected.total()
+    # detected: base never names Welsh on these (offline, each alone, it says la, ur, nl, es,
+    # el, de, af); with the session's detections as the prior the choice settles instead of
+    # flipping per command: at most two changes over the ten (measured: 0 or 1)
+    assert report["cy-auto"]["changes"] <= 2, chosen
 
 
 def test_two_pages_in_two_languages_each_show_the_other_translated(

@@ -104,7 +104,9 @@ def test_turns_are_translated_for_the_speaker_and_the_room(translating_pipeline:
     print(json.dumps(report))
 
 
-def test_without_a_translator_the_client_is_told_once(pipeline: RunningPipeline) -> None:
+def test_without_a_translator_the_client_is_told_once_per_language(
+    pipeline: RunningPipeline,
+) -> None:
     run = asyncio.run(
         stream_audio(
             pipeline.url,
@@ -116,5 +118,12 @@ def test_without_a_translator_the_client_is_told_once(pipeline: RunningPipeline)
     )
     assert run.close_code == 1000
     assert [e["code"] for e in run.errors] == ["translation_unavailable"]
-    assert not [r for r in run.received if r.message["type"] == "translation"]
+    # each language asked for is told once, as its translation of the first turn, with why
+    refused = [r.message for r in run.received if r.message["type"] == "translation"]
+    assert sorted(m["target_language"] for m in refused) == ["cy", "fr"]
+    assert {m["turn_id"] for m in refused} == {f"{run.session_id}-t0"}
+    assert all(m["error"]["code"] == "translation_unavailable" and not m["text"] for m in refused)
+    assert (
+        "en -> cy" in next(m for m in refused if m["target_language"] == "cy")["error"]["message"]
+    )
     assert "ask not what your country can do for you" in normalize(run.transcript)

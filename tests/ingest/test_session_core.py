@@ -145,6 +145,8 @@ def test_a_turn_asks_for_its_translations_until_they_come() -> None:
 
 def test_translations_past_the_budget_are_refused_one_per_language() -> None:
     session = core(replace(PARAMS, translate=("fr", "de")))
+    session.event(final(0), now=NOW)
+    session.event(turn(0, 0, 0, "x" * 30), now=NOW)  # refused once its turn is sent
     long = result(0, "x" * 30)
     assert not session.may_translate(long, ("fr", "de"), now=0.0)  # 60 characters > 40 a minute
     refused = sent(session.translations_refused(long, 0, ("fr", "de"), now=NOW))
@@ -195,12 +197,38 @@ def test_a_reader_receives_the_others_translations_into_its_language_only() -> N
         lang: TranslationDone("s2", "Bo", 0, "en", lang, f"in {lang}", turn_index=0)
         for lang in ("cy", "fr")
     }
+    bo_turn = RoomTurn(OTHER, 0, (0,), result(0, "hello", sid="s2"))
+    reader.event(bo_turn, now=NOW)
     (welsh,) = sent(reader.event(into["cy"], now=NOW))
     assert welsh["target_language"] == "cy" and welsh["speaker"] == "Bo"
     assert reader.event(into["fr"], now=NOW) == []
     assert sent(reader.history([into["fr"], into["cy"]])) == []  # cy already sent, fr not read
     everything = joined_room(replace(PARAMS, listen=True), OTHER)  # no reading language
-    assert len(sent(everything.history(list(into.values())))) == 2
+    shown = sent(everything.history([bo_turn, *into.values()]))
+    assert [m["type"] for m in shown] == ["turn", "translation", "translation"]
+
+
+def test_a_translation_that_comes_before_its_turn_waits_for_it() -> None:
+    reader = joined_room(replace(PARAMS, listen=True, read="cy"), OTHER)
+    early = TranslationDone("s2", "Bo", 1, "en", "cy", "helo", turn_index=0)
+    assert reader.event(early, now=NOW) == []  # the transcriber was quicker than Bo's turn
+    shown = sent(reader.event(RoomTurn(OTHER, 0, (1,), result(1, "hello", sid="s2")), now=NOW))
+    assert [(m["type"], m.get("text")) for m in shown] == [
+        ("turn", "hello"),
+        ("translation", "helo"),
+    ]
+    assert reader.event(early, now=NOW) == []  # once
+    # in the room's history too: a translation logged before its turn comes after it
+    late = joined_room(replace(PARAMS, listen=True, read="cy"), OTHER)
+    logged = [early, RoomTurn(OTHER, 0, (1,), result(1, "hello", sid="s2"))]
+    assert [m["type"] for m in sent(late.history(logged))] == ["turn", "translation"]
+    # the speaker's own, from the transcriber, before the turn is released
+    speaker = core(replace(PARAMS, read="en", language="cy"))
+    own = TranslationDone("s1", "Ana", 0, "cy", "en", "hello", turn_index=0)
+    assert speaker.event(own, now=NOW) == []
+    speaker.event(final(0), now=NOW)
+    shown = sent(speaker.event(turn(0, 0, 0, "helo"), now=NOW))
+    assert [m["type"] for m in shown] == ["turn", "translation"]
 
 
 def test_the_transcribers_are_told_the_languages_when_they_change() -> None:
