@@ -164,9 +164,9 @@ def test_two_speakers_in_a_room_see_each_other_and_another_room_sees_nothing(
     browsers = [launch(playwright, tmp_path, e, play_s=speaking_s) for e in (ANA, BEN, DAN)]
     microphone_files = [microphone_file(tmp_path, who) for who in (ANA, BEN)]
     try:
-        ana = join(browsers[0], page_url, "42", "Ana")
-        ben = join(browsers[1], page_url, "42", "Ben")
-        dan = join(browsers[2], page_url, "43", "Dan")
+        ana = join(browsers[0], page_url, "browser-42", "Ana")
+        ben = join(browsers[1], page_url, "browser-42", "Ben")
+        dan = join(browsers[2], page_url, "browser-43", "Dan")
         ana.wait_for_function("document.querySelectorAll('#participants li').length === 2")
         for page in (ana, ben, dan):
             page.click("#mic-button")

@@ -70,6 +70,11 @@ def meeting(bedrock: FakeService) -> Iterator[RunningPipeline]:
         env={
             "STREAMSCRIBE_MODEL": "base",
             "STREAMSCRIBE_UPLOAD_TRANSCRIBERS": "0",
+            # base decodes Welsh slowly: 8 of the 10 recordings go through all six of
+            # Whisper's fallback temperatures (39 s of decoding on one thread for their 44 s,
+            # 13 s at temperature 0 alone); three sessions at twice real time leave over a
+            # minute of turns to settle after their audio ends, past the default 60 s
+            "STREAMSCRIBE_CLOSE_TIMEOUT_S": "300",
             "STREAMSCRIBE_BEDROCK_ENDPOINT_URL": bedrock.url,
             "STREAMSCRIBE_BEDROCK_REGION": "eu-west-2",
             "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
@@ -237,7 +242,14 @@ def test_welsh_and_english_through_the_multilingual_model_named_and_detected(
     async def sessions() -> dict[str, StreamRun]:
         runs = await asyncio.gather(
             *(
-                stream_audio(meeting.url, _spoken(entries), speed=2, tail_silence_s=3, params=p)
+                stream_audio(
+                    meeting.url,
+                    _spoken(entries),
+                    speed=2,
+                    tail_silence_s=3,
+                    params=p,
+                    finish_timeout_s=300,
+                )
                 for entries, p in (
                     (welsh, {"language": "cy"}),
                     (welsh, {"language": "auto"}),

@@ -73,9 +73,13 @@ def test_room_participants_see_each_other_and_other_rooms_see_nothing(
             )
 
         longest = max(ANA.seconds, BEN.seconds, DAN.seconds)
-        async with Listener(pipeline.url + "?room=42&name=Cy&listen=true") as cy:
+        # rooms of their own: the session-wide pipeline's rooms keep their history, which a
+        # newcomer is sent (another test's "Ben" would be heard here too)
+        async with Listener(pipeline.url + "?room=rooms-42&name=Cy&listen=true") as cy:
             runs = await asyncio.gather(
-                speak(ANA, "42", "Ana"), speak(BEN, "42", "Ben"), speak(DAN, "43", "Dan")
+                speak(ANA, "rooms-42", "Ana"),
+                speak(BEN, "rooms-42", "Ben"),
+                speak(DAN, "rooms-43", "Dan"),
             )
             spoken = {f.message.utterance_id for run in runs[:2] for f in run.finals}
 
