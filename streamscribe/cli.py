@@ -231,7 +231,10 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         limit=args.limit,
         transcribers=args.transcribers or settings.transcribers,
         faces=tuple(dict.fromkeys(args.faces)),
+        paired=args.paired,
     )
+    if options.paired and len(options.faces) < 2:
+        raise ConfigError("--paired compares faces: name at least two with --faces")
     return run_bench(options, settings)
 
 
@@ -474,6 +477,12 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         choices=FACES,
         default=["v1"],
         help="the protocols to stream through, one after the other in one run",
+    )
+    bench.add_argument(
+        "--paired",
+        action="store_true",
+        help="stream each recording through every face at once (one load for all faces); "
+        "--concurrency counts the streams in all",
     )
     bench.add_argument("--output", default=BENCH_OUTPUT)
     bench.add_argument(

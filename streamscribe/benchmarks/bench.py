@@ -36,6 +36,7 @@ from streamscribe.benchmarks.metrics import (
     load_manifest,
     normalize,
 )
+from streamscribe.benchmarks.paired import paired_turn_delays, stream_paired
 from streamscribe.benchmarks.realtime_face import stream_realtime
 from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
 from streamscribe.launcher import LaunchOptions, LocalPipeline
@@ -60,6 +61,8 @@ class BenchOptions:
     """Protocols to stream through (``streamscribe.benchmarks.faces``), in one run."""
     grpc_url: str | None = None
     """The gRPC API of the server at ``url`` (``grpc://host:port``), for the ``grpc`` face."""
+    paired: bool = False
+    """Each recording through every face at once (``streamscribe.benchmarks.paired``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +316,13 @@ def run_bench(options: BenchOptions, settings: Settings) -> int:
         processes = server_processes(pipeline.pids if pipeline else None)
         # not measured: the first session pays for every part's first inference
         asyncio.run(stream_audio(url, audio[entries[0].id], speed=options.speed))
+        if options.paired:
+            report.update(
+                _paired_runs(
+                    options, entries, audio, url=url, grpc_url=grpc_url, processes=processes
+                )
+            )
+            return _write(report, options.output)
         by_face: dict[str, dict[str, Any]] = {}
         for face in options.faces:
             by_face[face] = {}
@@ -342,12 +352,68 @@ def run_bench(options: BenchOptions, settings: Settings) -> int:
     finally:
         if pipeline is not None:
             pipeline.stop()
+    return _write(report, options.output)
+
+
+def _write(report: dict[str, Any], path: str) -> int:
     _print_table(report)
-    output = Path(options.output)
+    output = Path(path)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {output}", file=sys.stderr)
     return 0
+
+
+def _paired_runs(
+    options: BenchOptions,
+    entries: list[ManifestEntry],
+    audio: dict[str, Audio],
+    *,
+    url: str,
+    grpc_url: str | None,
+    processes: list[psutil.Process],
+) -> dict[str, Any]:
+    """Every face at once per recording, at each concurrency (streams in all)."""
+    streamers = {
+        face: (STREAMERS[face], grpc_url if face == "grpc" and grpc_url else url)
+        for face in options.faces
+    }
+    base = options.faces[0]
+    by_face: dict[str, dict[str, Any]] = {face: {} for face in options.faces}
+    paired: dict[str, Any] = {}
+    for concurrency in options.concurrencies:
+        print(f"paired, {concurrency} streams ...", file=sys.stderr, flush=True)
+        before = cpu_seconds(processes)
+        results = asyncio.run(
+            stream_paired(
+                streamers,
+                entries,
+                audio,
+                concurrency=concurrency,
+                speed=options.speed,
+                tail_silence_s=options.tail_silence_s,
+            )
+        )
+        cpu_s = cpu_seconds(processes) - before
+        for face in options.faces:
+            runs = [StreamResult(r.entry, r.runs[face], options.speed) for r in results]
+            summary = summarize(runs, cpu_s)
+            summary["server_cpu_s_per_audio_s"] = None  # shared by the faces: see "paired"
+            if face in UNTIMED_FINALS:
+                summary["final_latency_p50_s"] = summary["final_latency_p95_s"] = None
+            by_face[face][str(concurrency)] = summary
+        audio_s = sum(r.entry.seconds for r in results) * len(options.faces)
+        paired[str(concurrency)] = {
+            "streams_at_once": max(1, concurrency // len(options.faces)) * len(options.faces),
+            "server_cpu_s_per_audio_s": _r(cpu_s / audio_s if audio_s else None),
+            **paired_turn_delays(results, base),
+        }
+    return {
+        "paired": paired,
+        "runs": by_face[base],
+        "faces": by_face,
+        "face_comparison": compare_faces(by_face, base),
+    }
 
 
 COMPARED = (

@@ -1,0 +1,105 @@
+"""``bench --paired``: the faces measured side by side, under one load.
+
+Each recording is streamed through every face at the same moment (one group of streams per
+recording), so whatever else the machine is doing weighs on every face alike. Run one after
+another, the faces' latency tails at four streams on two cores moved by up to 0.9 s from run
+to run, which hid a face's own cost (tens of milliseconds) in the machine's noise.
+
+The paired figure: for the k-th turn of a recording, when it reached each face's client,
+counted from that stream's first audio, minus the same for the first face. Turn ends are not
+used: each face reports them its own way (v1 the last word's end, OpenAI Realtime its VAD's
+``speech_stopped``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from streamscribe.benchmarks.metrics import ManifestEntry
+from streamscribe.client import Audio, StreamRun
+from streamscribe.statistics import percentile
+
+Streamer = Callable[..., Awaitable[StreamRun]]
+
+
+@dataclass(frozen=True, slots=True)
+class PairedResult:
+    """What one recording did through each face, streamed at once."""
+
+    entry: ManifestEntry
+    runs: Mapping[str, StreamRun]
+
+
+async def stream_paired(
+    streamers: Mapping[str, tuple[Streamer, str]],
+    entries: Sequence[ManifestEntry],
+    audio: Mapping[str, Audio],
+    *,
+    concurrency: int,
+    speed: float,
+    tail_silence_s: float,
+) -> list[PairedResult]:
+    """``concurrency`` streams in all: ``concurrency // len(streamers)`` recordings at a time
+    (at least one), each through every face (``face: (streamer, url)``) at once."""
+    groups = max(1, concurrency // len(streamers))
+    queue: asyncio.Queue[ManifestEntry] = asyncio.Queue()
+    for i in range(max(len(entries), groups)):
+        queue.put_nowait(entries[i % len(entries)])
+    results: list[PairedResult] = []
+
+    async def worker() -> None:
+        while not queue.empty():
+            entry = queue.get_nowait()
+            runs = await asyncio.gather(
+                *(
+                    stream(url, audio[entry.id], speed=speed, tail_silence_s=tail_silence_s)
+                    for stream, url in streamers.values()
+                )
+            )
+            by_face = dict(zip(streamers, runs, strict=True))
+            results.append(PairedResult(entry, by_face))
+            closes = ", ".join(f"{face} {run.close_code}" for face, run in by_face.items())
+            print(f"  {entry.id}: close {closes}", file=sys.stderr, flush=True)
+
+    await asyncio.gather(*(worker() for _ in range(groups)))
+    return results
+
+
+def turn_arrivals(run: StreamRun) -> list[float]:
+    """When each turn reached the client, in seconds from the stream's first audio."""
+    return [t.at - run.started_at for t in run.turns]
+
+
+def paired_turn_delays(results: Sequence[PairedResult], base: str) -> dict[str, Any]:
+    """Per face, its k-th turn's arrival minus ``base``'s, over the recordings that both cut
+    into the same number of turns (the others are counted, not compared)."""
+    faces = [f for f in (results[0].runs if results else {}) if f != base]
+    report: dict[str, Any] = {}
+    for face in faces:
+        delays: list[float] = []
+        unmatched: list[str] = []
+        for result in results:
+            mine = turn_arrivals(result.runs[face])
+            theirs = turn_arrivals(result.runs[base])
+            if len(mine) != len(theirs):
+                unmatched.append(f"{result.entry.id}: {len(mine)} turns, {base} {len(theirs)}")
+                continue
+            delays += [a - b for a, b in zip(mine, theirs, strict=True)]
+        report[face] = {
+            f"turn_delay_vs_{base}_p50_s": _r(percentile(delays, 50)),
+            f"turn_delay_vs_{base}_p95_s": _r(percentile(delays, 95)),
+            f"turn_delay_vs_{base}_mean_s": _r(statistics.fmean(delays) if delays else None),
+            "turns_compared": len(delays),
+            "recordings_compared": len(results) - len(unmatched),
+            "recordings_not_compared": unmatched,
+        }
+    return report
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
