@@ -83,6 +83,8 @@ def paired_turn_delays(results: Sequence[PairedResult], base: str) -> dict[str, 
     for face in faces:
         delays: list[float] = []
         unmatched: list[str] = []
+        # a face whose audio starts later loses a tie for a busy transcriber: say how much later
+        offsets = [r.runs[face].started_at - r.runs[base].started_at for r in results]
         for result in results:
             mine = turn_arrivals(result.runs[face])
             theirs = turn_arrivals(result.runs[base])
@@ -91,9 +93,11 @@ def paired_turn_delays(results: Sequence[PairedResult], base: str) -> dict[str, 
                 continue
             delays += [a - b for a, b in zip(mine, theirs, strict=True)]
         report[face] = {
+            f"turn_delay_vs_{base}_p5_s": _r(percentile(delays, 5)),
             f"turn_delay_vs_{base}_p50_s": _r(percentile(delays, 50)),
             f"turn_delay_vs_{base}_p95_s": _r(percentile(delays, 95)),
             f"turn_delay_vs_{base}_mean_s": _r(statistics.fmean(delays) if delays else None),
+            f"audio_start_vs_{base}_median_s": _r(statistics.median(offsets) if offsets else None),
             "turns_compared": len(delays),
             "recordings_compared": len(results) - len(unmatched),
             "recordings_not_compared": unmatched,

@@ -47,4 +47,5 @@ def test_each_turn_is_compared_with_the_same_turn_of_the_first_face() -> None:
     assert rt["turns_compared"] == 2 and rt["recordings_compared"] == 1
     assert rt["recordings_not_compared"] == ["b: 2 turns, v1 1"]
     assert rt["turn_delay_vs_v1_mean_s"] == 0.15  # 0.1 and 0.2
+    assert rt["audio_start_vs_v1_median_s"] == 0.1  # 0.2 and 0.0
     assert set(delays) == {"rt"}
