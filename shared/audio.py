@@ -8,6 +8,7 @@ import numpy as np
 import soxr
 
 from shared.errors import AudioFormatError
+from shared.resampler import StreamResampler
 
 PIPELINE_SAMPLE_RATE = 16000
 MIN_SAMPLE_RATE = 8000
@@ -64,11 +65,22 @@ def s16_to_float(pcm: bytes) -> np.ndarray:
     return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
 
 
+def _stream_resampler(sample_rate: int) -> StreamResampler | soxr.ResampleStream:
+    """A low-delay polyphase filter for every common rate; libsoxr for a rate whose ratio to
+    16 kHz needs too many phases (47999 Hz), at the cost of its block hold-back."""
+    try:
+        return StreamResampler(sample_rate, PIPELINE_SAMPLE_RATE)
+    except ValueError:
+        return soxr.ResampleStream(
+            sample_rate, PIPELINE_SAMPLE_RATE, 1, dtype="float32", quality="HQ"
+        )
+
+
 class PcmConverter:
     """Streams client PCM to 16 kHz mono s16le, keeping resampler state between chunks.
 
-    One per session. Resampling uses libsoxr (high quality); 16 kHz s16 input passes through
-    untouched.
+    One per session. Resampling holds back a few milliseconds (:mod:`shared.resampler`); 16 kHz
+    s16 input passes through untouched.
     """
 
     def __init__(self, sample_rate: int, encoding: Encoding) -> None:
@@ -78,11 +90,9 @@ class PcmConverter:
             )
         self.sample_rate = sample_rate
         self.encoding = encoding
-        self._resampler: soxr.ResampleStream | None = None
+        self._resampler: StreamResampler | soxr.ResampleStream | None = None
         if sample_rate != PIPELINE_SAMPLE_RATE:
-            self._resampler = soxr.ResampleStream(
-                sample_rate, PIPELINE_SAMPLE_RATE, 1, dtype="float32", quality="HQ"
-            )
+            self._resampler = _stream_resampler(sample_rate)
 
     def convert(self, payload: bytes) -> bytes:
         width = self.encoding.sample_width
