@@ -13,3 +13,8 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def rounded(value: float | None, digits: int = 4) -> float | None:
+    """``value`` rounded for a report; None stays None."""
+    return None if value is None else round(value, digits)

@@ -35,14 +35,15 @@ from streamscribe.benchmarks.metrics import (
     group_of,
     load_manifest,
     normalize,
+    run_each,
 )
-from streamscribe.benchmarks.paired import paired_turn_delays, stream_paired
+from streamscribe.benchmarks.paired import paired_turn_delays, recordings_at_once, stream_paired
 from streamscribe.benchmarks.realtime_face import stream_realtime
 from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
 from streamscribe.launcher import LaunchOptions, LocalPipeline
 from streamscribe.options import model_options
 from streamscribe.redis_server import free_port
-from streamscribe.statistics import percentile
+from streamscribe.statistics import percentile, rounded
 from transcriber.model import Scope, SpeechModel
 
 
@@ -151,25 +152,19 @@ async def stream_all(
     tail_silence_s: float,
     face: str = "v1",
 ) -> list[StreamResult]:
-    count = max(len(entries), concurrency)
-    queue: asyncio.Queue[ManifestEntry] = asyncio.Queue()
-    for i in range(count):
-        queue.put_nowait(entries[i % len(entries)])
     results: list[StreamResult] = []
+    stream = STREAMERS[face]
 
-    async def worker() -> None:
-        while not queue.empty():
-            entry = queue.get_nowait()
-            stream = STREAMERS[face]
-            run = await stream(url, audio[entry.id], speed=speed, tail_silence_s=tail_silence_s)
-            results.append(StreamResult(entry, run, speed))
-            print(
-                f"  {entry.id}: {len(run.finals)} finals, close {run.close_code}",
-                file=sys.stderr,
-                flush=True,
-            )
+    async def each(entry: ManifestEntry) -> None:
+        run = await stream(url, audio[entry.id], speed=speed, tail_silence_s=tail_silence_s)
+        results.append(StreamResult(entry, run, speed))
+        print(
+            f"  {entry.id}: {len(run.finals)} finals, close {run.close_code}",
+            file=sys.stderr,
+            flush=True,
+        )
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await run_each(entries, concurrency, each)
     return results
 
 
@@ -232,18 +227,18 @@ def summarize(
         "audio_seconds": round(audio_s, 2),
         "wer": _wer_of(results, lambda r: r.run.transcript),
         "fast_final_wer": _wer_of(results, lambda r: r.run.fast_transcript),
-        "final_latency_p50_s": _r(percentile(eos, 50)),
-        "final_latency_p95_s": _r(percentile(eos, 95)),
-        "turn_latency_p50_s": _r(percentile(turn_latency, 50)),
-        "turn_latency_p95_s": _r(percentile(turn_latency, 95)),
-        "last_final_after_audio_end_p50_s": _r(percentile(latencies, 50)),
-        "last_final_after_audio_end_p95_s": _r(percentile(latencies, 95)),
-        "first_partial_latency_p50_s": _r(percentile(partial_latency, 50)),
-        "first_partial_latency_p95_s": _r(percentile(partial_latency, 95)),
-        "pipeline_overhead_p50_s": _r(percentile(overhead, 50)),
-        "pipeline_overhead_p95_s": _r(percentile(overhead, 95)),
-        "model_time_per_final_p50_s": _r(percentile(model, 50)),
-        "server_cpu_s_per_audio_s": _r(cpu_s / audio_s if audio_s else None),
+        "final_latency_p50_s": rounded(percentile(eos, 50)),
+        "final_latency_p95_s": rounded(percentile(eos, 95)),
+        "turn_latency_p50_s": rounded(percentile(turn_latency, 50)),
+        "turn_latency_p95_s": rounded(percentile(turn_latency, 95)),
+        "last_final_after_audio_end_p50_s": rounded(percentile(latencies, 50)),
+        "last_final_after_audio_end_p95_s": rounded(percentile(latencies, 95)),
+        "first_partial_latency_p50_s": rounded(percentile(partial_latency, 50)),
+        "first_partial_latency_p95_s": rounded(percentile(partial_latency, 95)),
+        "pipeline_overhead_p50_s": rounded(percentile(overhead, 50)),
+        "pipeline_overhead_p95_s": rounded(percentile(overhead, 95)),
+        "model_time_per_final_p50_s": rounded(percentile(model, 50)),
+        "server_cpu_s_per_audio_s": rounded(cpu_s / audio_s if audio_s else None),
         "errors": sum(len(r.run.errors) for r in results),
         "abnormal_closes": sum(r.run.close_code != 1000 for r in results),
         "finals": sum(len(r.run.finals) for r in results),
@@ -254,10 +249,6 @@ def summarize(
         "transcripts": {r.entry.id: r.run.transcript for r in results},
         "fast_transcripts": {r.entry.id: r.run.fast_transcript for r in results},
     }
-
-
-def _r(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
 
 
 def offline_transcript(model: SpeechModel, path: str | Path) -> str:
@@ -404,8 +395,8 @@ def _paired_runs(
             by_face[face][str(concurrency)] = summary
         audio_s = sum(r.entry.seconds for r in results) * len(options.faces)
         paired[str(concurrency)] = {
-            "streams_at_once": max(1, concurrency // len(options.faces)) * len(options.faces),
-            "server_cpu_s_per_audio_s": _r(cpu_s / audio_s if audio_s else None),
+            "streams_at_once": recordings_at_once(concurrency, len(streamers)) * len(streamers),
+            "server_cpu_s_per_audio_s": rounded(cpu_s / audio_s if audio_s else None),
             **paired_turn_delays(results, base),
         }
     return {
@@ -430,7 +421,7 @@ def compare_faces(by_face: Mapping[str, Mapping[str, Any]], base: str) -> dict[s
             continue
         compared[face] = {
             level: {
-                f"{name}_minus_{base}": _r(summary[name] - by_face[base][level][name])
+                f"{name}_minus_{base}": rounded(summary[name] - by_face[base][level][name])
                 for name in COMPARED
                 if summary.get(name) is not None and by_face[base][level].get(name) is not None
             }

@@ -36,7 +36,7 @@ from streamscribe.benchmarks.metrics import load_manifest
 from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
 from streamscribe.launcher import LaunchOptions, LocalPipeline
 from streamscribe.redis_server import free_port
-from streamscribe.statistics import percentile
+from streamscribe.statistics import percentile, rounded
 
 DEFAULT_LEVELS = (1, 2, 4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
 
@@ -207,8 +207,8 @@ async def _run_level(
         sessions=len(runs),
         finals=finals,
         utterances_per_s=round(finals / elapsed, 3),
-        final_latency_p50_s=_r(percentile(latencies, 50)),
-        final_latency_p95_s=_r(p95),
+        final_latency_p50_s=rounded(percentile(latencies, 50)),
+        final_latency_p95_s=rounded(p95),
         oldest_final_job_s=round(watch.worst_age_s, 3),
         abnormal_closes=abnormal,
         cpu_cores_busy=round(cpu, 2),
@@ -238,10 +238,6 @@ def model_seconds_by_kind(redis_url: str) -> dict[str, float]:
                     kind = sample.labels["kind"]
                     totals[kind] = totals.get(kind, 0.0) + sample.value
     return totals
-
-
-def _r(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
 
 
 def _search(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,3 +93,21 @@ def cuts_repeating(pieces: Sequence[str], reference: str) -> list[str]:
 def repeats_across_cuts(pieces: Sequence[str], reference: str) -> int:
     """How many cuts repeat a word (:func:`cuts_repeating`)."""
     return len(cuts_repeating(pieces, reference))
+
+
+async def run_each(
+    entries: Sequence[ManifestEntry],
+    at_once: int,
+    job: Callable[[ManifestEntry], Awaitable[None]],
+) -> None:
+    """``job`` for every entry, ``at_once`` at a time; with fewer entries than that, they are
+    taken again in turn so the load is still ``at_once``."""
+    queue: asyncio.Queue[ManifestEntry] = asyncio.Queue()
+    for i in range(max(len(entries), at_once)):
+        queue.put_nowait(entries[i % len(entries)])
+
+    async def worker() -> None:
+        while not queue.empty():
+            await job(queue.get_nowait())
+
+    await asyncio.gather(*(worker() for _ in range(at_once)))

@@ -20,9 +20,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from streamscribe.benchmarks.metrics import ManifestEntry
+from streamscribe.benchmarks.metrics import ManifestEntry, run_each
 from streamscribe.client import Audio, StreamRun
-from streamscribe.statistics import percentile
+from streamscribe.statistics import percentile, rounded
 
 Streamer = Callable[..., Awaitable[StreamRun]]
 
@@ -44,30 +44,29 @@ async def stream_paired(
     speed: float,
     tail_silence_s: float,
 ) -> list[PairedResult]:
-    """``concurrency`` streams in all: ``concurrency // len(streamers)`` recordings at a time
-    (at least one), each through every face (``face: (streamer, url)``) at once."""
-    groups = max(1, concurrency // len(streamers))
-    queue: asyncio.Queue[ManifestEntry] = asyncio.Queue()
-    for i in range(max(len(entries), groups)):
-        queue.put_nowait(entries[i % len(entries)])
+    """``concurrency`` streams in all: :func:`recordings_at_once` recordings at a time, each
+    through every face (``face: (streamer, url)``) at once."""
     results: list[PairedResult] = []
 
-    async def worker() -> None:
-        while not queue.empty():
-            entry = queue.get_nowait()
-            runs = await asyncio.gather(
-                *(
-                    stream(url, audio[entry.id], speed=speed, tail_silence_s=tail_silence_s)
-                    for stream, url in streamers.values()
-                )
+    async def each(entry: ManifestEntry) -> None:
+        runs = await asyncio.gather(
+            *(
+                stream(url, audio[entry.id], speed=speed, tail_silence_s=tail_silence_s)
+                for stream, url in streamers.values()
             )
-            by_face = dict(zip(streamers, runs, strict=True))
-            results.append(PairedResult(entry, by_face))
-            closes = ", ".join(f"{face} {run.close_code}" for face, run in by_face.items())
-            print(f"  {entry.id}: close {closes}", file=sys.stderr, flush=True)
+        )
+        by_face = dict(zip(streamers, runs, strict=True))
+        results.append(PairedResult(entry, by_face))
+        closes = ", ".join(f"{face} {run.close_code}" for face, run in by_face.items())
+        print(f"  {entry.id}: close {closes}", file=sys.stderr, flush=True)
 
-    await asyncio.gather(*(worker() for _ in range(groups)))
+    await run_each(entries, recordings_at_once(concurrency, len(streamers)), each)
     return results
+
+
+def recordings_at_once(concurrency: int, faces: int) -> int:
+    """How many recordings ``concurrency`` streams in all carry through ``faces`` faces."""
+    return max(1, concurrency // faces)
 
 
 def turn_arrivals(run: StreamRun) -> list[float]:
@@ -83,7 +82,8 @@ def paired_turn_delays(results: Sequence[PairedResult], base: str) -> dict[str, 
     for face in faces:
         delays: list[float] = []
         unmatched: list[str] = []
-        # a face whose audio starts later loses a tie for a busy transcriber: say how much later
+        # a face whose audio started later would lose ties for a busy transcriber; measured,
+        # it started no later (README), but the offset stays in the report to show it
         offsets = [r.runs[face].started_at - r.runs[base].started_at for r in results]
         for result in results:
             mine = turn_arrivals(result.runs[face])
@@ -93,17 +93,15 @@ def paired_turn_delays(results: Sequence[PairedResult], base: str) -> dict[str, 
                 continue
             delays += [a - b for a, b in zip(mine, theirs, strict=True)]
         report[face] = {
-            f"turn_delay_vs_{base}_p5_s": _r(percentile(delays, 5)),
-            f"turn_delay_vs_{base}_p50_s": _r(percentile(delays, 50)),
-            f"turn_delay_vs_{base}_p95_s": _r(percentile(delays, 95)),
-            f"turn_delay_vs_{base}_mean_s": _r(statistics.fmean(delays) if delays else None),
-            f"audio_start_vs_{base}_median_s": _r(statistics.median(offsets) if offsets else None),
+            f"turn_delay_vs_{base}_p5_s": rounded(percentile(delays, 5)),
+            f"turn_delay_vs_{base}_p50_s": rounded(percentile(delays, 50)),
+            f"turn_delay_vs_{base}_p95_s": rounded(percentile(delays, 95)),
+            f"turn_delay_vs_{base}_mean_s": rounded(statistics.fmean(delays) if delays else None),
+            f"audio_start_vs_{base}_median_s": rounded(
+                statistics.median(offsets) if offsets else None
+            ),
             "turns_compared": len(delays),
             "recordings_compared": len(results) - len(unmatched),
             "recordings_not_compared": unmatched,
         }
     return report
-
-
-def _r(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)

@@ -35,7 +35,7 @@ from streamscribe.benchmarks.metrics import (
 from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
 from streamscribe.launcher import LaunchOptions, LocalPipeline
 from streamscribe.redis_server import free_port
-from streamscribe.statistics import percentile
+from streamscribe.statistics import percentile, rounded
 
 READ_SPEECH_GROUPS = ("single", "long-form")
 
@@ -127,10 +127,10 @@ def by_minute(run: StreamRun) -> list[dict[str, Any]]:
         {
             "minute": minute,
             "finals": len(row["final"]),
-            "final_p50_s": _r(percentile(row["final"], 50)),
-            "final_p95_s": _r(percentile(row["final"], 95)),
+            "final_p50_s": rounded(percentile(row["final"], 50)),
+            "final_p95_s": rounded(percentile(row["final"], 95)),
             "turns": len(row["turn"]),
-            "turn_p95_s": _r(percentile(row["turn"], 95)),
+            "turn_p95_s": rounded(percentile(row["turn"], 95)),
         }
         for minute, row in sorted(rows.items())
     ]
@@ -142,7 +142,7 @@ def trends(minutes: list[dict[str, Any]], samples: list[dict[str, Any]]) -> dict
 
     def p95(rows: list[dict[str, Any]]) -> float | None:
         values = [r["final_p95_s"] for r in rows if r["final_p95_s"] is not None]
-        return _r(float(np.median(values))) if values else None
+        return rounded(float(np.median(values))) if values else None
 
     early, late = p95(minutes[:5]), p95(minutes[-5:])
     growth = {}
@@ -152,7 +152,7 @@ def trends(minutes: list[dict[str, Any]], samples: list[dict[str, Any]]) -> dict
     out: dict[str, Any] = {
         "final_p95_first_5_min_s": early,
         "final_p95_last_5_min_s": late,
-        "final_p95_last_over_first": _r(late / early) if early and late else None,
+        "final_p95_last_over_first": rounded(late / early) if early and late else None,
         "rss_growth_mib_after_warmup": growth,
         "minutes_without_a_turn": [r["minute"] for r in minutes if r["finals"] and not r["turns"]],
     }
@@ -221,8 +221,8 @@ def run_soak(options: SoakOptions, settings: Settings) -> int:
         "finals": len(run.finals),
         "turns": len(run.turns),
         "finals_never_settled": sum(f.message.utterance_id not in settled for f in run.finals),
-        "settled_wer": _r(corpus_wer([program.reference], [run.transcript])),
-        "fast_final_wer": _r(corpus_wer([program.reference], [run.fast_transcript])),
+        "settled_wer": rounded(corpus_wer([program.reference], [run.transcript])),
+        "fast_final_wer": rounded(corpus_wer([program.reference], [run.fast_transcript])),
         "trends": trends(minutes, samples),
         "minutes": minutes,
         "memory": samples,
@@ -233,7 +233,3 @@ def run_soak(options: SoakOptions, settings: Settings) -> int:
     print(json.dumps({k: report[k] for k in list(report)[:12]}, indent=2), file=sys.stderr)
     print(f"wrote {output}", file=sys.stderr)
     return 0 if run.close_code == 1000 and not run.errors else 1
-
-
-def _r(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)

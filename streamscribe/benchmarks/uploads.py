@@ -30,7 +30,7 @@ from streamscribe.client import read_audio
 from streamscribe.launcher import LaunchOptions, LocalPipeline
 from streamscribe.options import model_options
 from streamscribe.redis_server import free_port
-from streamscribe.statistics import percentile
+from streamscribe.statistics import percentile, rounded
 from transcriber.model import Scope, SpeechModel
 
 GAP_S = 0.5
@@ -202,14 +202,14 @@ def run_upload_bench(options: UploadBenchOptions, settings: Settings) -> int:
     report["live_with_upload"] = {
         **_live_summary(with_upload),
         "finals_during_upload": len(overlapping),
-        "final_latency_p95_during_upload_s": _r(percentile(overlapping, 95)),
+        "final_latency_p95_during_upload_s": rounded(percentile(overlapping, 95)),
     }
     base = without["final_latency_p95_s"]
     if base:
-        report["live_p95_ratio"] = _r(with_upload["final_latency_p95_s"] / base)
+        report["live_p95_ratio"] = rounded(with_upload["final_latency_p95_s"] / base)
         during_p95 = percentile(overlapping, 95)
-        report["live_p95_during_upload_ratio"] = _r(during_p95 / base) if during_p95 else None
-    report["upload_wer_minus_offline"] = _r(
+        report["live_p95_during_upload_ratio"] = rounded(during_p95 / base) if during_p95 else None
+    report["upload_wer_minus_offline"] = rounded(
         report["upload_with_live"]["wer"] - report["offline"]["wer"]
     )
     output = Path(options.output)
@@ -247,7 +247,7 @@ def _upload_summary(run: UploadRun, recording: Recording) -> dict[str, Any]:
     return {
         "wer": round(corpus_wer([recording.reference], [run.text]), 4),
         "seconds": round(run.seconds, 2),
-        "real_time_factor": _r(run.seconds / recording.seconds),
+        "real_time_factor": rounded(run.seconds / recording.seconds),
     }
 
 
@@ -259,7 +259,3 @@ LIVE_FIGURES = (
 
 def _live_summary(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: summary[k] for k in LIVE_FIGURES}
-
-
-def _r(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from shared.client_messages import SessionBegin, Turn
-from streamscribe.benchmarks.metrics import ManifestEntry
-from streamscribe.benchmarks.paired import PairedResult, paired_turn_delays, turn_arrivals
-from streamscribe.client import Received, StreamRun
+from streamscribe.benchmarks.metrics import ManifestEntry, run_each
+from streamscribe.benchmarks.paired import (
+    PairedResult,
+    Streamer,
+    paired_turn_delays,
+    recordings_at_once,
+    stream_paired,
+    turn_arrivals,
+)
+from streamscribe.client import Audio, Received, StreamRun
 
 
 def run_with_turns(started_at: float, arrivals: list[float]) -> StreamRun:
@@ -49,3 +57,43 @@ def test_each_turn_is_compared_with_the_same_turn_of_the_first_face() -> None:
     assert rt["turn_delay_vs_v1_mean_s"] == 0.15  # 0.1 and 0.2
     assert rt["audio_start_vs_v1_median_s"] == 0.1  # 0.2 and 0.0
     assert set(delays) == {"rt"}
+
+
+def test_every_face_streams_each_recording_at_once_and_the_load_is_kept() -> None:
+    running = 0
+    most = 0
+    calls: list[tuple[str, str]] = []
+
+    def streamer(face: str) -> Streamer:
+        async def stream(url: str, audio: Audio, **_: object) -> StreamRun:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            calls.append((face, url))
+            await asyncio.sleep(0.01)
+            running -= 1
+            return run_with_turns(0.0, [1.0])
+
+        return stream
+
+    entries = [entry("a"), entry("b"), entry("c")]
+    audio = {e.id: Audio(b"\0\0", 16000) for e in entries}
+    streamers = {"v1": (streamer("v1"), "ws://v1"), "realtime": (streamer("rt"), "ws://rt")}
+    results = asyncio.run(
+        stream_paired(streamers, entries, audio, concurrency=4, speed=1.0, tail_silence_s=0.0)
+    )
+    assert recordings_at_once(4, 2) == 2
+    assert sorted(r.entry.id for r in results) == ["a", "b", "c"]
+    assert all(set(r.runs) == {"v1", "realtime"} for r in results)
+    assert most == 4  # two recordings, each through both faces
+    assert calls.count(("v1", "ws://v1")) == calls.count(("rt", "ws://rt")) == 3
+
+
+def test_fewer_recordings_than_the_load_are_taken_again() -> None:
+    seen: list[str] = []
+
+    async def job(e: ManifestEntry) -> None:
+        seen.append(e.id)
+
+    asyncio.run(run_each([entry("a")], 3, job))
+    assert seen == ["a", "a", "a"]
