@@ -17,6 +17,8 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+_GEMV_PHASES = 16
+"""Up to this many phases (8, 12, 24, 32, 48 kHz), each phase is one matrix-vector product."""
 _BLOCK = 2048
 """Outputs computed at once: their windows are gathered, ``_BLOCK`` x taps floats."""
 DEFAULT_ATTENUATION_DB = 80.0
@@ -136,8 +138,17 @@ class StreamResampler:
         phases = positions % self._up
         windows = sliding_window_view(self._buffer, self._taps)
         starts = newest - (self._taps - 1) - self._buffer_start
-        out: np.ndarray = np.einsum("ij,ij->i", windows[starts], self._table[phases])
-        return out.astype(np.float32, copy=False)
+        if self._up > _GEMV_PHASES:
+            out: np.ndarray = np.einsum("ij,ij->i", windows[starts], self._table[phases])
+            return out.astype(np.float32, copy=False)
+        # outputs n and n + up share a phase and their windows are ``down`` inputs apart: a
+        # matrix-vector product per phase, on those windows copied together
+        count = end - begin
+        out = np.empty(count, np.float32)
+        for first in range(min(self._up, count)):
+            rows = windows[starts[first] :: self._down][: len(range(first, count, self._up))]
+            out[first :: self._up] = np.ascontiguousarray(rows) @ self._table[phases[first]]
+        return out
 
     def _trim(self) -> None:
         position = self._emitted * self._down + self._delay
