@@ -37,7 +37,7 @@ from streamscribe.benchmarks.metrics import (
     normalize,
     run_each,
 )
-from streamscribe.benchmarks.paired import paired_turn_delays, recordings_at_once, stream_paired
+from streamscribe.benchmarks.paired import paired_delays, recordings_at_once, stream_paired
 from streamscribe.benchmarks.realtime_face import stream_realtime
 from streamscribe.client import Audio, StreamRun, read_audio, stream_audio
 from streamscribe.launcher import LaunchOptions, LocalPipeline
@@ -397,7 +397,7 @@ def _paired_runs(
         paired[str(concurrency)] = {
             "streams_at_once": recordings_at_once(concurrency, len(streamers)) * len(streamers),
             "server_cpu_s_per_audio_s": rounded(cpu_s / audio_s if audio_s else None),
-            **paired_turn_delays(results, base),
+            **paired_delays(results, base),
         }
     return {
         "paired": paired,

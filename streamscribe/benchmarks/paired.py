@@ -5,10 +5,10 @@ recording), so whatever else the machine is doing weighs on every face alike. Ru
 another, the faces' latency tails at four streams on two cores moved by up to 0.9 s from run
 to run, which hid a face's own cost (tens of milliseconds) in the machine's noise.
 
-The paired figure: for the k-th turn of a recording, when it reached each face's client,
-counted from that stream's first audio, minus the same for the first face. Turn ends are not
-used: each face reports them its own way (v1 the last word's end, OpenAI Realtime its VAD's
-``speech_stopped``).
+The paired figures: for the k-th turn of a recording, and for its k-th final, when it reached
+each face's client, counted from that stream's first audio, minus the same for the first
+face. Turn ends are not used: each face reports them its own way (v1 the last word's end,
+OpenAI Realtime its VAD's ``speech_stopped``).
 """
 
 from __future__ import annotations
@@ -74,34 +74,64 @@ def turn_arrivals(run: StreamRun) -> list[float]:
     return [t.at - run.started_at for t in run.turns]
 
 
-def paired_turn_delays(results: Sequence[PairedResult], base: str) -> dict[str, Any]:
-    """Per face, its k-th turn's arrival minus ``base``'s, over the recordings that both cut
-    into the same number of turns (the others are counted, not compared)."""
+def final_arrivals(run: StreamRun) -> list[float]:
+    """When each final (an OpenAI Realtime delta) reached the client, from the first audio."""
+    return [f.at - run.started_at for f in run.finals]
+
+
+Arrivals = Callable[[StreamRun], list[float]]
+
+
+def paired_delays(results: Sequence[PairedResult], base: str) -> dict[str, Any]:
+    """Per face, its k-th turn's and k-th final's arrival minus ``base``'s, over the
+    recordings that both cut into as many (the others are counted, not compared). A face
+    that has no turns (Deepgram's protocol) gets no turn figures."""
     faces = [f for f in (results[0].runs if results else {}) if f != base]
     report: dict[str, Any] = {}
     for face in faces:
-        delays: list[float] = []
-        unmatched: list[str] = []
         # a face whose audio started later would lose ties for a busy transcriber; measured,
         # it started no later (README), but the offset stays in the report to show it
         offsets = [r.runs[face].started_at - r.runs[base].started_at for r in results]
-        for result in results:
-            mine = turn_arrivals(result.runs[face])
-            theirs = turn_arrivals(result.runs[base])
-            if len(mine) != len(theirs):
-                unmatched.append(f"{result.entry.id}: {len(mine)} turns, {base} {len(theirs)}")
-                continue
-            delays += [a - b for a, b in zip(mine, theirs, strict=True)]
-        report[face] = {
-            f"turn_delay_vs_{base}_p5_s": rounded(percentile(delays, 5)),
-            f"turn_delay_vs_{base}_p50_s": rounded(percentile(delays, 50)),
-            f"turn_delay_vs_{base}_p95_s": rounded(percentile(delays, 95)),
-            f"turn_delay_vs_{base}_mean_s": rounded(statistics.fmean(delays) if delays else None),
+        figures: dict[str, Any] = {
             f"audio_start_vs_{base}_median_s": rounded(
                 statistics.median(offsets) if offsets else None
             ),
-            "turns_compared": len(delays),
-            "recordings_compared": len(results) - len(unmatched),
-            "recordings_not_compared": unmatched,
         }
+        figures |= _compared(results, face, base, arrivals=turn_arrivals, what="turn", tag="")
+        figures |= _compared(
+            results, face, base, arrivals=final_arrivals, what="final", tag="_by_finals"
+        )
+        report[face] = figures
     return report
+
+
+def _compared(
+    results: Sequence[PairedResult],
+    face: str,
+    base: str,
+    *,
+    arrivals: Arrivals,
+    what: str,
+    tag: str,
+) -> dict[str, Any]:
+    if not any(arrivals(r.runs[face]) for r in results):
+        return {}
+    delays: list[float] = []
+    unmatched: list[str] = []
+    for result in results:
+        mine = arrivals(result.runs[face])
+        theirs = arrivals(result.runs[base])
+        if len(mine) != len(theirs):
+            unmatched.append(f"{result.entry.id}: {len(mine)} {what}s, {base} {len(theirs)}")
+            continue
+        delays += [a - b for a, b in zip(mine, theirs, strict=True)]
+    prefix = f"{what}_delay_vs_{base}"
+    return {
+        f"{prefix}_p5_s": rounded(percentile(delays, 5)),
+        f"{prefix}_p50_s": rounded(percentile(delays, 50)),
+        f"{prefix}_p95_s": rounded(percentile(delays, 95)),
+        f"{prefix}_mean_s": rounded(statistics.fmean(delays) if delays else None),
+        f"{what}s_compared": len(delays),
+        f"recordings_compared{tag}": len(results) - len(unmatched),
+        f"recordings_not_compared{tag}": unmatched,
+    }

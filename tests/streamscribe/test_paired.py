@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from shared.client_messages import SessionBegin, Turn
+from shared.client_messages import SessionBegin, Transcript, Turn
 from streamscribe.benchmarks.metrics import ManifestEntry, run_each
 from streamscribe.benchmarks.paired import (
     PairedResult,
     Streamer,
-    paired_turn_delays,
+    paired_delays,
     recordings_at_once,
     stream_paired,
     turn_arrivals,
@@ -50,13 +50,34 @@ def test_each_turn_is_compared_with_the_same_turn_of_the_first_face() -> None:
             {"v1": run_with_turns(0.0, [1.0]), "rt": run_with_turns(0.0, [1.0, 2.0])},
         ),
     ]
-    delays = paired_turn_delays(results, "v1")
+    delays = paired_delays(results, "v1")
     rt = delays["rt"]
     assert rt["turns_compared"] == 2 and rt["recordings_compared"] == 1
     assert rt["recordings_not_compared"] == ["b: 2 turns, v1 1"]
     assert rt["turn_delay_vs_v1_mean_s"] == 0.15  # 0.1 and 0.2
     assert rt["audio_start_vs_v1_median_s"] == 0.1  # 0.2 and 0.0
     assert set(delays) == {"rt"}
+    assert "finals_compared" not in rt  # neither had finals
+
+
+def test_finals_are_paired_and_a_face_without_turns_gets_no_turn_figures() -> None:
+    def with_finals(started_at: float, arrivals: list[float]) -> StreamRun:
+        run = run_with_turns(started_at, [])
+        for k, at in enumerate(arrivals):
+            final = Transcript("s", k + 1, True, f"s-u{k}", "hi", 0.0, 1.0, "")
+            run.received.append(Received.of(at, final))
+        return run
+
+    results = [
+        PairedResult(
+            entry("a"),
+            {"v1": with_finals(0.0, [1.0, 2.0]), "deepgram": with_finals(0.0, [1.05, 2.15])},
+        )
+    ]
+    dg = paired_delays(results, "v1")["deepgram"]
+    assert dg["finals_compared"] == 2 and dg["recordings_compared_by_finals"] == 1
+    assert dg["final_delay_vs_v1_mean_s"] == 0.1  # 0.05 and 0.15
+    assert "turns_compared" not in dg
 
 
 def test_every_face_streams_each_recording_at_once_and_the_load_is_kept() -> None:
