@@ -56,10 +56,9 @@ def polyphase_filter(
     ratio = 2 * cutoff_hz / upsampled_rate
     taps = ratio * np.sinc(ratio * n) * np.kaiser(length, beta) * up
     per_phase = math.ceil(length / up)
-    table = np.zeros((up, per_phase))
     padded = np.zeros(per_phase * up)
     padded[:length] = taps
-    table[:, :] = padded.reshape(per_phase, up).T  # table[p, m] = taps[p + m * up]
+    table = padded.reshape(per_phase, up).T  # table[p, m] = taps[p + m * up]
     return np.ascontiguousarray(table[:, ::-1], dtype=np.float32), delay
 
 
@@ -118,14 +117,14 @@ class StreamResampler:
             if shortfall > 0:
                 self._buffer = np.concatenate([self._buffer, np.zeros(shortfall, np.float32)])
         out = self._outputs(self._emitted, end)
-        self._emitted = max(self._emitted, end)
+        self._emitted = end
         self._trim()
         return out
 
     def _ready(self) -> int:
         """One past the last output whose input has all come."""
         newest = self._seen * self._up - 1 - self._delay
-        return max(self._emitted, newest // self._down + 1 if newest >= 0 else 0)
+        return max(self._emitted, newest // self._down + 1)
 
     def _outputs(self, begin: int, end: int) -> np.ndarray:
         if end - begin > _BLOCK:  # bounds the gathered windows of one large chunk

@@ -89,8 +89,8 @@ def paired_delays(results: Sequence[PairedResult], base: str) -> dict[str, Any]:
     faces = [f for f in (results[0].runs if results else {}) if f != base]
     report: dict[str, Any] = {}
     for face in faces:
-        # a face whose audio started later would lose ties for a busy transcriber; measured,
-        # it started no later (README), but the offset stays in the report to show it
+        # a face whose audio starts later loses ties for a busy transcriber, and a tie costs
+        # a whole decode: the figures below are read against this offset (README)
         offsets = [r.runs[face].started_at - r.runs[base].started_at for r in results]
         figures: dict[str, Any] = {
             f"audio_start_vs_{base}_median_s": rounded(
