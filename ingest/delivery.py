@@ -143,7 +143,12 @@ class DeliveryOrder:
             finals = tuple(self._open.pop(i) for i in sorted(self._open) if i in span)
             self.settled_until = max(self.settled_until, turn.last_utterance + 1)
             said = [f.text for f in finals]
-            if not (turn.fallback or turn.withheld) and turn_lost_words(turn.result.text, said):
+            if turn.withheld and finals:
+                # the model doubts the language of its own decoding, which is no judgment that
+                # nothing was said: an English-only model doubts short or rare English too
+                # ("replied he", "Chapter 21", digit strings), so the finals stand
+                turn = msgspec.structs.replace(turn, fallback=True)
+            elif not turn.fallback and turn_lost_words(turn.result.text, said):
                 turn = msgspec.structs.replace(turn, fallback=True)
             if finals or (turn.result.text and not turn.fallback):
                 released.append(ReleasedTurn(turn, finals))

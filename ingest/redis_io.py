@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 
 import redis.asyncio
 import redis.exceptions
@@ -327,7 +328,7 @@ class EventRelay:
     async def _reconnect(self) -> None:
         """A fresh pub/sub connection once Redis answers, subscribed to what is wanted."""
         with contextlib.suppress(*REDIS_DOWN):
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await _close(self._pubsub)
         delays = Delays()
         while True:
             await asyncio.sleep(delays.next())  # backoff between attempts
@@ -336,7 +337,7 @@ class EventRelay:
                 await pubsub.subscribe(self._node_channel, *self._handlers)
             except REDIS_DOWN:
                 with contextlib.suppress(*REDIS_DOWN):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await _close(pubsub)
                 continue
             self._pubsub = pubsub
             self._connected = True
@@ -345,6 +346,13 @@ class EventRelay:
 
     async def close(self) -> None:
         try:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await _close(self._pubsub)
         except redis.exceptions.ConnectionError:
             logger.warning("pub/sub connection already gone at shutdown")
+
+
+async def _close(pubsub: redis.asyncio.client.PubSub) -> None:
+    """``PubSub.aclose``, typed from redis-py 8.2 on and untyped before: called through one
+    signature so that both ends of the supported range type-check."""
+    close = cast(Callable[[], Awaitable[None]], pubsub.aclose)
+    await close()

@@ -132,11 +132,18 @@ def test_a_turn_that_lost_many_of_its_finals_words_falls_back_to_them() -> None:
     assert isinstance(released, ReleasedTurn) and released.turn.fallback
 
 
-def test_a_turn_the_model_withheld_as_another_language_stands_empty() -> None:
-    """tiny.en hearing Welsh: the finals show invented English, the turn withholds it."""
+def test_a_turn_the_model_withheld_as_another_language_never_erases_its_finals() -> None:
+    """tiny.en doubts short English as it doubts Welsh ("replied he" was withheld): doubt
+    about the language is no judgment that nothing was said, so the finals stand."""
     order = DeliveryOrder()
-    order.accept(final(0, "Beth, you're so with the Vary."))
-    welsh = msgspec.structs.replace(turn(0, 0, 0, ""), withheld=True)
-    [released] = order.accept(welsh)
+    order.accept(final(0, "replied he"))
+    withheld = msgspec.structs.replace(turn(0, 0, 0, ""), withheld=True)
+    [released] = order.accept(withheld)
     assert isinstance(released, ReleasedTurn)
-    assert not released.turn.fallback and released.turn.result.text == ""
+    assert released.turn.fallback and [f.text for f in released.finals] == ["replied he"]
+
+
+def test_a_withheld_turn_with_no_finals_says_nothing() -> None:
+    order = DeliveryOrder()
+    order.accept(final(0, ""))
+    assert order.accept(msgspec.structs.replace(turn(0, 0, 0, ""), withheld=True)) == []
