@@ -35,6 +35,12 @@ class SessionLimits:
     max_messages_per_s: float = 20.0
     """Text messages accepted per second, over the session (4029 beyond)."""
     message_burst: int = 100
+    max_audio_frames_per_s: float = 500.0
+    """Audio frames accepted per second, whatever their size (4029 beyond): an empty frame
+    costs no audio time but still a parse and a Redis-free pass through the session, and a
+    flood of them took a core. 500 is above the most frames a real client sends: a browser's
+    AudioWorklet hands over 128 samples at a time, 375 per second at 48 kHz."""
+    audio_frame_burst: int = 1000
     max_room_participants: int = 500
 
 

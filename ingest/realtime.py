@@ -230,6 +230,8 @@ class RealtimeFace:
             )
         if len(audio) % self.config.encoding.sample_width:
             raise RealtimeError("audio is not a whole number of 16-bit samples", param="audio")
+        if not audio:  # no audio: it neither opens the session nor counts as appended
+            raise RealtimeError("audio is empty", code="invalid_value", param="audio")
         return self._heard(audio)
 
     def _commit(self) -> FaceInput:

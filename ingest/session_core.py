@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ingest import logger
 from ingest.delivery import DeliveryOrder, ReleasedTurn
-from ingest.limits import AudioRateLimiter, MessageRateLimiter
+from ingest.limits import AudioRateLimiter, FrameRateLimiter, MessageRateLimiter
 from ingest.metrics import IngestMetrics
 from ingest.options import IngestOptions
 from ingest.protocol import (
@@ -148,6 +148,7 @@ class SessionCore:
         self._converter = PcmConverter(params.sample_rate, params.encoding)
         self._rate = AudioRateLimiter(options.limits, now=now)
         self._commands = MessageRateLimiter(options.limits, now=now)
+        self._frames = FrameRateLimiter(options.limits, now=now)
         self.samples_in = 0
         """Samples at 16 kHz this connection put in the pipeline."""
         self.client_samples = point.samples_stored if point else 0
@@ -446,6 +447,7 @@ class SessionCore:
         pipeline's 16 kHz PCM (maybe empty); a :class:`ProtocolError` for audio that ends
         the session."""
         encoding = self.params.encoding
+        self._frames.admit(now=now)
         check_audio_frame(payload, encoding, self._options.max_frame_bytes)
         self._rate.admit(len(payload) / encoding.sample_width / self.params.sample_rate, now=now)
         try:

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     max_messages_per_s: float = Field(default=20.0, gt=0)
     """Text messages (finalize, keepalive...) accepted per second; faster closes with 4029."""
     message_burst: int = Field(default=100, ge=1)
+    max_audio_frames_per_s: float = Field(default=500.0, gt=0)
+    """Audio frames (binary frames, Realtime appends, gRPC audio) accepted per second, empty
+    ones included; faster closes with 4029."""
+    audio_frame_burst: int = Field(default=1000, ge=1)
     max_room_participants: int = Field(default=500, ge=1)
     """Live participants a room holds; one more is refused with 1013 (room_full)."""
     resume_window_s: int = Field(default=60, ge=0, le=3600)

@@ -64,6 +64,8 @@ def ingest_options(settings: Settings) -> IngestOptions:
             audio_burst_s=settings.audio_burst_s,
             max_messages_per_s=settings.max_messages_per_s,
             message_burst=settings.message_burst,
+            max_audio_frames_per_s=settings.max_audio_frames_per_s,
+            audio_frame_burst=settings.audio_frame_burst,
             max_room_participants=settings.max_room_participants,
         ),
         allowed_origins=tuple(

@@ -337,3 +337,17 @@ def test_finals_and_turns_carry_the_wall_time_of_their_start() -> None:
     assert sent(session.event(settled, now=NOW))[0]["wall_start"] == NOW - 3.4
     untimed = sent(core().event(final(0), now=NOW))[0]
     assert "wall_start" not in untimed  # unknown (an older segmenter): left out
+
+
+def test_empty_audio_frames_are_counted_as_frames() -> None:
+    """An empty frame costs no audio time; a flood of them is still refused (4029)."""
+    limits = SessionLimits(max_audio_frames_per_s=500, audio_frame_burst=1000)
+    session = core(options=replace(OPTIONS, limits=limits))
+    for _ in range(1000):
+        assert session.audio(b"", now=0.0) == b""
+    with pytest.raises(ProtocolError) as refused:
+        session.audio(b"", now=0.0)
+    assert (refused.value.code, refused.value.close_code) == ("too_fast", 4029)
+    steady = core(options=replace(OPTIONS, limits=limits))
+    for i in range(5000):  # 400 frames a second for 12.5 s: a browser's worklet at 48 kHz
+        steady.audio(b"\0\0" * 40, now=i / 400)
