@@ -42,23 +42,38 @@ class SessionLimits:
     AudioWorklet hands over 128 samples at a time, 375 per second at 48 kHz."""
     audio_frame_burst: int = 1000
     max_room_participants: int = 500
+    max_connections: int = 10000
+    """Open TCP connections one node holds (WebSocket, page, health, uploads), at most; more
+    are dropped at once. Never more than the process's file limit allows, less a reserve."""
+    max_connections_per_address: int = 1000
+    """... from one client address (behind a load balancer: one of its nodes)."""
 
 
 @dataclass(frozen=True, slots=True)
 class UploadOptions:
     max_upload_bytes: int = 100 * 2**20
     """Larger request bodies are refused with 413."""
-    max_duration_s: float = 4 * 3600.0
-    """Longer recordings are refused (400)."""
+    max_duration_s: float = 1500.0
+    """Longer recordings are refused (400): at the container's declared duration before any
+    decoding, else as soon as the decoded audio passes it."""
     max_queued_windows: int = 2000
     """Windows of every upload waiting for a transcriber; past it, 429 with Retry-After."""
+    windows_in_flight: int = 4
+    """Windows of one upload queued or being transcribed at once: the next is decoded when one
+    is done, so an upload holds at most this many windows (30 s, 0.96 MB each) in Redis and
+    one in ingest, however long the recording."""
+    max_concurrent: int = 16
+    """Uploads one node transcribes at once; more are refused with 429."""
+    max_concurrent_per_client: int = 4
+    """... of one client (its token's subject with access tokens on, else its address)."""
     retry_after_s: int = 30
     max_window_s: float = 30.0
     result_timeout_s: float = 1800.0
     """How long an upload may wait for its windows in all; then 504."""
 
     def __post_init__(self) -> None:
-        if self.max_upload_bytes < 1 or self.max_queued_windows < 1:
+        counts = (self.windows_in_flight, self.max_concurrent, self.max_concurrent_per_client)
+        if self.max_upload_bytes < 1 or self.max_queued_windows < 1 or min(counts) < 1:
             raise ValueError("upload limits must be positive")
         if not 1.0 <= self.max_window_s <= 30.0:
             raise ValueError("upload windows must be 1 to 30 s (Whisper's window)")

@@ -26,7 +26,7 @@ from ingest.deepgram import (
     parse_listen_request,
 )
 from ingest.faces import Face, FaceInput, GrpcFace, StreamFace
-from ingest.front_door import HttpDoor, sorting_connection
+from ingest.front_door import HttpDoor, connection_gate, sorting_connection
 from ingest.grpc_door import GrpcDoor
 from ingest.grpc_messages import config_query
 from ingest.grpc_wire import GrpcWire
@@ -122,6 +122,7 @@ class IngestServer:
         api = AudioApiOptions(
             options.model_name, options.english_only, options.auth, options.allowed_hosts
         )
+        self._gate = connection_gate(options.limits)
         self._http_door = HttpDoor(
             audio_app(
                 api,
@@ -159,7 +160,7 @@ class IngestServer:
                     self.options.host,
                     self.options.port,
                     process_request=self._handshake,
-                    create_connection=sorting_connection(self._http_door.protocol),
+                    create_connection=sorting_connection(self._http_door.protocol, self._gate),
                     max_size=self.options.max_frame_bytes * 4,
                     ping_interval=20,
                     ping_timeout=20,

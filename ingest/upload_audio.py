@@ -1,52 +1,70 @@
 """An uploaded recording: decoded by PyAV (any container and codec FFmpeg reads) to the
-pipeline's 16 kHz mono PCM, and cut into windows of at most Whisper's 30 s at pauses."""
+pipeline's 16 kHz mono PCM a piece at a time, and cut into windows of at most Whisper's 30 s
+at pauses as it is decoded, so a node holds at most one window of any upload however long
+the recording (a few MB of a compressed codec can hold hours)."""
 
 from __future__ import annotations
 
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import av
-import numpy as np
 import webrtcvad
 
 from shared.audio import PIPELINE_SAMPLE_RATE
+from shared.errors import StreamscribeError
 
 FRAME_MS = 30
 FRAME_SAMPLES = PIPELINE_SAMPLE_RATE * FRAME_MS // 1000
 
 
-class UndecodableUpload(ValueError):
-    """The upload is not audio FFmpeg can read, holds no audio, or runs too long."""
+class UndecodableUpload(StreamscribeError, ValueError):
+    """The upload is not audio FFmpeg can read, or holds no audio."""
 
 
-def decode_upload(file: BinaryIO, *, max_duration_s: float) -> bytes:
-    """The first audio stream as 16 kHz mono s16le; at most ``max_duration_s`` of it (a small
-    file of a compressed codec may hold hours)."""
+class UploadTooLong(UndecodableUpload):
+    """The recording runs longer than a node accepts."""
+
+
+def too_long(seconds: float, max_duration_s: float) -> UploadTooLong:
+    """In OpenAI's words for the same refusal."""
+    return UploadTooLong(
+        f"audio duration {seconds:g} seconds is longer than {max_duration_s:g} seconds which is "
+        "the maximum for this model"
+    )
+
+
+def decoded_pcm(file: BinaryIO, *, max_duration_s: float) -> Iterator[bytes]:
+    """The first audio stream as 16 kHz mono s16le, a decoded frame at a time. A recording
+    whose container declares more than ``max_duration_s`` is refused before any of it is
+    decoded, and one that turns out longer as it is decoded (a container can leave its
+    duration out, or lie) as soon as it passes the limit."""
     limit = int(max_duration_s * PIPELINE_SAMPLE_RATE)
     resampler = av.AudioResampler(format="s16", layout="mono", rate=PIPELINE_SAMPLE_RATE)
-    chunks: list[bytes] = []
     samples = 0
     try:
         with av.open(file, mode="r", metadata_errors="ignore") as container:
             if not container.streams.audio:
                 raise UndecodableUpload("the file holds no audio stream")
+            declared = container.duration  # in AV_TIME_BASE units (microseconds), or None
+            if declared is not None and declared / av.time_base > max_duration_s:
+                raise too_long(round(declared / av.time_base, 3), max_duration_s)
             for frame in container.decode(audio=0):
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().tobytes())
                     samples += out.samples
+                    yield out.to_ndarray().tobytes()
                 if samples > limit:
-                    raise UndecodableUpload(
-                        f"the recording is longer than the {max_duration_s:.0f} s allowed"
-                    )
+                    raise too_long(samples / PIPELINE_SAMPLE_RATE, max_duration_s)
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().tobytes())
+                samples += out.samples
+                yield out.to_ndarray().tobytes()
     except av.FFmpegError as exc:
         raise UndecodableUpload(f"the file could not be decoded as audio: {exc}") from None
-    pcm = b"".join(chunks)
-    if not pcm:
+    if samples > limit:
+        raise too_long(samples / PIPELINE_SAMPLE_RATE, max_duration_s)
+    if not samples:
         raise UndecodableUpload("the file holds no audio")
-    return pcm
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,41 +76,76 @@ class Window:
     speech: bool
 
 
+@dataclass(frozen=True, slots=True)
+class CutWindow:
+    window: Window
+    pcm: bytes
+    """The window's samples (s16le)."""
+
+
+class WindowCutter:
+    """Cuts PCM fed in pieces into windows, each at most ``max_window_s``: in the middle of
+    the longest pause after ``min_window_s`` (the end of the recording if it comes first), at
+    ``max_window_s`` where there is none. A window with no speech is marked, so it need not
+    be decoded (Whisper invents text over silence). Holds at most one window and a VAD frame
+    of audio: a window is cut as soon as more than ``max_window_s`` follows its start."""
+
+    def __init__(
+        self, *, max_window_s: float = 30.0, min_window_s: float = 10.0, vad_mode: int = 2
+    ) -> None:
+        self._vad = webrtcvad.Vad(vad_mode)
+        self._max_frames = max(1, int(max_window_s * 1000 / FRAME_MS))
+        self._min_frames = min(self._max_frames, int(min_window_s * 1000 / FRAME_MS))
+        self._held = bytearray()
+        """Samples from the start of the next window on."""
+        self._voiced: list[bool] = []
+        """The VAD's verdict on each whole frame of ``_held``."""
+        self._start = 0
+        """The next window's first sample in the recording."""
+
+    def feed(self, pcm: bytes) -> list[CutWindow]:
+        self._held += pcm
+        cut: list[CutWindow] = []
+        while True:
+            for frame in range(len(self._voiced), len(self._held) // (2 * FRAME_SAMPLES)):
+                piece = self._held[frame * 2 * FRAME_SAMPLES : (frame + 1) * 2 * FRAME_SAMPLES]
+                self._voiced.append(self._vad.is_speech(bytes(piece), PIPELINE_SAMPLE_RATE))
+            if len(self._voiced) <= self._max_frames:
+                return cut
+            frames = _pause_cut(self._voiced, self._min_frames, self._max_frames)
+            cut.append(self._take(frames * FRAME_SAMPLES, any(self._voiced[:frames])))
+            del self._voiced[:frames]
+
+    def finish(self) -> list[CutWindow]:
+        """The last window: whatever is held (nothing for an empty recording)."""
+        if not self._held:
+            return []
+        return [self._take(len(self._held) // 2, any(self._voiced))]
+
+    def _take(self, samples: int, speech: bool) -> CutWindow:
+        window = Window(self._start, self._start + samples, speech)
+        pcm = bytes(self._held[: samples * 2])
+        del self._held[: samples * 2]
+        self._start += samples
+        return CutWindow(window, pcm)
+
+
 def cut_windows(
-    pcm: bytes,
-    *,
-    max_window_s: float = 30.0,
-    min_window_s: float = 10.0,
-    vad_mode: int = 2,
+    pcm: bytes, *, max_window_s: float = 30.0, min_window_s: float = 10.0, vad_mode: int = 2
 ) -> list[Window]:
-    """Windows covering the recording, each at most ``max_window_s``: cut in the middle of
-    the longest pause after ``min_window_s`` (the end of the recording if it comes first),
-    at ``max_window_s`` where there is none. A window with no speech is marked, so it
-    need not be decoded (Whisper invents text over silence)."""
-    audio = np.frombuffer(pcm, dtype=np.int16)
-    frames = len(audio) // FRAME_SAMPLES
-    vad = webrtcvad.Vad(vad_mode)
-    voiced = [
-        vad.is_speech(audio[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES].tobytes(), 16000)
-        for i in range(frames)
-    ]
-    max_frames = max(1, int(max_window_s * 1000 / FRAME_MS))
-    min_frames = min(max_frames, int(min_window_s * 1000 / FRAME_MS))
-    windows: list[Window] = []
-    first = 0
-    while first < frames:
-        if frames - first <= max_frames:
-            cut = frames
-        else:
-            cut = _pause_cut(voiced, first + min_frames, first + max_frames)
-        windows.append(Window(first * FRAME_SAMPLES, cut * FRAME_SAMPLES, any(voiced[first:cut])))
-        first = cut
-    if windows:  # the samples after the last whole frame belong to the last window
-        last = windows[-1]
-        windows[-1] = Window(last.start, len(audio), last.speech)
-    elif len(audio):
-        windows.append(Window(0, len(audio), False))
-    return windows
+    """The windows of a whole recording at once (:class:`WindowCutter`)."""
+    cutter = WindowCutter(max_window_s=max_window_s, min_window_s=min_window_s, vad_mode=vad_mode)
+    return [c.window for c in (*cutter.feed(pcm), *cutter.finish())]
+
+
+def upload_windows(
+    file: BinaryIO, *, max_duration_s: float, max_window_s: float = 30.0
+) -> Generator[CutWindow, None, None]:
+    """An upload's windows as it is decoded (:func:`decoded_pcm`, :class:`WindowCutter`)."""
+    cutter = WindowCutter(max_window_s=max_window_s)
+    for pcm in decoded_pcm(file, max_duration_s=max_duration_s):
+        yield from cutter.feed(pcm)
+    yield from cutter.finish()
 
 
 def _pause_cut(voiced: list[bool], low: int, high: int) -> int:

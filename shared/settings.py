@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     ones included; faster closes with 4029."""
     audio_frame_burst: int = Field(default=1000, ge=1)
     max_room_participants: int = Field(default=500, ge=1)
+    max_connections: int = Field(default=10000, ge=1)
+    """Open connections per ingest node (capped by the process's file limit less 512); more
+    are dropped at once."""
+    max_connections_per_address: int = Field(default=1000, ge=1)
+    """Open connections from one client address per node (a load balancer's node counts as
+    one address: raise it there); more are dropped at once."""
     """Live participants a room holds; one more is refused with 1013 (room_full)."""
     resume_window_s: int = Field(default=60, ge=0, le=3600)
     """How long a session whose connection dropped waits for its client to resume; 0: a
@@ -65,8 +71,16 @@ class Settings(BaseSettings):
 
     upload_max_bytes: int = Field(default=100 * 2**20, ge=1024)
     """Request bodies of the audio API (``POST /v1/audio/...``) past this are refused (413)."""
-    upload_max_duration_s: float = Field(default=14400.0, gt=0)
-    """Uploaded recordings longer than this are refused (400)."""
+    upload_max_duration_s: float = Field(default=1500.0, gt=0)
+    """Uploaded recordings longer than this are refused (400); the default is OpenAI's own
+    limit for its gpt-4o transcription models (25 minutes)."""
+    upload_windows_in_flight: int = Field(default=4, ge=1, le=64)
+    """Windows (30 s each) of one upload queued or transcribed at once; the rest of the
+    recording is decoded only as they are done."""
+    upload_max_concurrent: int = Field(default=16, ge=1)
+    """Uploads one ingest node serves at once; more get 429."""
+    upload_max_concurrent_per_client: int = Field(default=4, ge=1)
+    """... of one client (a token's subject, else the client's address); more get 429."""
     upload_max_queued_windows: int = Field(default=2000, ge=1)
     """Upload windows waiting for a transcriber, over every upload; past it, 429."""
     upload_retry_after_s: int = Field(default=30, ge=1, le=3600)

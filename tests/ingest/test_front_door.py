@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Awaitable, Callable
 
@@ -16,7 +17,14 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request as WsRequest
 from websockets.http11 import Response as WsResponse
 
-from ingest.front_door import HttpDoor, for_http_door, sorting_connection
+import ingest.front_door
+from ingest.front_door import (
+    ConnectionGate,
+    HttpDoor,
+    RefusalLog,
+    for_http_door,
+    sorting_connection,
+)
 
 
 @pytest.mark.parametrize(
@@ -52,7 +60,9 @@ def _health(connection: ServerConnection, request: WsRequest) -> WsResponse | No
     return None
 
 
-def with_door(scenario: Callable[[int], Awaitable[None]]) -> None:
+def with_door(
+    scenario: Callable[[int], Awaitable[None]], gate: ConnectionGate | None = None
+) -> None:
     """Runs ``scenario(port)`` against websockets serving with the front door."""
 
     async def run() -> None:
@@ -60,7 +70,7 @@ def with_door(scenario: Callable[[int], Awaitable[None]]) -> None:
         http = HttpDoor(app)
         async with serve(
             _echo, "127.0.0.1", 0, process_request=_health,
-            create_connection=sorting_connection(http.protocol),
+            create_connection=sorting_connection(http.protocol, gate),
         ) as server:  # fmt: skip
             await scenario(server.sockets[0].getsockname()[1])
             await http.close()
@@ -131,3 +141,67 @@ async def _leavers(port: int) -> None:
     writer.close()  # leaves before a byte
     answer = await _exchange(port, b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200")
+
+
+def test_the_gate_counts_per_node_and_per_address() -> None:
+    gate = ConnectionGate(per_node=3, per_address=2)
+    assert gate.admit("a") and gate.admit("a") and not gate.admit("a")
+    assert gate.admit("b") and not gate.admit("c")  # the node is full
+    gate.release("a")
+    assert gate.admit("c") and gate.refused == 2 and gate.open == 3
+
+
+def test_refusals_are_logged_once_a_period(caplog: pytest.LogCaptureFixture) -> None:
+    gate, log = ConnectionGate(per_node=1, per_address=1), RefusalLog(every_s=60)
+    for i in range(1000):
+        log.refused(gate, "10.0.0.1", now=i / 100)
+    log.refused(gate, "10.0.0.1", now=61.0)
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(lines) == 2 and lines[1].startswith("refused 1000 connection(s)")
+
+
+def test_connections_past_the_caps_are_dropped_and_counted_back() -> None:
+    gate = ConnectionGate(per_node=100, per_address=3)
+
+    async def scenario(port: int) -> None:
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        assert gate.open == 3
+        reader, _ = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # dropped at once
+        for _, writer in held:
+            writer.close()
+        await asyncio.sleep(0.2)
+        assert gate.open == 0
+        answer = await _exchange(port, b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200")
+        await asyncio.sleep(0.1)
+        assert gate.open == 0 and gate.refused == 1
+
+    with_door(scenario, gate)
+
+
+def test_an_upload_whose_headers_trickle_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest.front_door, "HEAD_TIMEOUT_S", 0.5)
+    gate = ConnectionGate(per_node=10, per_address=10)
+
+    async def scenario(port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: a\r\n")
+        with contextlib.suppress(ConnectionError):  # the server may be gone by the 2nd line
+            for _ in range(3):
+                await asyncio.sleep(0.3)
+                writer.write(b"X-Slow: 1\r\n")
+        with contextlib.suppress(ConnectionError):
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        await asyncio.sleep(0.1)
+        assert gate.open == 0
+        done = await _exchange(
+            port,
+            b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n",
+            b"abc",
+        )
+        assert b"starlette got 3 bytes" in done
+
+    with_door(scenario, gate)

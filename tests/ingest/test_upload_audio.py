@@ -8,13 +8,24 @@ import av
 import numpy as np
 import pytest
 
-from ingest.upload_audio import UndecodableUpload, Window, cut_windows, decode_upload
+from ingest.upload_audio import (
+    UndecodableUpload,
+    Window,
+    WindowCutter,
+    cut_windows,
+    decoded_pcm,
+    upload_windows,
+)
 from streamscribe.client import read_audio
 from tests.conftest import DATA
 
 RATE = 16000
 LONG = read_audio(DATA / "long-ljspeech-LJ001-0001-0008.wav").pcm  # 50.3 s of read speech
 PAUSED = read_audio(DATA / "vad-pause-3s-1988-24833-0000-0002.wav").pcm  # silence 3.32-6.32 s
+
+
+def decode_upload(file: io.BytesIO, *, max_duration_s: float) -> bytes:
+    return b"".join(decoded_pcm(file, max_duration_s=max_duration_s))
 
 
 def encoded(pcm: bytes, container: str, codec: str, rate: int, layout: str = "stereo") -> bytes:
@@ -52,8 +63,17 @@ def test_common_formats_decode_to_16k_mono_of_the_same_length(
 
 
 def test_a_recording_longer_than_allowed_is_refused() -> None:
-    with pytest.raises(UndecodableUpload, match="longer than the 20 s"):
+    with pytest.raises(UndecodableUpload, match="seconds is longer than 20 seconds"):
         decode_upload(io.BytesIO(encoded(LONG, "flac", "flac", 16000, "mono")), max_duration_s=20)
+
+
+def test_a_recording_declared_too_long_is_refused_before_any_of_it_is_decoded() -> None:
+    """FLAC declares its length in its header: refused there, before the first piece."""
+    pieces = decoded_pcm(
+        io.BytesIO(encoded(LONG, "flac", "flac", 16000, "mono")), max_duration_s=20
+    )
+    with pytest.raises(UndecodableUpload, match="seconds is longer than 20 seconds"):
+        next(pieces)
 
 
 @pytest.mark.parametrize("data", [b"", b"not audio at all" * 100, b"RIFF\x00\x00\x00\x00WAVEfmt "])
@@ -97,3 +117,28 @@ def test_a_short_recording_is_one_window_with_its_odd_samples() -> None:
     assert cut_windows(bytes(2 * 1001)) == [Window(0, 1001, False)]
     assert cut_windows(PAUSED[: 2 * 100]) == [Window(0, 100, False)]  # under one VAD frame
     assert cut_windows(b"") == []
+
+
+@pytest.mark.parametrize("piece", [1, 7, 480, 4801, 16000 * 7])
+def test_windows_cut_as_the_audio_comes_are_those_of_the_whole(piece: int) -> None:
+    """Fed in pieces of any size, the cutter holds at most a window and a VAD frame and cuts
+    exactly where it cuts the whole recording."""
+    whole = cut_windows(LONG, max_window_s=12.0, min_window_s=4.0)
+    cutter = WindowCutter(max_window_s=12.0, min_window_s=4.0)
+    cut = []
+    for i in range(0, len(LONG), 2 * piece):
+        cut += cutter.feed(LONG[i : i + 2 * piece])
+        assert len(cutter._held) <= 2 * (12 * RATE + 480 + piece)
+    cut += cutter.finish()
+    assert [c.window for c in cut] == whole and len(whole) >= 4
+    assert b"".join(c.pcm for c in cut) == LONG
+    assert all(c.pcm == LONG[c.window.start * 2 : c.window.end * 2] for c in cut)
+
+
+def test_an_upload_comes_out_window_by_window() -> None:
+    file = io.BytesIO(encoded(LONG, "flac", "flac", 16000, "mono"))
+    windows = upload_windows(file, max_duration_s=60, max_window_s=30)
+    first = next(windows)
+    assert first.window.start == 0 and first.window.end <= 30 * RATE
+    rest = list(windows)
+    assert rest and rest[-1].window.end == len(LONG) // 2
