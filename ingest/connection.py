@@ -300,11 +300,12 @@ class ClientConnection:
             if self._translations is None or not await self._translations.available():
                 self._translations_unserved(result, turn_index, targets)
                 return
-            if not self.core.may_translate(result, targets, now=time.monotonic()):
-                refused = self.core.translations_refused(
-                    result, turn_index, targets, now=time.time()
+            targets, over = self.core.affordable(result, targets, now=time.monotonic())
+            if over:
+                self._carry_out(
+                    self.core.translations_refused(result, turn_index, over, now=time.time())
                 )
-                self._carry_out(refused)
+            if not targets:
                 return
             now = time.time()
             await self._translations.enqueue(

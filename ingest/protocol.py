@@ -30,6 +30,7 @@ from shared.client_messages import (
     encode,
 )
 from shared.errors import ProtocolError
+from shared.languages import WHISPER_LANGUAGES
 from shared.schema import Participant, RoomTurn, TranscriptResult, TranslationDone
 
 PROTOCOL_VERSION = 1
@@ -159,8 +160,7 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
 
     translate: list[str] = []
     for code in filter(None, (c.strip() for c in value.get("translate", "").split(","))):
-        if not _LANGUAGE.match(code):
-            raise bad_parameter("translate", f"not a language code: {code!r}")
+        _check_language("translate", code)
         if code not in translate:
             translate.append(code)
     if len(translate) > MAX_TRANSLATIONS:
@@ -169,8 +169,8 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
         raise bad_parameter("translate", "a listener sends no speech to translate")
 
     read = value.get("read", "").strip()
-    if read and not _LANGUAGE.match(read):
-        raise bad_parameter("read", f"not a language code: {read!r}")
+    if read:
+        _check_language("read", read)
 
     resume, last_seq = _resume(value)
     vocabulary = vocabulary_of(value.get("vocabulary", "").split(","), parameter="vocabulary")
@@ -190,6 +190,18 @@ def parse_stream_params(query: Mapping[str, Sequence[str]], *, english_only: boo
         vocabulary=vocabulary,
         read=read,
     )
+
+
+def _check_language(parameter: str, code: str) -> None:
+    """A language a translator can serve: one of Whisper's (``GET /v1/languages``), in its
+    base code or a regional form (``pt-BR``). Any other would be asked of the translator for
+    every turn and only ever fail."""
+    if not _LANGUAGE.match(code):
+        raise bad_parameter(parameter, f"not a language code: {code!r}")
+    if code.split("-", 1)[0].lower() not in WHISPER_LANGUAGES:
+        raise bad_parameter(
+            parameter, f"no translation into {code!r}: GET /v1/languages lists the languages"
+        )
 
 
 def vocabulary_of(terms: Sequence[str], *, parameter: str) -> str:

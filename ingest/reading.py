@@ -11,6 +11,7 @@ languages existed).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 from ingest.protocol import StreamParams
@@ -33,8 +34,12 @@ def own_targets(params: StreamParams, source: str) -> tuple[str, ...]:
 
 
 def room_languages(params: StreamParams, members: Iterable[Participant]) -> tuple[str, ...]:
-    """Every language the speaker's turns go into: its own asks, then its room's readers."""
-    wanted = (*params.translate, params.read, *(m.read for m in members))
+    """Every language the speaker's turns go into, most wanted first: its own asks, then its
+    room's readers' languages by how many read each (a budget that cannot pay for all of them
+    serves the most readers)."""
+    readers = Counter(m.read for m in members if m.read)
+    by_readers = sorted(readers, key=lambda code: -readers[code])  # ties: in joining order
+    wanted = (*params.translate, params.read, *by_readers)
     return tuple(t for t in dict.fromkeys(wanted) if t)
 
 

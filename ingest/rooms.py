@@ -145,13 +145,35 @@ class RoomMembership:
 
     async def history(self, *, entries: int, since: float) -> list[RoomLogged]:
         """The room's last ``entries`` finals, turns and translations shared since ``since``
-        (epoch seconds), in the order shared: what a participant joining is shown."""
+        (epoch seconds), in the order shared: what a participant joining is shown. A notice
+        that a language has no translation counts for nothing and comes once per language,
+        so notices, however many, never push what was said out of the history; the log is
+        read back in pages, at most all of it (:data:`keys.ROOM_LOG_KEPT` entries)."""
         if entries <= 0:
             return []
-        found: Any = await self._redis.xrevrange(
-            keys.room_log(self.room), min=int(since * 1000), count=entries
-        )
-        return _logged(reversed(found))
+        found: list[RoomLogged] = []
+        said = 0
+        told: set[str] = set()
+        newest: bytes | str = "+"
+        scanned = 0
+        while said < entries and scanned < keys.ROOM_LOG_KEPT:
+            page: Any = await self._redis.xrevrange(
+                keys.room_log(self.room), max=newest, min=int(since * 1000), count=entries
+            )
+            if not page:
+                break
+            scanned += len(page)
+            newest = b"(" + page[-1][0]
+            for event in _logged(page):
+                if isinstance(event, TranslationDone) and event.error_code:
+                    if event.target_language not in told:
+                        told.add(event.target_language)
+                        found.append(event)
+                    continue
+                if said < entries:
+                    found.append(event)
+                    said += 1
+        return found[::-1]
 
     async def leave(self, *, announce: bool = True) -> None:
         """``announce``: False when the session lives on in another connection."""

@@ -373,12 +373,16 @@ class SessionCore:
 
     # -- translations -------------------------------------------------------------------------
 
-    def may_translate(
+    def affordable(
         self, result: TranscriptResult, languages: Sequence[str], *, now: float
-    ) -> bool:
-        """Whether the session's translation budget allows translating ``result`` into
-        ``languages`` (those a translator's backend serves) now."""
-        return self._budget.allow(len(result.text) * len(languages), now=now)
+    ) -> tuple[list[str], list[str]]:
+        """Of ``languages`` (most wanted first), those the session's translation budget pays
+        for now, in order, and the rest: a budget spent on the first languages leaves the
+        others refused, never the first ones for the sake of the others."""
+        paid = 0
+        while paid < len(languages) and self._budget.allow(len(result.text), now=now):
+            paid += 1
+        return list(languages[:paid]), list(languages[paid:])
 
     def translations_refused(
         self, result: TranscriptResult, turn_index: int, languages: Sequence[str], *, now: float

@@ -58,6 +58,8 @@ def test_valid_parameters() -> None:
         ({"translate": "cy,fr,de,es,it,nl"}, "translate"),
         ({"room": "1", "listen": "true", "translate": "cy"}, "translate"),
         ({"read": "Welsh"}, "read"),
+        ({"read": "zzq"}, "read"),  # no language a translator serves
+        ({"translate": "fr,xx"}, "translate"),
         ({"resume": "abc"}, "resume"),
         ({"last_seq": "3"}, "last_seq"),
         ({"resume": "s1.abc", "last_seq": "-1"}, "last_seq"),

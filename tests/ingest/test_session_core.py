@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from ingest.metrics import IngestMetrics
 from ingest.options import IngestOptions, SessionLimits
 from ingest.protocol import StreamParams
+from ingest.reading import room_languages
 from ingest.session_core import Fail, Send, SessionCore, Share, ShareTurn, Translate
 from shared.audio import Encoding
 from shared.errors import ProtocolError
@@ -148,12 +149,22 @@ def test_translations_past_the_budget_are_refused_one_per_language() -> None:
     session.event(final(0), now=NOW)
     session.event(turn(0, 0, 0, "x" * 30), now=NOW)  # refused once its turn is sent
     long = result(0, "x" * 30)
-    assert not session.may_translate(long, ("fr", "de"), now=0.0)  # 60 characters > 40 a minute
+    # 30 characters each, 40 a minute: the first language is paid for, the second refused
+    assert session.affordable(long, ("fr", "de"), now=0.0) == (["fr"], ["de"])
+    assert session.affordable(long, ("fr", "de"), now=0.0) == ([], ["fr", "de"])
     refused = sent(session.translations_refused(long, 0, ("fr", "de"), now=NOW))
     assert [(m["target_language"], m["error"]["code"]) for m in refused] == [
         ("fr", "rate_limited"),
         ("de", "rate_limited"),
     ]
+
+
+def test_the_languages_most_readers_read_come_first() -> None:
+    members = [
+        Participant(f"r{i}", "R", True, read=code)
+        for i, code in enumerate("de fr fr it fr de".split())
+    ]
+    assert room_languages(replace(PARAMS, translate=("cy",)), members) == ("cy", "fr", "de", "it")
 
 
 def joined_room(params: StreamParams, *members: Participant) -> SessionCore:
