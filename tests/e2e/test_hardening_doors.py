@@ -22,10 +22,18 @@ import numpy as np
 import openai
 import psutil
 import pytest
+import redis
 from openai import OpenAI
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
 
+from shared import keys
+from shared.schema import (
+    Participant,
+    RoomTranscript,
+    RoomTurn,
+    TranscriptResult,
+    TranslationDone,
+)
 from streamscribe.benchmarks.metrics import corpus_wer, load_manifest
 from streamscribe.client import read_audio, stream_audio
 from streamscribe.redis_server import free_port
@@ -113,6 +121,7 @@ def test_hours_of_audio_in_a_few_mb_never_fill_ingest(node: RunningPipeline) -> 
 def test_a_recording_over_the_default_limit_is_refused_at_its_header(
     pipeline: RunningPipeline,
 ) -> None:
+    assert wait_until(lambda: is_ready(pipeline), timeout=180)
     with pytest.raises(openai.BadRequestError) as refused:
         client(pipeline).audio.transcriptions.create(
             model="whisper-1", file=("an-hour.flac", silent_flac(3600))
@@ -264,18 +273,21 @@ def test_slow_uploads_are_capped_and_dropped_while_health_answers(
 def test_languages_nobody_translates_are_refused_at_the_handshake(
     pipeline: RunningPipeline,
 ) -> None:
-    async def join(read: str) -> int:
-        try:
-            async with connect(f"{pipeline.url}?room=babel&listen=true&read={read}") as ws:
-                await ws.recv()
-                return 101
-        except InvalidStatus as refused:
-            return refused.response.status_code
+    async def join(read: str) -> tuple[str, int | None]:
+        """The first message's type (or error code) and how the session closed."""
+        async with connect(f"{pipeline.url}?room=babel&listen=true&read={read}") as ws:
+            first = json.loads(await ws.recv())
+            with contextlib.suppress(Exception):
+                await ws.send('{"type": "close"}')
+                async for _ in ws:
+                    pass
+        return first.get("code") or first["type"], ws.close_code
 
-    async def all_of_them() -> list[int]:
+    async def all_of_them() -> list[tuple[str, int | None]]:
         return await asyncio.gather(*(join(code) for code in ("zzq", "xx", "qqq", "fr")))
 
-    assert asyncio.run(all_of_them()) == [400, 400, 400, 101]
+    refused = ("invalid_parameter", 4400)
+    assert asyncio.run(all_of_them()) == [refused, refused, refused, ("session.begin", 1000)]
 
 
 def test_notices_for_many_languages_leave_the_history_to_what_was_said(
@@ -314,3 +326,39 @@ def test_notices_for_many_languages_leave_the_history_to_what_was_said(
     history = [m for m in got if m.get("history")]
     kinds = [m["type"] for m in history]
     assert "turn" in kinds and "transcript" in kinds, kinds
+
+
+def test_a_log_full_of_notices_still_gives_a_late_joiner_what_was_said(
+    pipeline: RunningPipeline,
+) -> None:
+    """A final and its turn, then 300 no-translation notices (more than the 200 entries of
+    history): the late joiner is shown the final, the turn and one notice per language."""
+    room = f"crowded-{time.monotonic_ns()}"
+    speaker = Participant("speaker-of-the-past", "Pat", listener=False)
+    said = TranscriptResult("speaker-of-the-past", 0, 0, "we said this", 0.0, 1.0, "en", 1.0)
+    client = redis.Redis.from_url(pipeline.redis_url)
+    pipe = client.pipeline(transaction=False)
+    log = keys.room_log(room)
+    pipe.xadd(log, {"e": RoomTranscript(speaker, True, said).encode()})
+    pipe.xadd(log, {"e": RoomTurn(speaker, 0, (0,), said).encode()})
+    for n in range(300):
+        notice = TranslationDone(
+            "speaker-of-the-past", "Pat", 0, "en", ("fr", "de", "cy")[n % 3], "",
+            error_code="translation_unavailable", error_message="no translator", turn_index=0,
+        )  # fmt: skip
+        pipe.xadd(log, {"e": notice.encode()})
+    pipe.execute()
+    client.close()
+
+    async def late() -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = []
+        async with connect(f"{pipeline.url}?room={room}&listen=true&name=Late") as ws:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(3):
+                    async for text in ws:
+                        got.append(json.loads(text))
+        return got
+
+    history = [m for m in asyncio.run(late()) if m.get("history")]
+    assert [m["type"] for m in history if m["type"] != "translation"] == ["transcript", "turn"]
+    assert len([m for m in history if m["type"] == "translation"]) <= 3
