@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     final_window_floor_s: float = Field(default=10.0, ge=1.0, le=30.0)
     turn_window_floor_s: float = Field(default=10.0, ge=1.0, le=30.0)
     encoder_window_margin_s: float = Field(default=1.0, ge=0.0, le=30.0)
+    max_tokens_per_s: int = Field(default=30, ge=0, le=1000)
+    """Tokens a decoding may write per second of the audio in its window (0: no bound beyond
+    Whisper's 448): text cannot outrun its speech, and a near-empty window otherwise can loop
+    for a second of model time."""
     partial_jobs_max: int = Field(default=1000, ge=10)
     language_history: int = Field(default=8, ge=0, le=64)
     """``language=auto``: the session's recent choices kept as the prior of the next (0: each

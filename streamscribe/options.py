@@ -36,6 +36,7 @@ def model_options(settings: Settings) -> ModelOptions:
         final_window_floor_s=settings.final_window_floor_s,
         turn_window_floor_s=settings.turn_window_floor_s,
         encoder_window_margin_s=settings.encoder_window_margin_s,
+        max_tokens_per_s=settings.max_tokens_per_s,
     )
 
 

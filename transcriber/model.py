@@ -184,6 +184,7 @@ class SpeechModel:
             raise ModelLoadError(
                 f"cannot load model {options.model!r} from {source}: {exc}"
             ) from exc
+        self._model.max_tokens_per_s = options.max_tokens_per_s
         self.multilingual = bool(self._model.model.is_multilingual)
         margin = options.encoder_window_margin_s
         self._full_window = WindowOptions()

@@ -24,6 +24,9 @@ class ModelOptions:
     """Shortest encoder window for turns and whole recordings."""
     encoder_window_margin_s: float = 1.0
     """Padding kept after the audio when the window is cut short."""
+    max_tokens_per_s: int = 30
+    """Tokens a window may be decoded into per second of its audio (:mod:`transcriber.windows`;
+    0: Whisper's own 448 whatever the audio)."""
 
     @property
     def english_only(self) -> bool:

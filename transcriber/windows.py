@@ -8,6 +8,7 @@ the audio can be cut before encoding, down to a floor and with a margin of paddi
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 from dataclasses import dataclass
@@ -18,6 +19,17 @@ import numpy as np
 FULL_WINDOW_FRAMES = 3000
 FRAMES_PER_SECOND = 100
 FULL_WINDOW_SAMPLES = 30 * 16000
+MAX_TOKENS_PER_S = 30
+SPARE_TOKENS = 16
+"""A window's decoding may write at most ``MAX_TOKENS_PER_S`` (the default of the setting)
+tokens per second of its audio (not its padding), plus ``SPARE_TOKENS``: text cannot outrun
+the speech it transcribes. On
+../shared/audio-dev's tuning half (offline tiny.en, 188 segments) the densest segment had 7.1
+tokens a second (p99 6.1, timestamps included); byte-level BPE is denser for other scripts,
+so the bound leaves four times that. What it stops is a decoding of almost nothing: a final
+whose first pass ended 20 ms before its audio was decoded once more over that remainder (a
+10 s window of padding), looped, fell back to sampling and took 1.1 s of a 1.3 s final
+(tests/data's LJ Speech recording, the 4.38-14.96 s utterance, every run)."""
 
 
 class Scope(enum.Enum):
@@ -76,6 +88,14 @@ def trimmed(features: np.ndarray, options: WindowOptions) -> np.ndarray:
     return np.ascontiguousarray(features[..., :frames])
 
 
+def max_new_tokens(audio_frames: int, per_s: int = MAX_TOKENS_PER_S) -> int:
+    """The most tokens a window with ``audio_frames`` frames of audio may be decoded into
+    (``per_s`` 0: no bound)."""
+    if per_s <= 0:
+        return 1 << 30
+    return -(-audio_frames * per_s // FRAMES_PER_SECOND) + SPARE_TOKENS
+
+
 @functools.cache
 def whisper_model_class() -> Any:
     """faster-whisper's ``WhisperModel``, encoding each window as its ``window`` says."""
@@ -87,10 +107,29 @@ def whisper_model_class() -> Any:
         first_encoding: Any = None
         """The encoder output of the first window since the owner last cleared it."""
 
+        window_audio_frames = FULL_WINDOW_FRAMES
+        """The frames of audio (not padding) in the window encoded last."""
+        max_tokens_per_s = MAX_TOKENS_PER_S
+        """Set by the owner once (its options)."""
+
         def encode(self, features: np.ndarray) -> Any:
+            self.window_audio_frames = content_frames(features)
             output = super().encode(trimmed(features, self.window))
             if self.first_encoding is None:
                 self.first_encoding = output
             return output
+
+        def generate_with_fallback(
+            self, encoder_output: Any, prompt: list[int], tokenizer: Any, options: Any
+        ) -> Any:
+            bounded = dataclasses.replace(
+                options,
+                max_new_tokens=min(
+                    options.max_new_tokens or self.max_length,
+                    max_new_tokens(self.window_audio_frames, self.max_tokens_per_s),
+                    self.max_length - len(prompt),
+                ),
+            )
+            return super().generate_with_fallback(encoder_output, prompt, tokenizer, bounded)
 
     return TrimmedWhisperModel

@@ -30,19 +30,19 @@ HEALTHY = next(
 )
 
 
-async def final_latencies() -> list[float]:
+async def final_latencies(url: str) -> list[float]:
     """The healthy session's finals: end of speech to arrival, from ``server_timing``."""
-    run = await stream_audio(URL, read_audio(HEALTHY.audio), speed=1.0)
+    run = await stream_audio(url, read_audio(HEALTHY.audio), speed=1.0)
     return [f.message.server_timing["endpoint_to_send_s"] for f in run.finals]  # type: ignore[attr-defined]
 
 
-async def flood_beside() -> tuple[list[float], int | None, int]:
+async def flood_beside(url: str) -> tuple[list[float], int | None, int]:
     stop = asyncio.Event()
     sent = 0
 
     async def flood() -> int | None:
         nonlocal sent
-        async with connect(URL, max_queue=None) as ws:
+        async with connect(url, max_queue=None) as ws:
             await ws.recv()
             with contextlib.suppress(Exception):
                 while not stop.is_set():
@@ -54,7 +54,7 @@ async def flood_beside() -> tuple[list[float], int | None, int]:
 
     flooding = asyncio.create_task(flood())
     await asyncio.sleep(0.5)
-    latencies = await final_latencies()
+    latencies = await final_latencies(url)
     stop.set()
     return latencies, await flooding, sent
 
@@ -101,15 +101,14 @@ def main() -> None:
     parser.add_argument("--slow", type=int, default=20000)
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()
-    global URL
     running = start_up(free_port())
-    URL = running.url
+    url = running.url
     try:
         assert wait_until(lambda: is_ready(running), timeout=180)
-        asyncio.run(final_latencies())  # warm-up
-        alone = asyncio.run(final_latencies())
-        beside, code, sent = asyncio.run(flood_beside())
-        alone_after = asyncio.run(final_latencies())
+        asyncio.run(final_latencies(url))  # warm-up
+        alone = asyncio.run(final_latencies(url))
+        beside, code, sent = asyncio.run(flood_beside(url))
+        alone_after = asyncio.run(final_latencies(url))
         port = int(running.http.rsplit(":", 1)[1])
         slow = health_during_slow_uploads(port, args.slow)
     finally:
@@ -129,8 +128,6 @@ def main() -> None:
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
-
-URL = ""
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import hashlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ class ManifestEntry:
     audio: Path
     text: str
     seconds: float
+    speaker: str = ""
+    """Who speaks (the manifest's ``speaker``; the recording's id where it names none)."""
 
 
 def load_manifest(path: str | Path, limit: int | None = None) -> list[ManifestEntry]:
@@ -55,11 +58,23 @@ def load_manifest(path: str | Path, limit: int | None = None) -> list[ManifestEn
                         audio=manifest.parent / str(obj["audio"]),
                         text=str(obj.get("text", "")),
                         seconds=float(obj.get("seconds", 0.0)),
+                        speaker=str(obj.get("speaker") or obj["id"]),
                     )
                 )
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"{manifest}:{number}: bad manifest line: {exc}") from exc
     return entries[:limit] if limit else entries
+
+
+SPLIT_HALVES = ("tune", "report")
+
+
+def speaker_half(speaker: str) -> str:
+    """The half of ``../shared/audio-dev`` a speaker's recordings belong to: ``tune`` (settings
+    are chosen on it) or ``report`` (figures are reported on it too, never tuned on), by a
+    stable hash of the speaker's name, so a speaker is never on both sides."""
+    digest = hashlib.sha256(speaker.encode()).digest()
+    return SPLIT_HALVES[digest[0] & 1]
 
 
 def group_of(entry_id: str) -> str:

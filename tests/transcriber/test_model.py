@@ -5,10 +5,14 @@ from __future__ import annotations
 import importlib
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from segmenter.core import SpeculationReady, UtteranceSegmenter
+from segmenter.options import SegmenterOptions
+from segmenter.vad import WebRtcSpeechDetector
 from shared.settings import Settings
 from streamscribe.benchmarks.metrics import corpus_wer, normalize
 from streamscribe.client import read_audio
@@ -26,7 +30,7 @@ from transcriber.model import (
 )
 from transcriber.offline_models import offline_model
 from transcriber.results import WordTiming, timed_words
-from transcriber.windows import Scope
+from transcriber.windows import Scope, max_new_tokens
 
 DATA = Path(__file__).parents[1] / "data"
 OPTIONS = model_options(Settings())
@@ -233,3 +237,39 @@ def test_the_speakers_vocabulary_vouches_for_its_words() -> None:
     vouched = vouched_words("Warner, detectives")
     assert vouched == frozenset({"warner", "detectives"})
     assert not sounds_out_of_language(sure, named, vouched)
+
+
+def test_a_window_is_decoded_into_no_more_tokens_than_its_audio_holds() -> None:
+    assert max_new_tokens(2) == 17  # 20 ms of audio: a word at most, and room to end
+    assert max_new_tokens(1000) == 316
+    assert max_new_tokens(3000) == 916  # a full window: beyond Whisper's own 448
+
+
+def test_a_remainder_of_almost_no_audio_costs_almost_no_decoding(
+    model: SpeechModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LJ Speech's second utterance as the segmenter's speculation cuts it: the first pass
+    ends 20 ms before the audio does, and Whisper decodes the rest once more; that remainder
+    looped to Whisper's 448 tokens and fell back to sampling (1.1 s of a 1.5 s final)."""
+    pcm = read_audio(DATA / "long-ljspeech-LJ001-0001-0008.wav").pcm
+    segmenter = UtteranceSegmenter(SegmenterOptions(), WebRtcSpeechDetector(3))
+    padded = pcm + bytes(32000)
+    speculation = next(
+        e
+        for i in range(0, len(padded), 3200)
+        for e in segmenter.feed(padded[i : i + 3200])
+        if isinstance(e, SpeculationReady) and e.utterance_index == 1
+    )
+    generated: list[tuple[int, int]] = []
+    plain = type(model._model).__mro__[1].generate_with_fallback
+
+    def counting(self: Any, encoder_output: object, prompt: list[int], *rest: object) -> Any:
+        outcome = plain(self, encoder_output, prompt, *rest)
+        generated.append((self.window_audio_frames, len(outcome[0].sequences_ids[0])))
+        return outcome
+
+    monkeypatch.setattr(type(model._model).__mro__[1], "generate_with_fallback", counting)
+    result = model.transcribe(speculation.pcm, "en", final=True)
+    assert result.text.startswith("Difers, from most, if not from all the arts")
+    assert result.text.endswith("took impressions from wood blocks,")
+    assert all(tokens <= max_new_tokens(frames) for frames, tokens in generated), generated
