@@ -27,9 +27,11 @@ STOPS_SHORT_S = 2.5
 early (the audio ends with at most the hangover and the turn's padding after speech)."""
 PROMPT_WORDS = 48
 NO_REPEAT_NGRAMS = 3
-"""A turn that loops even without its prompt is decoded once more with no 3-word sequence
-allowed twice: the loop's confidence was hiding how little the model believed the words (Welsh
-"Dyweda joc" is "To my third jock," three times; without the loop nothing is believed)."""
+"""A turn that loops, or says a phrase twice in a row, even without its prompt is decoded once
+more with no 3-word sequence allowed twice: the loop's confidence was hiding how little the
+model believed the words (Welsh "Dyweda joc" is "To my third jock," three times; without the
+loop nothing is believed), and a sentence said twice was settled as such ("The Old Man knew how
+to read and had already read the book." twice, on speech that says it once)."""
 """How much of the speaker's settled text goes into the prompt (its last words)."""
 
 _WORD = re.compile(r"[\w']+")
@@ -178,8 +180,8 @@ def settle_turn(
     if prompted and suspicious(result, turn.prompt, duration_s):
         result = decode("")
         prompted = False
-    looped = repetition_loop(result.text)
-    if looped:
+    looped = loops(result.text)
+    if looped:  # a loop, or a phrase said twice in a row, even without the prompt
         result = decode("", NO_REPEAT_NGRAMS)
         prompted = False
     if stops_short(result, duration_s) and not result.out_of_language:

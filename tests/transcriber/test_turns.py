@@ -148,8 +148,12 @@ def test_a_turn_that_repeats_a_phrase_is_decoded_again_without_its_prompt() -> N
     settled = settle_turn(decoder, AUDIO)
     assert decoder.prompts == [AUDIO.prompt, ""]
     assert settled.transcription.text == "and then he left" and settled.clean
-    again = settle_turn(ScriptedDecoder(repeated, repeated), AUDIO)
-    assert again.usable and not again.clean  # said twice, never the next turn's prompt
+    twice = "the old man knew how to read. the old man knew how to read."
+    decoder = ScriptedDecoder(twice, twice, "the old man knew how to read.")
+    again = settle_turn(decoder, AUDIO)
+    assert decoder.no_repeat == [0, 0, NO_REPEAT_NGRAMS]  # said twice without the prompt too
+    assert again.usable and again.transcription.text == "the old man knew how to read."
+    assert not again.clean  # it repeated itself twice: never the next turn's prompt
 
 
 def test_text_the_guards_flagged_is_never_a_prompt() -> None:
