@@ -61,7 +61,10 @@ def main() -> None:
     summary = {}
     for name, by_recording in results.items():
         latencies = [
-            f["endpoint_to_send_s"] for runs in by_recording.values() for r in runs for f in r["finals"]
+            f["endpoint_to_send_s"]
+            for runs in by_recording.values()
+            for r in runs
+            for f in r["finals"]
         ]
         model = [f["model_s"] for runs in by_recording.values() for r in runs for f in r["finals"]]
         summary[name] = {
