@@ -8,14 +8,14 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY shared ./shared
 COPY ingest ./ingest
 COPY segmenter ./segmenter
 COPY transcriber ./transcriber
 COPY translator ./translator
 COPY streamscribe ./streamscribe
-RUN pip install . && pip check
+RUN pip install -c constraints.txt . && pip check
 # MODEL: tiny.en ships inside the package (works offline); any other name (e.g. large-v3)
 # is downloaded into the image here, or left out with MODEL=none and cached on the /models
 # volume on first start.

@@ -122,3 +122,22 @@ def test_the_build_stage_works_here(tmp_path: Path) -> None:
         check=False,
     )
     assert none.returncode == 0 and none.stdout.startswith("none")
+
+
+def test_installs_take_the_locked_versions() -> None:
+    """constraints.txt pins every package the tests passed with, each dependency of
+    pyproject.toml among them; ./dev and both images install with it."""
+    pinned = {
+        line.split("==", 1)[0].lower().replace("_", "-")
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    for requirement in declared:
+        name = re.split(r"[<>=!~\[ ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        assert name in pinned, f"{name} is not pinned in constraints.txt"
+    assert '-c constraints.txt -e ".[dev]"' in (ROOT / "dev").read_text()
+    for name in ("Dockerfile", "Dockerfile.gpu"):
+        runs = [rest for keyword, rest in instructions(name) if keyword == "RUN"]
+        assert any("pip install -c constraints.txt ." in run for run in runs), name
