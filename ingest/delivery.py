@@ -43,6 +43,15 @@ def turn_lost_words(turn_text: str, final_texts: Sequence[str]) -> bool:
     return said >= 6 and len(turn_text.split()) < LOST_WORDS_RATIO * said
 
 
+def falls_back(turn_text: str, *, withheld: bool, final_texts: Sequence[str]) -> bool:
+    """Whether a settled turn gives way to the finals it settles: the model withheld its
+    decoding as another language (doubt about the language is no judgment that nothing was
+    said), or it says clearly less than they did."""
+    if not any(final_texts):
+        return False
+    return withheld or turn_lost_words(turn_text, final_texts)
+
+
 Deliverable = PartialTranscript | FinalTranscript | UtteranceFailed | ReleasedTurn
 
 
@@ -143,13 +152,10 @@ class DeliveryOrder:
             finals = tuple(self._open.pop(i) for i in sorted(self._open) if i in span)
             self.settled_until = max(self.settled_until, turn.last_utterance + 1)
             said = [f.text for f in finals]
-            if turn.withheld and finals:
-                # the model doubts the language of its own decoding, which is no judgment that
-                # nothing was said: an English-only model doubts short or rare English too
-                # ("replied he", "Chapter 21", digit strings), so the finals stand
-                turn = msgspec.structs.replace(turn, fallback=True)
-            elif not turn.fallback and turn_lost_words(turn.result.text, said):
-                turn = msgspec.structs.replace(turn, fallback=True)
+            if not turn.fallback and falls_back(
+                turn.result.text, withheld=turn.withheld, final_texts=said
+            ):  # an English-only model doubts short English too ("replied he") as another
+                turn = msgspec.structs.replace(turn, fallback=True)  # language
             if finals or (turn.result.text and not turn.fallback):
                 released.append(ReleasedTurn(turn, finals))
         return released

@@ -330,6 +330,7 @@ def cmd_tune(args: argparse.Namespace, settings: Settings) -> int:
         prompt=not args.no_prompt,
         offline_cache=args.offline_cache,
         finals_as_partials=args.finals_as_partials,
+        half=args.half,
     )
 
 
@@ -539,6 +540,12 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--finals-as-partials",
         action="store_true",
         help="decode each utterance as a partial is decoded (the fast WER is then theirs)",
+    )
+    tune.add_argument(
+        "--half",
+        choices=("tune", "report"),
+        default=None,
+        help="only that half of the speaker split (settings are chosen on 'tune')",
     )
     tune.add_argument("--output", default="bench-results/tune.json")
     tune.set_defaults(handler=cmd_tune)

@@ -22,13 +22,19 @@ from typing import Any
 import numpy as np
 import soxr
 
-from ingest.delivery import turn_lost_words
+from ingest.delivery import falls_back
 from segmenter.core import UtteranceEnded, UtteranceSegmenter
 from segmenter.options import SegmenterOptions
 from segmenter.turns import TurnEnded
 from segmenter.vad import WebRtcSpeechDetector
 from shared.audio import PIPELINE_SAMPLE_RATE, float_to_s16
-from streamscribe.benchmarks.metrics import ManifestEntry, corpus_wer, group_of, load_manifest
+from streamscribe.benchmarks.metrics import (
+    ManifestEntry,
+    corpus_wer,
+    group_of,
+    load_manifest,
+    speaker_half,
+)
 from streamscribe.client import read_audio
 from transcriber.model import Scope, SpeechModel
 from transcriber.options import ModelOptions
@@ -43,9 +49,17 @@ class FileResult:
     id: str
     finals: tuple[str, ...]
     turns: tuple[str, ...]
+    """Each turn as delivered (:func:`ingest.delivery.falls_back` decides for its finals)."""
     turn_sizes: tuple[int, ...]
     """Utterances per turn."""
     offline: str
+    own_turns: tuple[str, ...] = ()
+    """Each turn if only its decoding's own evidence decided (unusable or withheld: its
+    finals; else its text, however many fewer words than its finals it has)."""
+    empty_over_finals: int = 0
+    """Turns delivered empty where their finals had text."""
+    fallbacks: int = 0
+    """Turns delivered as their finals."""
 
     @property
     def fast_text(self) -> str:
@@ -54,6 +68,10 @@ class FileResult:
     @property
     def settled_text(self) -> str:
         return " ".join(t for t in self.turns if t)
+
+    @property
+    def own_settled_text(self) -> str:
+        return " ".join(t for t in self.own_turns if t)
 
 
 def pcm_of(entry: ManifestEntry) -> bytes:
@@ -103,6 +121,8 @@ def _run_file(job: TuneJob) -> FileResult:
     pcm = pcm_of(entry)
     finals: list[str] = []
     turns: list[str] = []
+    own_turns: list[str] = []
+    empty_over_finals = fallbacks = 0
     sizes: list[int] = []
     by_index: dict[int, str] = {}
     settled = ""
@@ -121,21 +141,35 @@ def _run_file(job: TuneJob) -> FileResult:
         )
         span = range(event.first_utterance, event.last_utterance + 1)
         said = [by_index[i] for i in span if by_index.get(i)]
-        text = turn.transcription.text
+        decoded = turn.transcription.text
         withheld = turn.transcription.out_of_language
-        if not turn.usable or (not withheld and turn_lost_words(text, said)):
-            text = " ".join(said)
-        turns.append(text)
+        unusable = not turn.usable and bool(said)
+        if unusable or falls_back(decoded, withheld=withheld, final_texts=said):
+            turns.append(" ".join(said))
+            fallbacks += 1
+        else:
+            turns.append(decoded)
+            empty_over_finals += not decoded and bool(said)
+        own_turns.append(" ".join(said) if unusable or (withheld and said) else decoded)
         sizes.append(event.last_utterance - event.first_utterance + 1)
-        if turn.clean:
-            settled = f"{settled} {text}".strip()
+        if turn.clean:  # as the transcriber keeps it: the decoding's own text
+            settled = f"{settled} {decoded}".strip()
     offline = ""
     if job.with_offline:
         samples = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
         offline = model.transcribe_array(
             samples, None, final=True, language_guard=False, scope=Scope.RECORDING
         ).text
-    return FileResult(entry.id, tuple(finals), tuple(turns), tuple(sizes), offline)
+    return FileResult(
+        entry.id,
+        tuple(finals),
+        tuple(turns),
+        tuple(sizes),
+        offline,
+        tuple(own_turns),
+        empty_over_finals,
+        fallbacks,
+    )
 
 
 def _wer(entries: Sequence[ManifestEntry], texts: dict[str, str]) -> float | None:
@@ -154,10 +188,12 @@ def summarize(entries: Sequence[ManifestEntry], results: Sequence[FileResult]) -
     def scores(subset: Sequence[ManifestEntry]) -> dict[str, Any]:
         fast = _wer(subset, {e.id: by_id[e.id].fast_text for e in subset})
         settled = _wer(subset, {e.id: by_id[e.id].settled_text for e in subset})
+        own = _wer(subset, {e.id: by_id[e.id].own_settled_text for e in subset})
         offline = _wer(subset, {e.id: by_id[e.id].offline for e in subset})
         return {
             "fast_final_wer": fast,
             "settled_wer": settled,
+            "settled_by_own_evidence_wer": own,
             "offline_wer": offline,
             "settled_over_offline": round(settled / offline, 3)
             if settled is not None and offline
@@ -169,6 +205,8 @@ def summarize(entries: Sequence[ManifestEntry], results: Sequence[FileResult]) -
         **scores(entries),
         "finals": sum(len(r.finals) for r in results),
         "turns": len(sizes),
+        "turns_empty_over_finals": sum(r.empty_over_finals for r in results),
+        "turns_falling_back": sum(r.fallbacks for r in results),
         "utterances_per_turn": round(sum(sizes) / len(sizes), 2) if sizes else None,
         "groups": {name: scores(subset) for name, subset in sorted(groups.items())},
         "nonspeech_text": {e.id: by_id[e.id].settled_text for e in entries if not e.text},
@@ -202,12 +240,16 @@ def run_tune(
     prompt: bool = True,
     offline_cache: str | None = None,
     finals_as_partials: bool = False,
+    half: str | None = None,
 ) -> int:
-    """``offline_cache``: a JSON file of the offline transcripts, read if it is there (they
+    """``half``: only the recordings of that half of the speaker split (``tune``, ``report``;
+    None: all). ``offline_cache``: a JSON file of the offline transcripts, read if it is there (they
     depend only on the model), written otherwise."""
-    entries = load_manifest(manifest, limit)
+    entries = [e for e in load_manifest(manifest, limit) if half in (None, speaker_half(e.speaker))]
     report: dict[str, Any] = {
         "manifest": str(Path(manifest).resolve()),
+        "half": half or "both",
+        "split": {e.id: speaker_half(e.speaker) for e in entries},
         "turn_lead_s": lead_s,
         "prompt": prompt,
         "finals_as_partials": finals_as_partials,
@@ -239,7 +281,8 @@ def run_tune(
             report["runs"].append(summary)
             print(
                 f"{' '.join(config) or 'defaults'}: fast {summary['fast_final_wer']} "
-                f"settled {summary['settled_wer']} offline {summary['offline_wer']} "
+                f"settled {summary['settled_wer']} (own evidence "
+                f"{summary['settled_by_own_evidence_wer']}) offline {summary['offline_wer']} "
                 f"({summary['settled_over_offline']}x) turns {summary['turns']}",
                 file=sys.stderr,
                 flush=True,
