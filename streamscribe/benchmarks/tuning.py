@@ -53,9 +53,6 @@ class FileResult:
     turn_sizes: tuple[int, ...]
     """Utterances per turn."""
     offline: str
-    own_turns: tuple[str, ...] = ()
-    """Each turn if only its decoding's own evidence decided (unusable or withheld: its
-    finals; else its text, however many fewer words than its finals it has)."""
     empty_over_finals: int = 0
     """Turns delivered empty where their finals had text."""
     fallbacks: int = 0
@@ -68,10 +65,6 @@ class FileResult:
     @property
     def settled_text(self) -> str:
         return " ".join(t for t in self.turns if t)
-
-    @property
-    def own_settled_text(self) -> str:
-        return " ".join(t for t in self.own_turns if t)
 
 
 def pcm_of(entry: ManifestEntry) -> bytes:
@@ -121,7 +114,6 @@ def _run_file(job: TuneJob) -> FileResult:
     pcm = pcm_of(entry)
     finals: list[str] = []
     turns: list[str] = []
-    own_turns: list[str] = []
     empty_over_finals = fallbacks = 0
     sizes: list[int] = []
     by_index: dict[int, str] = {}
@@ -144,13 +136,12 @@ def _run_file(job: TuneJob) -> FileResult:
         decoded = turn.transcription.text
         withheld = turn.transcription.out_of_language
         unusable = not turn.usable and bool(said)
-        if unusable or falls_back(decoded, withheld=withheld, final_texts=said):
+        if unusable or falls_back(withheld=withheld, final_texts=said):
             turns.append(" ".join(said))
             fallbacks += 1
         else:
             turns.append(decoded)
             empty_over_finals += not decoded and bool(said)
-        own_turns.append(" ".join(said) if unusable or (withheld and said) else decoded)
         sizes.append(event.last_utterance - event.first_utterance + 1)
         if turn.clean:  # as the transcriber keeps it: the decoding's own text
             settled = f"{settled} {decoded}".strip()
@@ -166,7 +157,6 @@ def _run_file(job: TuneJob) -> FileResult:
         tuple(turns),
         tuple(sizes),
         offline,
-        tuple(own_turns),
         empty_over_finals,
         fallbacks,
     )
@@ -188,12 +178,10 @@ def summarize(entries: Sequence[ManifestEntry], results: Sequence[FileResult]) -
     def scores(subset: Sequence[ManifestEntry]) -> dict[str, Any]:
         fast = _wer(subset, {e.id: by_id[e.id].fast_text for e in subset})
         settled = _wer(subset, {e.id: by_id[e.id].settled_text for e in subset})
-        own = _wer(subset, {e.id: by_id[e.id].own_settled_text for e in subset})
         offline = _wer(subset, {e.id: by_id[e.id].offline for e in subset})
         return {
             "fast_final_wer": fast,
             "settled_wer": settled,
-            "settled_by_own_evidence_wer": own,
             "offline_wer": offline,
             "settled_over_offline": round(settled / offline, 3)
             if settled is not None and offline
@@ -273,6 +261,7 @@ def run_tune(
             if offline is None:
                 offline = {r.id: r.offline for r in results}
                 if cache is not None:
+                    cache.parent.mkdir(parents=True, exist_ok=True)
                     cache.write_text(json.dumps(offline), encoding="utf-8")
             results = [replace(r, offline=offline.get(r.id, "")) for r in results]
             summary = summarize(entries, results)
@@ -281,8 +270,7 @@ def run_tune(
             report["runs"].append(summary)
             print(
                 f"{' '.join(config) or 'defaults'}: fast {summary['fast_final_wer']} "
-                f"settled {summary['settled_wer']} (own evidence "
-                f"{summary['settled_by_own_evidence_wer']}) offline {summary['offline_wer']} "
+                f"settled {summary['settled_wer']} offline {summary['offline_wer']} "
                 f"({summary['settled_over_offline']}x) turns {summary['turns']}",
                 file=sys.stderr,
                 flush=True,
