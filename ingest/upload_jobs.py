@@ -73,14 +73,28 @@ class UploadQueue:
         Leaving the iteration early, or ``gone()`` turning true, abandons the upload:
         transcribers skip what is left of it."""
         upload_id = secrets.token_hex(12)
+        progress = _Progress(upload_id)
+        first: list[CutWindow] = []
+        """Decoded before anything is queued, up to the windows in flight, so that the upload
+        is admitted by what it will queue (silent windows are held without their audio)."""
+        spoken = 0
+        while spoken < self.options.windows_in_flight:
+            cut = await anext(windows, None)
+            if cut is None:
+                progress.exhausted = True
+                break
+            spoken += cut.window.speech
+            first.append(cut if cut.window.speech else CutWindow(cut.window, b""))
         queued = int(await self._redis.xlen(keys.FILE_JOBS_STREAM))
-        if queued + self.options.windows_in_flight > self.options.max_queued_windows:
+        if queued + spoken > self.options.max_queued_windows:
             raise QueueFull(self.options.retry_after_s)
         live, results = keys.upload_live(upload_id), keys.upload_results(upload_id)
         await self._redis.set(live, b"1", ex=LIVE_TTL_S)
-        progress = _Progress(upload_id)
         deadline = time.monotonic() + self.options.result_timeout_s
         try:
+            for cut in first:
+                await self._queue(progress, cut, request)
+            first.clear()
             while True:
                 while not progress.exhausted and len(progress.waiting) < (
                     self.options.windows_in_flight
