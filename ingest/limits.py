@@ -26,33 +26,20 @@ class AudioRateLimiter:
             )
 
 
-class FrameRateLimiter:
-    """A token bucket over audio frames, whatever their size: empty frames cost no audio time
-    and must still be bounded."""
+class CountRateLimiter:
+    """A token bucket over things counted one at a time: text messages (``finalize``,
+    ``keepalive``...), or audio frames whatever their size (an empty one costs no audio time
+    and must still be bounded)."""
 
-    def __init__(self, limits: SessionLimits, *, now: float) -> None:
-        self._bucket = TokenBucket(limits.max_audio_frames_per_s, limits.audio_frame_burst, now=now)
-
-    def admit(self, *, now: float) -> None:
-        if not self._bucket.spend(1, now=now):
-            raise ProtocolError(
-                "too_fast",
-                f"audio frames are arriving faster than {self._bucket.rate:g} per second",
-                CLOSE_TOO_FAST,
-            )
-
-
-class MessageRateLimiter:
-    """A token bucket over text messages (``finalize``, ``keepalive``, ``close``...)."""
-
-    def __init__(self, limits: SessionLimits, *, now: float) -> None:
-        self._bucket = TokenBucket(limits.max_messages_per_s, limits.message_burst, now=now)
+    def __init__(self, rate: float, burst: int, what: str, *, now: float) -> None:
+        self._bucket = TokenBucket(rate, burst, now=now)
+        self._what = what
 
     def admit(self, *, now: float) -> None:
         if not self._bucket.spend(1, now=now):
             raise ProtocolError(
                 "too_fast",
-                f"messages are arriving faster than {self._bucket.rate:g} per second",
+                f"{self._what} are arriving faster than {self._bucket.rate:g} per second",
                 CLOSE_TOO_FAST,
             )
 

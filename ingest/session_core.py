@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ingest import logger
 from ingest.delivery import DeliveryOrder, ReleasedTurn
-from ingest.limits import AudioRateLimiter, FrameRateLimiter, MessageRateLimiter
+from ingest.limits import AudioRateLimiter, CountRateLimiter
 from ingest.metrics import IngestMetrics
 from ingest.options import IngestOptions
 from ingest.protocol import (
@@ -147,8 +147,13 @@ class SessionCore:
         speaker's connection may still hold the turn behind an earlier one)."""
         self._converter = PcmConverter(params.sample_rate, params.encoding)
         self._rate = AudioRateLimiter(options.limits, now=now)
-        self._commands = MessageRateLimiter(options.limits, now=now)
-        self._frames = FrameRateLimiter(options.limits, now=now)
+        limits = options.limits
+        self._commands = CountRateLimiter(
+            limits.max_messages_per_s, limits.message_burst, "messages", now=now
+        )
+        self._frames = CountRateLimiter(
+            limits.max_audio_frames_per_s, limits.audio_frame_burst, "audio frames", now=now
+        )
         self.samples_in = 0
         """Samples at 16 kHz this connection put in the pipeline."""
         self.client_samples = point.samples_stored if point else 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.limits import AudioRateLimiter, MessageRateLimiter, session_timeout
+from ingest.limits import AudioRateLimiter, CountRateLimiter, session_timeout
 from ingest.options import SessionLimits
 from shared.errors import ProtocolError
 
@@ -33,8 +33,7 @@ def test_timeouts_say_which_limit() -> None:
 
 
 def test_control_messages_beyond_their_rate_are_refused_with_4029() -> None:
-    limits = SessionLimits(max_messages_per_s=10.0, message_burst=20)
-    limiter = MessageRateLimiter(limits, now=0.0)
+    limiter = CountRateLimiter(10.0, 20, "messages", now=0.0)
     for step in range(1, 81):  # 10 s, a little under the allowed rate
         limiter.admit(now=step * 0.125)
     for _ in range(19):  # the rest of the burst
