@@ -2,7 +2,7 @@
 latency alone and beside a connection flooding empty audio frames, and ``/healthz`` while
 thousands of slow uploads are attempted from another loopback address.
 
-    .venv/bin/python docs/benchmarks/door_attacks.py --slow 20000 \
+    PYTHONPATH=. .venv/bin/python docs/benchmarks/door_attacks.py --slow 20000 \
         --output docs/benchmarks/door-attacks.json
 """
 
