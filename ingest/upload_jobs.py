@@ -141,16 +141,15 @@ class UploadQueue:
             enqueued_at=time.time(),
         )
         fields: Any = job.encode()
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.xadd(keys.FILE_JOBS_STREAM, fields)
-        pipe.expire(keys.upload_live(progress.upload_id), LIVE_TTL_S)
-        await pipe.execute()
+        await self._redis.xadd(keys.FILE_JOBS_STREAM, fields)
         progress.waiting.add(index)
 
     async def _wait_for_results(self, progress: _Progress) -> None:
         stream = keys.upload_results(progress.upload_id)
         response: Any = await self._redis.xread({stream: progress.last_id}, block=READ_BLOCK_MS)
-        await self._redis.expire(keys.upload_live(progress.upload_id), LIVE_TTL_S)
+        if time.monotonic() - progress.renewed_at > LIVE_TTL_S / 3:
+            await self._redis.expire(keys.upload_live(progress.upload_id), LIVE_TTL_S)
+            progress.renewed_at = time.monotonic()
         for _, entries in response or ():
             for entry_id, fields in entries:
                 progress.last_id = entry_id
@@ -177,6 +176,8 @@ class _Progress:
         self.following = 0
         """The next window to hand on."""
         self.last_id: bytes | str = b"0-0"
+        self.renewed_at = time.monotonic()
+        """When the upload's live key was last given its full lapse."""
 
     def arrived_result(self, result: FileWindowResult) -> None:
         index = result.window_index

@@ -80,11 +80,13 @@ def window_frames(content: int, options: WindowOptions) -> int:
     return min(FULL_WINDOW_FRAMES, -(-wanted // step) * step)
 
 
-def trimmed(features: np.ndarray, options: WindowOptions) -> np.ndarray:
-    """``features`` ((n_mels, frames) or (batch, n_mels, frames)) cut to their window."""
+def trimmed(features: np.ndarray, options: WindowOptions, content: int | None = None) -> np.ndarray:
+    """``features`` ((n_mels, frames) or (batch, n_mels, frames)) cut to their window;
+    ``content``: their :func:`content_frames`, where the caller has it already."""
     if not options.trims or features.shape[-1] < FULL_WINDOW_FRAMES:
         return features
-    frames = window_frames(content_frames(features), options)
+    content = content_frames(features) if content is None else content
+    frames = window_frames(content, options)
     return np.ascontiguousarray(features[..., :frames])
 
 
@@ -114,7 +116,7 @@ def whisper_model_class() -> Any:
 
         def encode(self, features: np.ndarray) -> Any:
             self.window_audio_frames = content_frames(features)
-            output = super().encode(trimmed(features, self.window))
+            output = super().encode(trimmed(features, self.window, self.window_audio_frames))
             if self.first_encoding is None:
                 self.first_encoding = output
             return output
